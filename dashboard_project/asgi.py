@@ -1,0 +1,14 @@
+"""ASGI entry point served by daphne (or uvicorn): HTTP now, WebSocket routes join it later."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard_project.settings")
+
+# Django must be set up before anything imports models (channels routing, consumers).
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+application = ProtocolTypeRouter({"http": django_asgi_app})

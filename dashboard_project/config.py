@@ -1,0 +1,236 @@
+"""The one typed settings object: defaults < config.yaml < DASHBOARD_* environment variables.
+
+Every tunable number of the product lives here, with the reason for its default beside it.
+`load_settings()` is called once per process (by `dashboard_project.settings`); an invalid value
+stops start-up with one line naming the key and where it came from, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AnyUrl, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "DASHBOARD_"
+CONFIG_PATH_ENV = "DASHBOARD_CONFIG"
+CONFIG_EXIT_CODE = 2
+
+# Only used when DASHBOARD_DEBUG is on; any other run must set DASHBOARD_SECRET_KEY.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Port = Annotated[int, Field(ge=1, le=65535)]
+PositiveMs = Annotated[int, Field(ge=1, le=3_600_000)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(Exception):
+    """Raised by `load_settings` when a value is invalid; its text is the one line to print."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the product. Field `x` is `x:` in config.yaml and `DASHBOARD_X` in env."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True
+    )
+
+    # --- process ---------------------------------------------------------------------------
+    port: Port = 8086  # the earlier service's port; dashboards and docs point here
+    bind_host: str = "127.0.0.1"  # loopback unless the operator opens it up
+    log_level: LogLevel = "INFO"
+    debug: bool = False
+    secret_key: str = ""
+    allowed_hosts: CommaList = ["localhost", "127.0.0.1", "[::1]"]
+    shutdown_timeout_s: PositiveSeconds = 10.0  # contract section 8: both processes exit in 10 s
+
+    # --- stores ----------------------------------------------------------------------------
+    redis_url: AnyUrl = AnyUrl("redis://127.0.0.1:6379/0")
+    database_url: AnyUrl = AnyUrl("postgres://postgres@127.0.0.1:5432/dashboard")
+    # Prefix of every Redis key and channel-layer group the product owns, so that two
+    # deployments (or two test runs) can share one Redis.
+    redis_key_prefix: str = Field("dashboard", pattern=r"^[A-Za-z0-9_\-:]{1,64}$")
+
+    # Prepended to every input channel and cache key of contract 3.1 (`market_data:BTCUSDT`
+    # becomes `{input_prefix}market_data:BTCUSDT`). Empty in production, where producers use the
+    # contract's names; tests set it so that runs sharing one Redis do not hear each other
+    # (pub/sub channels are not scoped by Redis database number).
+    input_prefix: str = Field("", pattern=r"^[A-Za-z0-9_\-:.]{0,64}$")
+
+    # --- backends (contract 3.2) -----------------------------------------------------------
+    order_service_grpc: str = "localhost:50051"
+    account_service_grpc: str = "localhost:50055"
+    strategy_service_http: AnyUrl = AnyUrl("http://localhost:8082")
+    refresh_period_s: PositiveSeconds = 30.0  # the earlier service polled every 30 s
+    backend_timeout_s: PositiveSeconds = 5.0  # the earlier service's per-call timeout
+    backend_retries: int = Field(2, ge=0, le=10)
+    backend_retry_backoff_s: PositiveSeconds = 0.2
+    breaker_failure_threshold: int = Field(3, ge=1, le=1000)
+    breaker_reset_s: PositiveSeconds = 15.0
+
+    # --- state and broadcast ---------------------------------------------------------------
+    web_interval_ms: PositiveMs = 250  # contract section 4: web cadence
+    tui_interval_ms: PositiveMs = 100  # contract section 4: terminal cadence
+    max_orders: int = Field(100, ge=1, le=100_000)  # contract 3.1: keep the newest 100 orders
+    # A producer's record is a few hundred bytes; 64 KiB leaves room for extra fields while a
+    # 1 MB hostile payload is refused before it is parsed.
+    ingest_max_payload_bytes: int = Field(65_536, ge=256, le=16_777_216)
+
+    # --- WebSocket (contract section 4) ----------------------------------------------------
+    ws_ping_interval_s: PositiveSeconds = 30.0
+    ws_idle_timeout_s: PositiveSeconds = 60.0
+    ws_write_timeout_s: PositiveSeconds = 10.0  # the earlier service's write timeout
+    ws_max_message_bytes: int = Field(4096, ge=64, le=1_048_576)
+    # The earlier service queued 256 messages per client; past this we drop and resync instead.
+    ws_send_buffer_messages: int = Field(256, ge=1, le=100_000)
+
+    # --- history (contract section 8) ------------------------------------------------------
+    history_stream_maxlen: int = Field(1_000_000, ge=1000, le=100_000_000)
+    history_batch_size: int = Field(5000, ge=1, le=100_000)
+    history_retention_days: int = Field(30, ge=1, le=36_500)
+
+    # --- worker ----------------------------------------------------------------------------
+    worker_metrics_port: Port = 9108
+    leader_lease_ms: PositiveMs = 3000  # standby takes over within 5 s (contract section 8)
+    leader_renew_ms: PositiveMs = 1000
+
+    # --- abuse limits ----------------------------------------------------------------------
+    client_messages_per_s: float = Field(10.0, gt=0, le=10_000)
+    client_messages_burst: int = Field(20, ge=1, le=100_000)
+
+    # --- demo desk simulator ---------------------------------------------------------------
+    simulator_symbols: int = Field(20, ge=1, le=10_000)
+    simulator_ticks_per_s: float = Field(50.0, gt=0, le=1_000_000)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: AnyUrl) -> AnyUrl:
+        if value.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: AnyUrl) -> AnyUrl:
+        if value.scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgres:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_outside_debug(self) -> Settings:
+        if not self.debug and not self.secret_key:
+            raise ValueError(
+                "secret_key: required unless debug is on "
+                "(set DASHBOARD_SECRET_KEY, or DASHBOARD_DEBUG=1 for development)"
+            )
+        if self.leader_renew_ms >= self.leader_lease_ms:
+            raise ValueError("leader_renew_ms: must be shorter than leader_lease_ms")
+        return self
+
+    @property
+    def effective_secret_key(self) -> str:
+        """The Django SECRET_KEY: the configured one, or the dev key in debug mode."""
+        return self.secret_key or DEV_SECRET_KEY
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the layers: init arguments > environment > config.yaml > defaults."""
+        yaml_path = os.environ.get(CONFIG_PATH_ENV) or None
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path),
+        )
+
+
+def _origin(field: str, yaml_path: str | None) -> str:
+    env_name = ENV_PREFIX + field.upper()
+    if env_name in os.environ:
+        return f"{env_name} (environment)"
+    if yaml_path:
+        return f"{field} ({yaml_path})"
+    return field
+
+
+def _check_yaml(yaml_path: str | None) -> None:
+    if not yaml_path:
+        return
+    path = Path(yaml_path)
+    if not path.is_file():
+        raise ConfigError(f"{CONFIG_PATH_ENV}: no such file: {yaml_path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(
+            f"{CONFIG_PATH_ENV}: {yaml_path} is not valid YAML: {first_line}"
+        ) from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{CONFIG_PATH_ENV}: {yaml_path} must hold a mapping of keys to values")
+
+
+def load_settings() -> Settings:
+    """Build and validate the settings from config.yaml and the environment.
+
+    Raises ConfigError whose message is one line naming the key, its origin and the problem.
+    """
+    yaml_path = os.environ.get(CONFIG_PATH_ENV) or None
+    _check_yaml(yaml_path)
+    try:
+        return Settings()
+    except SettingsError as exc:
+        # Raised for environment values that must be JSON (lists) and are not.
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, yaml_path)) from exc
+
+
+def _describe(exc: ValidationError, yaml_path: str | None) -> str:
+    error = exc.errors()[0]
+    message = error["msg"].removeprefix("Value error, ")
+    if error["loc"]:
+        field = str(error["loc"][0])
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        else:
+            message = f"{message} (got {error.get('input')!r})"
+    else:  # a check across fields reports "field: problem"
+        field, _, message = message.partition(": ")
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid configuration: {_origin(field, yaml_path)}: {message}{more}"
+
+
+def load_settings_or_exit() -> Settings:
+    """Load the settings; on an invalid value print the one line and exit with code 2."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(str(exc).replace("\n", " "), file=sys.stderr)
+        raise SystemExit(CONFIG_EXIT_CODE) from None

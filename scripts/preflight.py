@@ -1,0 +1,87 @@
+"""Check that Redis and PostgreSQL answer before starting anything; optionally create the database.
+
+Run by `make run` and `make test`. On failure it says which service, where it looked and how to
+start one, then exits non-zero. It reads the same settings as the product (config.yaml and
+DASHBOARD_* environment variables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import psycopg
+import redis
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dashboard_project.config import ConfigError, load_settings
+
+HOW_TO_START = (
+    "start one with `docker compose up -d redis postgres`, or on Debian: "
+    "`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no` and "
+    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+)
+
+
+def check_redis(url: str) -> str | None:
+    """Return None if Redis answers PING at `url`, else the problem."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+    except redis.RedisError as exc:
+        return f"Redis does not answer at {url}: {exc}"
+    return None
+
+
+def check_postgres(url: str, *, create: bool) -> str | None:
+    """Return None if PostgreSQL answers at `url` (creating its database if asked)."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    dbname = str(info.get("dbname") or "postgres")
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return None
+    except psycopg.OperationalError as exc:
+        if not create or f'database "{dbname}" does not exist' not in str(exc):
+            return f"PostgreSQL does not answer at {url}: {str(exc).strip()}"
+    admin_url = psycopg.conninfo.make_conninfo(url, dbname="postgres")
+    try:
+        with psycopg.connect(admin_url, connect_timeout=3, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {url}: cannot create database {dbname!r}: {str(exc).strip()}"
+    print(f"preflight: created database {dbname!r}")
+    return None
+
+
+def main() -> int:
+    """Check both services; print every problem; return the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--create-database", action="store_true")
+    args = parser.parse_args()
+    try:
+        config = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    problems = [
+        problem
+        for problem in (
+            check_redis(str(config.redis_url)),
+            check_postgres(str(config.database_url), create=args.create_database),
+        )
+        if problem
+    ]
+    for problem in problems:
+        print(f"preflight: {problem}", file=sys.stderr)
+    if problems:
+        print(f"preflight: {HOW_TO_START}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
