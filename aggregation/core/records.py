@@ -186,6 +186,8 @@ def parse_record(channel: Channel, payload: bytes | str, *, max_bytes: int) -> A
         obj = _json_decoder.decode(payload)
     except msgspec.DecodeError as exc:
         return Rejection("bad_json", None, str(exc))
+    except RecursionError:  # msgspec's guard against hostile nesting like "[[[[...."
+        return Rejection("bad_json", None, "JSON is nested too deeply")
     if not isinstance(obj, dict):
         return _not_object(obj)
     spec = _SPECS[channel]
@@ -220,7 +222,9 @@ def _accept(channel: Channel, spec: _Spec, obj: dict[str, Any]) -> Accepted | Re
             if value is None:
                 continue
             if not _KEY_RE.match(name):  # an extra field's name becomes a dotted-path segment
-                return Rejection("invalid_field", name[:64], f"field names must match {KEY_PATTERN}")
+                return Rejection(
+                    "invalid_field", name[:64], f"field names must match {KEY_PATTERN}"
+                )
             record[name] = value
     return Accepted(channel, None if spec.key_field is None else record[spec.key_field], record)
 

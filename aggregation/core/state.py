@@ -138,7 +138,7 @@ class TradingState:
             marked = dirty.get(entity_key, _ABSENT)
             if marked is _ABSENT:
                 dirty[entity_key] = set(fields)
-            elif marked is not None:
+            elif isinstance(marked, set):  # None: the whole entity is already marked
                 marked.update(fields)
 
     # --- reads -------------------------------------------------------------------------------
