@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     database_url: AnyUrl = AnyUrl("postgres://postgres@127.0.0.1:5432/dashboard")
     # Prefix of every Redis key and channel-layer group the product owns, so that two
     # deployments (or two test runs) can share one Redis.
-    redis_key_prefix: str = Field("dashboard", pattern=r"^[A-Za-z0-9_\-:]{1,64}$")
+    # (also the channel-layer group names, which allow only these characters)
+    redis_key_prefix: str = Field("dashboard", pattern=r"^[A-Za-z0-9_\-.]{1,64}$")
 
     # Prepended to every input channel and cache key of contract 3.1 (`market_data:BTCUSDT`
     # becomes `{input_prefix}market_data:BTCUSDT`). Empty in production, where producers use the
@@ -103,7 +104,7 @@ class Settings(BaseSettings):
     history_retention_days: int = Field(30, ge=1, le=36_500)
 
     # --- worker ----------------------------------------------------------------------------
-    worker_metrics_port: Port = 9108
+    worker_metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics
     leader_lease_ms: PositiveMs = 3000  # standby takes over within 5 s (contract section 8)
     leader_renew_ms: PositiveMs = 1000
 

@@ -64,10 +64,23 @@ TEMPLATES = [
 
 DATABASES = {"default": dj_database_url.parse(str(CONFIG.database_url), conn_max_age=60)}
 
+# channels-redis' pub/sub layer: a group send is one PUBLISH, and each web process's hub is the
+# only group member (design principle 7). redis-py 8 defaults (socket_timeout=5, a pool of 100)
+# break channels-redis under ~1,000 connections: no read timeout on subscriptions, a larger pool.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [str(CONFIG.redis_url)], "prefix": f"{CONFIG.redis_key_prefix}:asgi"},
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": str(CONFIG.redis_url),
+                    "socket_timeout": None,
+                    "socket_connect_timeout": 5,
+                    "max_connections": 1000,
+                }
+            ],
+            "prefix": f"{CONFIG.redis_key_prefix}.asgi",
+        },
     },
 }
 

@@ -97,7 +97,9 @@ class TradingState:
     def load(self, snapshot: Mapping[str, Any], *, seq: int) -> None:
         """Replace the whole state with `snapshot` at `seq` (a standby taking over).
 
-        Every cadence sees the whole state as changed, so its next update carries everything.
+        Every cadence starts a fresh interval at `seq`: its next update has `base_seq == seq` and
+        carries only what changes from now on, so a client that had seen `seq` carries on and one
+        that had not sees a gap and resyncs.
         """
         self._tables[Channel.MARKET_DATA] = dict(snapshot.get(Channel.MARKET_DATA, {}))
         self._tables[Channel.POSITIONS] = dict(snapshot.get(Channel.POSITIONS, {}))
@@ -106,10 +108,15 @@ class TradingState:
         self._orders = {order["id"]: order for order in reversed(orders)}
         self._account = dict(snapshot.get(Channel.ACCOUNT, {}))
         self.seq = seq
-        for dirty in self._dirty.values():
+        for cadence, dirty in self._dirty.items():
             dirty.clear()
-            for channel in ALL_CHANNELS:
-                dirty[(channel.value,)] = None
+            self._base_seq[cadence] = seq
+
+    def entity(self, channel: str, key: str | None) -> Any:
+        """The current value at `channel` (key None) or `channel.key`; None when absent."""
+        if key is None:
+            return self._channel_value(Channel(channel), copy=True)
+        return self._tables[channel].get(key)
 
     def _apply_account(self, record: Record) -> bool:
         changed = _changed_fields(self._account, record)
@@ -163,8 +170,9 @@ class TradingState:
     def snapshot(self, channels: Iterable[str] = ALL_CHANNELS) -> Snapshot:
         """Return the state of `channels` as plain JSON-ready containers (records shared)."""
         data: Snapshot = {}
-        for channel in channels:
-            data[channel] = self._channel_value(Channel(channel), copy=True)
+        for name in channels:
+            channel = Channel(name)
+            data[channel.value] = self._channel_value(channel, copy=True)  # plain str keys
         return data
 
     def counts(self) -> dict[str, int]:
@@ -178,10 +186,7 @@ class TradingState:
         }
 
     def _entity(self, entity_key: EntityKey) -> Any:
-        channel = Channel(entity_key[0])
-        if len(entity_key) == 1:
-            return self._channel_value(channel, copy=True)
-        return self._tables[channel].get(entity_key[1])
+        return self.entity(entity_key[0], entity_key[1] if len(entity_key) > 1 else None)
 
     def _channel_value(self, channel: Channel, *, copy: bool) -> Any:
         if channel is Channel.ORDERS:

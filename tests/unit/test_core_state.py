@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from aggregation.core.records import Accepted, Channel, validate_record
-from aggregation.core.state import TradingState
+from aggregation.core.state import TradingState, Update
 
 
 def rec(channel: Channel, **fields: Any) -> Accepted:
@@ -156,21 +156,26 @@ def test_snapshot_holds_only_the_asked_channels(state: TradingState) -> None:
     assert set(state.snapshot()) == {"market_data", "orders", "positions", "account", "strategies"}
 
 
-def test_load_replaces_state_and_resends_everything(state: TradingState) -> None:
+def test_load_replaces_state_and_starts_every_cadence_at_its_seq(state: TradingState) -> None:
     state.apply(md("OLD", 1.0))
-    state.take("web")
     loaded = TradingState(cadences=("x",), max_orders=3)
     loaded.apply(md("BTCUSDT", 3.0))
     loaded.apply(order("o1"))
     state.load(loaded.snapshot(), seq=41)
     assert state.seq == 41
-    update = state.take("web")
-    assert update.base_seq == 1
-    assert update.changes["market_data"] == {"BTCUSDT": {"symbol": "BTCUSDT", "last_price": 3.0}}
-    assert [o["id"] for o in update.changes["orders"]] == ["o1"]
     assert state.snapshot() == loaded.snapshot()
+    assert state.take("web") == Update(base_seq=41, seq=41, changes={})
     state.apply(order("o2"))
-    assert [o["id"] for o in state.snapshot()["orders"]] == ["o2", "o1"]
+    update = state.take("tui")
+    assert (update.base_seq, update.seq) == (41, 42)
+    assert [o["id"] for o in update.changes["orders"]] == ["o2", "o1"]
+
+
+def test_entity_reads_one_value(state: TradingState) -> None:
+    state.apply(md("BTCUSDT", 1.0))
+    assert state.entity("market_data", "BTCUSDT") == {"symbol": "BTCUSDT", "last_price": 1.0}
+    assert state.entity("market_data", "NOPE") is None
+    assert state.entity("orders", None) == []
 
 
 def test_counts(state: TradingState) -> None:
@@ -183,3 +188,8 @@ def test_counts(state: TradingState) -> None:
         "account": 0,
         "strategies": 0,
     }
+
+
+def test_snapshot_keys_are_plain_strings(state: TradingState) -> None:
+    # JSON encoders (orjson) refuse str subclasses such as enum members as keys.
+    assert all(type(key) is str for key in state.snapshot())

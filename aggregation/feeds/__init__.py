@@ -1,0 +1,1 @@
+"""Input adapters: Redis pub/sub and the market-data cache keys (contract 3.1)."""

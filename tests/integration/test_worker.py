@@ -1,0 +1,280 @@
+"""The worker in-process against real Redis: ingest, bad input, broadcast, shared snapshot,
+history log, reconnects. (Two-process failover and SIGTERM: test_worker_processes.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgpack
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
+
+from aggregation.core.changes import apply_changes
+from aggregation.runner import Aggregator
+from aggregation.shared_snapshot import SharedSnapshot
+from dashboard_project.config import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def tick(symbol: str, price: float, **extra: Any) -> bytes:
+    return orjson.dumps({"symbol": symbol, "last_price": price, "updated_at": stamp(), **extra})
+
+
+async def eventually(condition: Any, *, timeout: float = 5.0, what: str = "condition") -> Any:  # noqa: ASYNC109
+    """Poll a sync or async condition until truthy (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def worker_config(key_prefix: str) -> Settings:
+    """Settings for one isolated worker: its own key prefix, backends nowhere (none polled)."""
+    return settings.CONFIG.model_copy(
+        update={
+            "redis_key_prefix": key_prefix.rstrip(":"),
+            "input_prefix": key_prefix,
+            "leader_lease_ms": 1000,
+            "leader_renew_ms": 200,
+        }
+    )
+
+
+@pytest.fixture
+async def layer(redis_url: str, key_prefix: str) -> AsyncIterator[RedisPubSubChannelLayer]:
+    channel_layer = RedisPubSubChannelLayer(
+        hosts=[{"address": redis_url, "socket_timeout": None}],
+        prefix=key_prefix.rstrip(":") + ".asgi",
+    )
+    yield channel_layer
+    await channel_layer.flush()
+
+
+@pytest.fixture
+async def worker(
+    worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
+) -> AsyncIterator[Aggregator]:
+    aggregator = Aggregator(worker_config, layer=layer, backends=[])
+    stop = asyncio.Event()
+    task = asyncio.create_task(aggregator.run(stop))
+    await eventually(aggregator.leading.is_set, what="leadership")
+    await eventually(lambda: aggregator.feed_connected, what="subscription")
+    yield aggregator
+    stop.set()
+    await asyncio.wait_for(task, timeout=15)
+
+
+async def subscribe(layer: RedisPubSubChannelLayer, group: str) -> str:
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    return channel
+
+
+async def test_published_ticks_reach_the_state(worker: Aggregator, aredis: aioredis.Redis) -> None:
+    prefix = worker.names.input_prefix
+    await aredis.publish(f"{prefix}market_data:BTCUSDT", tick("BTCUSDT", 50000.5))
+    await aredis.publish(
+        f"{prefix}positions:ETHUSDT", orjson.dumps({"symbol": "ETHUSDT", "quantity": 2.0})
+    )
+    await eventually(lambda: worker.state.counts()["positions"] == 1, what="position")
+    assert worker.state.entity("market_data", "BTCUSDT")["last_price"] == 50000.5
+    await aredis.publish(
+        f"{prefix}positions:ETHUSDT", orjson.dumps({"symbol": "ETHUSDT", "quantity": 0})
+    )
+    await eventually(lambda: worker.state.counts()["positions"] == 0, what="position closed")
+
+
+HOSTILE = [
+    ("market_data:BTCUSDT", b"not json", "bad_json"),
+    ("market_data:BTCUSDT", b"[1,2]", "not_object"),
+    ("market_data:BTCUSDT", b'{"symbol":"BTCUSDT","last_price":"1"}', "invalid_field"),
+    ("market_data:BTCUSDT", b'{"symbol":"BTCUSDT","last_price":NaN}', "bad_json"),
+    ("market_data:BTCUSDT", b'{"symbol":"BTCUSDT","last_price":true}', "invalid_field"),
+    ("market_data:BTCUSDT", b'{"last_price":1}', "missing_field"),
+    ("market_data:X", b'{"symbol":"../../etc","last_price":1}', "invalid_field"),
+    (
+        "orders:BTCUSDT",
+        b'{"id":"o1","symbol":"BTCUSDT","side":"HOLD","quantity":1,"status":"NEW"}',
+        "invalid_field",
+    ),
+    ("account:main", b'{"total_balance":1,"updated_at":1732363200}', "invalid_field"),
+    (
+        "market_data:BTCUSDT",
+        b'{"symbol":"BTCUSDT","last_price":1,"pad":"' + b"x" * 1_048_576 + b'"}',
+        "too_large",
+    ),
+    ("market_data:BTCUSDT", b"[" * 60_000, "bad_json"),  # nesting, under the size limit
+    ("orderbook:../../etc", b"{}", "invalid_channel"),
+]
+
+
+async def test_every_bad_input_class_is_counted_and_the_worker_carries_on(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    prefix = worker.names.input_prefix
+    for channel, payload, _ in HOSTILE:
+        await aredis.publish(f"{prefix}{channel}", payload)
+    await aredis.publish(f"{prefix}market_data:GOODUSDT", tick("GOODUSDT", 1.0))
+    await eventually(lambda: worker.state.entity("market_data", "GOODUSDT"), what="good tick")
+    counts = worker.ingest_counts()
+    expected: dict[tuple[str, str], int] = {}
+    for channel, _, reason in HOSTILE:
+        key = (channel.split(":")[0], reason)
+        expected[key] = expected.get(key, 0) + 1
+    for key, n in expected.items():
+        assert counts.get(key) == n, (key, counts)
+    assert worker.state.counts()["market_data"] == 1
+
+
+async def test_strategy_payload_that_is_not_a_strategy_asks_for_a_reload(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    await aredis.publish(f"{worker.names.input_prefix}strategies:s1", b'{"event":"changed"}')
+    await eventually(lambda: worker.ingest_counts().get(("strategies", "reload")), what="reload")
+
+
+async def test_each_cadence_gets_one_update_in_both_encodings(
+    worker: Aggregator, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
+) -> None:
+    # given a client of each cadence's group holding the state's snapshot
+    web = await subscribe(layer, worker.names.group("web"))
+    tui = await subscribe(layer, worker.names.group("tui"))
+    snapshot = worker.state.snapshot()
+    seq = worker.state.seq
+    # when ticks arrive
+    prefix = worker.names.input_prefix
+    for price in (1.0, 2.0, 3.0):
+        await aredis.publish(f"{prefix}market_data:BTCUSDT", tick("BTCUSDT", price, venue="x"))
+    await eventually(
+        lambda: (e := worker.state.entity("market_data", "BTCUSDT")) and e["last_price"] == 3.0,
+        what="ticks applied",
+    )
+    # then each cadence's group receives updates whose two encodings agree and whose changes,
+    # applied in order, bring the snapshot to the state
+    for channel, cadence in ((web, "web"), (tui, "tui")):
+        replica = orjson.loads(orjson.dumps(snapshot))
+        last = seq
+        while last < worker.state.seq:
+            event = await asyncio.wait_for(layer.receive(channel), timeout=5)
+            assert event["type"] == "state.update"
+            assert event["cadence"] == cadence
+            frame = orjson.loads(event["json"])
+            assert frame == msgpack.unpackb(event["msgpack"])
+            assert set(frame) == {"type", "seq", "timestamp", "changes"}
+            assert frame["type"] == "update"
+            assert frame["seq"] == event["seq"] > last >= event["base_seq"]
+            apply_changes(replica, frame["changes"])
+            last = event["seq"]
+        assert replica == worker.state.snapshot()
+
+
+async def test_shared_snapshot_follows_the_state(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    prefix = worker.names.input_prefix
+    await aredis.publish(f"{prefix}market_data:BTCUSDT", tick("BTCUSDT", 7.0))
+    await aredis.publish(
+        f"{prefix}account:main", orjson.dumps({"total_balance": 5.0, "balances": {"USDT": 5.0}})
+    )
+    await eventually(lambda: worker.state.counts()["account"] == 2, what="account")
+    shared = SharedSnapshot(aredis, worker.names)
+
+    async def mirrored() -> bool:
+        snapshot, seq = await shared.load()
+        return seq == worker.state.seq and snapshot == worker.state.snapshot()
+
+    await eventually(mirrored, what="shared snapshot at the state's seq")
+
+
+async def test_history_log_receives_every_applied_change(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    prefix = worker.names.input_prefix
+    for i in range(50):
+        await aredis.publish(f"{prefix}market_data:S{i % 5}", tick(f"S{i % 5}", float(i)))
+    await eventually(lambda: worker.history.appended == 50, what="50 rows appended")
+    entries = await aredis.xrange(worker.names.history_stream)
+    rows = [orjson.loads(fields[b"r"]) for _, fields in entries]
+    assert [row[1] for row in rows] == list(range(1, 51))
+    assert rows[-1][0] == "market_data"
+    assert rows[-1][3]["last_price"] == 49.0
+
+
+async def test_cache_keys_are_loaded_and_orderbook_reloads_one(
+    worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
+) -> None:
+    prefix = worker_config.input_prefix
+    await aredis.set(f"{prefix}market_data:AAAUSDT", tick("AAAUSDT", 1.0))
+    await aredis.set(f"{prefix}market_data:BBBUSDT", b"corrupt")
+    aggregator = Aggregator(worker_config, layer=layer, backends=[])
+    stop = asyncio.Event()
+    task = asyncio.create_task(aggregator.run(stop))
+    try:
+        await eventually(lambda: aggregator.state.entity("market_data", "AAAUSDT"), what="load")
+        assert aggregator.ingest_counts()[("cache", "bad_json")] == 1
+        await aredis.set(f"{prefix}market_data:AAAUSDT", tick("AAAUSDT", 2.0))
+        await aredis.publish(f"{prefix}orderbook:AAAUSDT", b'{"bids":[]}')
+        await eventually(
+            lambda: aggregator.state.entity("market_data", "AAAUSDT")["last_price"] == 2.0,
+            what="reload after orderbook",
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+
+
+async def test_subscriber_cut_by_redis_reconnects_by_itself(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    # given a running worker; when Redis drops every pub/sub connection (as it does to a slow
+    # subscriber, or on restart)
+    await aredis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    # then the worker resubscribes and applies later ticks, and counts the reconnect
+    prefix = worker.names.input_prefix
+
+    async def applied() -> bool:
+        await aredis.publish(f"{prefix}market_data:AFTER", tick("AFTER", 1.0))
+        return worker.state.entity("market_data", "AFTER") is not None
+
+    await eventually(applied, timeout=10, what="ticks after reconnect")
+    assert worker.feed.reconnects >= 1
+
+
+async def test_lost_shared_state_is_rewritten_whole(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    # given a state mirrored to Redis
+    prefix = worker.names.input_prefix
+    await aredis.publish(f"{prefix}market_data:KEEPUSDT", tick("KEEPUSDT", 1.0))
+    await eventually(lambda: worker.state.entity("market_data", "KEEPUSDT"), what="tick")
+    # when Redis loses every key (a restart without persistence)
+    keys = [k async for k in aredis.scan_iter(match=f"{worker.names.prefix}:*")]
+    await aredis.delete(*keys)
+    await aredis.publish(f"{prefix}market_data:NEWUSDT", tick("NEWUSDT", 1.0))
+    # then the worker takes the lease again and rewrites the whole snapshot
+    shared = SharedSnapshot(aredis, worker.names)
+
+    async def whole() -> bool:
+        snapshot, seq = await shared.load()
+        return seq == worker.state.seq and set(snapshot["market_data"]) == {"KEEPUSDT", "NEWUSDT"}
+
+    await eventually(whole, timeout=10, what="snapshot rewritten")
+    assert await aredis.get(worker.names.leader) == worker.worker_id.encode()
