@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     history_stream_maxlen: int = Field(1_000_000, ge=1000, le=100_000_000)
     history_batch_size: int = Field(5000, ge=1, le=100_000)
     history_retention_days: int = Field(30, ge=1, le=36_500)
+    # A recorder that died leaves entries pending; another one claims them after this long.
+    history_claim_idle_s: PositiveSeconds = 30.0
+    history_read_block_ms: PositiveMs = 1000  # how long one XREADGROUP waits for new entries
 
     # --- worker ----------------------------------------------------------------------------
     worker_metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics

@@ -26,5 +26,6 @@ def logging_config(level: str) -> dict[str, Any]:
             # Django logs every request at INFO through daphne's access log already.
             "django.server": {"level": "WARNING"},
             "daphne": {"level": "WARNING"},
+            "httpx": {"level": "WARNING"},  # one INFO line per Strategy service poll otherwise
         },
     }

@@ -128,7 +128,10 @@ def test_secret_key_is_required_unless_debug(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_lease_renewal_must_be_shorter_than_the_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DASHBOARD_LEADER_RENEW_MS", "5000")
-    with pytest.raises(ConfigError, match=r"DASHBOARD_LEADER_RENEW_MS \(environment\): must be shorter than leader_lease_ms"):
+    with pytest.raises(
+        ConfigError,
+        match=r"DASHBOARD_LEADER_RENEW_MS \(environment\): must be shorter than leader_lease_ms",
+    ):
         load_settings()
 
 
