@@ -89,9 +89,9 @@ class SharedSnapshot:
             decoded = {k.decode(): orjson.loads(v) for k, v in fields.items()}
             if channel in _WHOLE_FIELD:
                 default: Any = [] if channel is Channel.ORDERS else {}
-                snapshot[channel] = decoded.get(_WHOLE_FIELD[channel], default)
+                snapshot[channel.value] = decoded.get(_WHOLE_FIELD[channel], default)
             else:
-                snapshot[channel] = decoded
+                snapshot[channel.value] = decoded  # plain str keys: JSON encoders need them
         return snapshot, int(seq_raw or 0)
 
     async def _stale_fields(self, snapshot: Snapshot) -> set[tuple[Channel, str | None]]:

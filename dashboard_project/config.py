@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     # 1 MB hostile payload is refused before it is parsed.
     ingest_max_payload_bytes: int = Field(65_536, ge=256, le=16_777_216)
 
+    # --- web process -----------------------------------------------------------------------
+    # uvicorn (websockets-sansio, uvloop, httptools) measured ~3x cheaper per client than daphne
+    # (docs/BENCHMARKS.md); daphne stays supported.
+    web_server: Literal["uvicorn", "daphne"] = "uvicorn"
+    # Compressing each broadcast frame separately for every client multiplies CPU by the
+    # client count; off unless measured worth it for a deployment.
+    ws_per_message_deflate: bool = False
+
     # --- WebSocket (contract section 4) ----------------------------------------------------
     ws_ping_interval_s: PositiveSeconds = 30.0
     ws_idle_timeout_s: PositiveSeconds = 60.0

@@ -199,6 +199,7 @@ async def test_shared_snapshot_follows_the_state(
 
     async def mirrored() -> bool:
         snapshot, seq = await shared.load()
+        assert all(type(key) is str for key in snapshot)  # ready for any JSON encoder
         return seq == worker.state.seq and snapshot == worker.state.snapshot()
 
     await eventually(mirrored, what="shared snapshot at the state's seq")

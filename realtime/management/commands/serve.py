@@ -1,30 +1,76 @@
-"""`manage.py serve`: run the web process (daphne) on the configured host and port."""
+"""`manage.py serve`: run the web process with uvicorn (default) or daphne, as configured."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from daphne.cli import CommandLineInterface
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from dashboard_project.config import Settings
+
+APP = "dashboard_project.asgi:application"
+# Frames larger than this are refused by the server itself (close 1009) before they are
+# buffered; the consumer enforces the contract's 4 KiB on what gets through.
+_SERVER_MAX_FRAME = 65_536
+
 
 class Command(BaseCommand):
-    help = "Serve HTTP and WebSocket with daphne on DASHBOARD_BIND_HOST:DASHBOARD_PORT."
+    help = "Serve HTTP and WebSocket on DASHBOARD_BIND_HOST:DASHBOARD_PORT."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        """Called by manage.py: hand over to daphne until it exits."""
-        config = settings.CONFIG
-        CommandLineInterface().run(
-            [
-                "--bind",
-                config.bind_host,
-                "--port",
-                str(config.port),
-                "--verbosity",
-                "0",  # daphne's own plain-text logs; ours are JSON lines
-                "--application-close-timeout",
-                str(int(config.shutdown_timeout_s)),
-                settings.ASGI_APPLICATION.replace(".application", ":application"),
-            ]
-        )
+        """Called by manage.py: hand over to the configured server until it exits."""
+        config: Settings = settings.CONFIG
+        if config.web_server == "daphne":
+            _daphne(config)
+        else:
+            _uvicorn(config)
+
+
+def _uvicorn(config: Settings) -> None:
+    import uvicorn
+
+    from realtime.shutdown import GoingAwayServer
+
+    server_config = uvicorn.Config(
+        APP,
+        host=config.bind_host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=max(_SERVER_MAX_FRAME, config.ws_max_message_bytes),
+        ws_ping_interval=config.ws_ping_interval_s,
+        # A peer that answers no ping is dropped `ws_idle_timeout_s` after the last one it did.
+        ws_ping_timeout=max(1.0, config.ws_idle_timeout_s - config.ws_ping_interval_s),
+        ws_per_message_deflate=config.ws_per_message_deflate,
+        lifespan="off",
+        log_config=None,  # Django's LOGGING (JSON lines) is already in force
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(config.shutdown_timeout_s) - 2),
+    )
+    GoingAwayServer(server_config).run()
+
+
+def _daphne(config: Settings) -> None:
+    from daphne.cli import CommandLineInterface
+
+    CommandLineInterface().run(
+        [
+            "--bind",
+            config.bind_host,
+            "--port",
+            str(config.port),
+            "--verbosity",
+            "0",  # daphne's own plain-text logs; ours are JSON lines
+            "--ping-interval",
+            str(int(config.ws_ping_interval_s)),
+            "--ping-timeout",
+            str(int(config.ws_idle_timeout_s)),
+            "--websocket_connect_timeout",
+            "10",
+            "--application-close-timeout",
+            str(int(config.shutdown_timeout_s)),
+            APP,
+        ]
+    )

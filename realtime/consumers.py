@@ -1,0 +1,212 @@
+"""The `/ws` consumer: one per connection; it relays, it never polls or diffs (STYLE)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from aggregation.broadcast import rfc3339_now
+from aggregation.events import StateUpdate
+from realtime import protocol
+from realtime.hub import Hub, get_hub
+from realtime.presence import ClientInfo
+from realtime.protocol import (
+    Continuity,
+    ErrorCode,
+    Format,
+    ProtocolError,
+    Subscription,
+)
+from realtime.writer import SocketWriter
+
+log = logging.getLogger(__name__)
+
+CLOSE_POLICY = 1008  # bad query parameters (the contract's codes cover auth and limits)
+CLOSE_TOO_LARGE = 1009
+CLOSE_KICKED = 4000
+CADENCE_TYPES = ("web", "tui")
+_ids = itertools.count(1)
+
+
+class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
+    """A dashboard connection: snapshot, then the updates of its cadence it subscribes to."""
+
+    # Broadcasts reach consumers through the process hub, not a layer channel per consumer:
+    # an alias with no layer configured makes Channels skip creating one.
+    channel_layer_alias = "__no_layer__"
+
+    hub: Hub
+    writer: SocketWriter
+    continuity: Continuity
+    subscription: Subscription
+    fmt: Format
+    cadence: str
+    client_id: str
+
+    async def connect(self) -> None:
+        """Called when the WebSocket handshake arrives: validate, accept, send the snapshot."""
+        self.connected = False
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        try:
+            self.cadence, self.fmt, self.subscription = _parse_query(query)
+        except ProtocolError as exc:
+            await self.accept()
+            frame = protocol.error_frame(exc.code, exc.message)
+            await self.send(text_data=str(protocol.encode(frame, Format.JSON)))
+            await self.close(code=CLOSE_POLICY)
+            return
+        self.hub = await get_hub()
+        await self.accept()
+        config = settings.CONFIG
+        self.client_id = f"{self.hub.process_id}-{next(_ids)}-{uuid.uuid4().hex[:4]}"
+        self.connected_at = rfc3339_now()
+        self.writer = SocketWriter(
+            self.base_send,
+            limit=config.ws_send_buffer_messages,
+            on_overflow_drained=self._send_snapshot,
+        )
+        self.continuity = Continuity(0)
+        self.waiting_for_mirror = False
+        self.max_bytes = config.ws_max_message_bytes
+        self.connected = True
+        self._send_snapshot()
+        self.hub.register(self)
+
+    async def disconnect(self, code: int) -> None:
+        """Called when the socket closes, for any reason."""
+        if getattr(self, "connected", False):
+            self.connected = False
+            self.hub.unregister(self)
+            self.writer.close()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Called for each client frame."""
+        data: str | bytes = text_data if text_data is not None else (bytes_data or b"")
+        if not self.connected:
+            return
+        size = len(data) if isinstance(data, bytes) else len(data.encode())
+        if size > self.max_bytes:
+            self._refuse(ErrorCode.TOO_LARGE, f"messages are limited to {self.max_bytes} bytes")
+            await self.close(code=CLOSE_TOO_LARGE)
+            return
+        try:
+            message = protocol.parse_client_message(data, max_bytes=self.max_bytes)
+        except ProtocolError as exc:
+            self._refuse(exc.code, exc.message)
+            return
+        if message.type == "ping":
+            self._write(protocol.encode(protocol.PONG, self.fmt))
+        elif message.type == "refresh":
+            self._send_snapshot()
+        else:
+            assert message.channels is not None
+            change = protocol.subscribe if message.type == "subscribe" else protocol.unsubscribe
+            self.subscription = change(self.subscription, message.channels)
+            self._send_snapshot()
+
+    # --- called by the hub -----------------------------------------------------------------
+
+    def deliver(self, event: StateUpdate, changes: dict[str, Any]) -> None:
+        """Forward one update of this consumer's cadence, or resync on a gap."""
+        if not self.connected:
+            return
+        decision = self.continuity.check(event["base_seq"], event["seq"])
+        if decision == "skip":
+            return
+        if decision == "resync" or self.writer.overflowed:
+            self._send_snapshot()
+            return
+        self.continuity.position = event["seq"]
+        if protocol.is_everything(self.subscription):
+            self._write(event["json"] if self.fmt is Format.JSON else event["msgpack"])
+            return
+        narrowed = protocol.filter_changes(changes, self.subscription)
+        if narrowed:
+            frame = protocol.update_frame(event["seq"], rfc3339_now(), narrowed)
+            self._write(protocol.encode(frame, self.fmt))
+
+    def catch_up(self) -> None:
+        """Called after the hub reloaded its mirror: a client behind it gets a snapshot."""
+        if self.connected and (
+            self.waiting_for_mirror or self.continuity.position < self.hub.mirror.seq
+        ):
+            self._send_snapshot()
+
+    def info(self) -> ClientInfo:
+        """This connection's presence entry."""
+        client = self.scope.get("client") or ("", 0)
+        return ClientInfo(
+            id=self.client_id,
+            type=self.cadence,
+            format=self.fmt.value,
+            subscriptions=_describe(self.subscription),
+            remote_addr=str(client[0]),
+            connected_at=self.connected_at,
+            process=self.hub.process_id,
+            messages_sent=self.writer.sent,
+        )
+
+    async def kick(self) -> None:
+        """Close with 4000: an admin asked."""
+        log.info("client kicked", extra={"client": self.client_id})
+        await self.close_with(CLOSE_KICKED)
+
+    async def close_with(self, code: int) -> None:
+        """Close the socket with `code` and stop delivering to it."""
+        await self.close(code=code)
+        await self.disconnect(code)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _send_snapshot(self) -> None:
+        mirror = self.hub.mirror
+        if mirror.seq < self.continuity.position:
+            # The mirror is behind what this client has (it is reloading after a gap): a
+            # snapshot now would move the client's seq backwards. The hub calls back.
+            self.waiting_for_mirror = True
+            return
+        self.waiting_for_mirror = False
+        self._write(mirror.snapshot(self.subscription, self.fmt))
+        self.continuity.position = mirror.seq
+
+    def _write(self, payload: str | bytes) -> None:
+        if isinstance(payload, str):
+            self.writer.write({"type": "websocket.send", "text": payload})
+        else:
+            self.writer.write({"type": "websocket.send", "bytes": payload})
+
+    def _refuse(self, code: ErrorCode, message: str) -> None:
+        self._write(protocol.encode(protocol.error_frame(code, message), self.fmt))
+
+
+def _parse_query(query: dict[str, list[str]]) -> tuple[str, Format, Subscription]:
+    cadence = _single(query, "type", "web")
+    if cadence not in CADENCE_TYPES:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "type must be web or tui")
+    fmt = _single(query, "format", "json")
+    if fmt not in (Format.JSON.value, Format.MSGPACK.value):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "format must be json or msgpack")
+    channels = query.get("channels")
+    subscription = protocol.parse_query_channels(channels[-1] if channels else None)
+    return cadence, Format(fmt), subscription
+
+
+def _single(query: dict[str, list[str]], name: str, default: str) -> str:
+    values = query.get(name)
+    return values[-1] if values else default
+
+
+def _describe(subscription: Subscription) -> list[str]:
+    out: list[str] = []
+    for name, symbols in sorted(subscription.items()):
+        if symbols is None:
+            out.append(name)
+        else:
+            out.extend(f"{name}:{symbol}" for symbol in sorted(symbols))
+    return out

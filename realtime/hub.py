@@ -1,0 +1,243 @@
+"""The per-process hub: the only member of the update groups in each web process.
+
+Consumers register with it and have no channel-layer channel of their own (design principle 7):
+the hub receives each cadence's update once, applies it to the process mirror, and hands the
+worker's pre-encoded frame to each registered consumer of that cadence, which writes it to its
+socket. It also keeps this process's presence list in Redis and carries out admin kicks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import Any, Final, Protocol
+
+import msgpack
+import redis.asyncio as aioredis
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from aggregation.events import StateUpdate
+from aggregation.keys import CADENCES, RedisNames
+from aggregation.shared_snapshot import SharedSnapshot
+from dashboard_project.config import Settings
+from realtime.mirror import ProcessMirror
+from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
+
+log = logging.getLogger(__name__)
+
+CONTROL: Final = "control"  # the group every hub joins for admin messages (kicks)
+# The watchdog: if the shared snapshot's seq has moved on while the hub heard nothing for this
+# long, the hub's subscription is dead (seen when Redis cut it repeatedly mid-reconnect:
+# connected, yet subscribed to nothing) and is rebuilt. Far above the 100 ms tui cadence.
+_DEAF_AFTER_S: Final = 3.0
+
+
+class Member(Protocol):
+    """What the hub needs of a connected consumer."""
+
+    client_id: str
+    cadence: str
+
+    def deliver(self, event: StateUpdate, changes: dict[str, Any]) -> None:
+        """Called for every update of the member's cadence; must not block."""
+
+    def catch_up(self) -> None:
+        """Called after the mirror reloaded: resync if the mirror is ahead of the member."""
+
+    def info(self) -> ClientInfo:
+        """The member's presence entry."""
+
+    async def kick(self) -> None:
+        """Close the connection with code 4000 (an admin asked)."""
+
+    async def close_with(self, code: int) -> None:
+        """Close the connection with `code`."""
+
+
+class Hub:
+    """Receives updates for this process and fans them out to its consumers."""
+
+    def __init__(self, config: Settings, layer: Any) -> None:
+        self.config = config
+        self.layer = layer
+        self.names = RedisNames(config.redis_key_prefix, config.input_prefix)
+        self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # Same trap as the channel layer's: no read timeout on a long-lived client.
+        self.redis = aioredis.Redis.from_url(
+            str(config.redis_url), socket_timeout=None, socket_connect_timeout=5
+        )
+        self.mirror = ProcessMirror(SharedSnapshot(self.redis, self.names))
+        self._members: dict[str, set[Member]] = {cadence: set() for cadence in CADENCES}
+        self._by_id: dict[str, Member] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reloading: asyncio.Task[None] | None = None
+        self.channel = ""
+        self.received = 0
+        self.gaps = 0
+        self.resubscribes = 0
+        self._last_event = 0.0
+
+    async def start(self) -> None:
+        """Join the groups, load the mirror, and start receiving."""
+        await self._subscribe()
+        await self.mirror.load()
+        loop = asyncio.get_running_loop()
+        self._last_event = loop.time()
+        self._tasks = [
+            loop.create_task(self._receive(), name="hub-receive"),
+            loop.create_task(self._heartbeat(), name="hub-presence"),
+            loop.create_task(self._watchdog(), name="hub-watchdog"),
+        ]
+        log.info("hub started", extra={"web_process": self.process_id, "seq": self.mirror.seq})
+
+    async def stop(self) -> None:
+        """Leave the groups and stop the hub's tasks."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            for cadence in (*CADENCES, CONTROL):
+                await self.layer.group_discard(self.names.group(cadence), self.channel)
+        await self.redis.aclose()
+
+    def register(self, member: Member) -> None:
+        """Start delivering updates of the member's cadence to it."""
+        self._members[member.cadence].add(member)
+        self._by_id[member.client_id] = member
+
+    def unregister(self, member: Member) -> None:
+        """Stop delivering to the member (it disconnected)."""
+        self._members[member.cadence].discard(member)
+        self._by_id.pop(member.client_id, None)
+
+    async def close_all(self, code: int) -> int:
+        """Close every registered connection with `code` (shutdown); return how many."""
+        members = tuple(self._by_id.values())
+        await asyncio.gather(*(m.close_with(code) for m in members), return_exceptions=True)
+        return len(members)
+
+    @property
+    def member_count(self) -> int:
+        """Connected consumers in this process."""
+        return len(self._by_id)
+
+    async def _subscribe(self) -> None:
+        self.channel = await self.layer.new_channel("hub.")
+        for cadence in CADENCES:
+            await self.layer.group_add(self.names.group(cadence), self.channel)
+        await self.layer.group_add(self.names.group(CONTROL), self.channel)
+
+    async def _watchdog(self) -> None:
+        """Rebuild the subscription if updates stopped arriving while the state moved on."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            if loop.time() - self._last_event < _DEAF_AFTER_S:
+                continue
+            try:
+                shared_seq = int(await self.redis.get(self.names.seq) or 0)
+                if shared_seq <= self.mirror.seq:
+                    continue  # nothing happened: silence is right
+                log.warning(
+                    "hub heard no update while the state moved; resubscribing",
+                    extra={"mirror_seq": self.mirror.seq, "shared_seq": shared_seq},
+                )
+                self.resubscribes += 1
+                await self.layer.flush()  # the hub is the layer's only user in this process
+                await self._subscribe()
+                self._last_event = loop.time()
+                self._reload()
+            except Exception as exc:  # Redis away: try again next round
+                log.warning("hub watchdog could not check", extra={"error": str(exc)})
+
+    async def _receive(self) -> None:
+        while True:
+            event = await self.layer.receive(self.channel)
+            self._last_event = asyncio.get_running_loop().time()
+            try:
+                self._dispatch(event)
+            except Exception:  # one bad event must not stop the process's updates
+                log.exception("hub could not handle an event", extra={"type": event.get("type")})
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "state.update":
+            self._on_update(event)  # type: ignore[arg-type]
+        elif kind == "client.kick":
+            member = self._by_id.get(str(event.get("client_id")))
+            if member is not None:
+                asyncio.get_running_loop().create_task(member.kick())
+
+    def _on_update(self, event: StateUpdate) -> None:
+        self.received += 1
+        changes: dict[str, Any] = msgpack.unpackb(event["msgpack"])["changes"]
+        if self.mirror.apply(event["base_seq"], event["seq"], changes) == "gap":
+            self.gaps += 1
+            self._reload()
+        for member in tuple(self._members.get(event["cadence"], ())):
+            member.deliver(event, changes)
+
+    def _reload(self) -> None:
+        if self._reloading is None:
+            self._reloading = asyncio.get_running_loop().create_task(self._reload_mirror())
+
+    async def _reload_mirror(self) -> None:
+        """A gap in the hub's own stream: reload from Redis, then resync waiting clients."""
+        try:
+            await self.mirror.load()
+            log.info("mirror reloaded after a gap", extra={"seq": self.mirror.seq})
+        except Exception:
+            log.exception("mirror reload failed; the next gap retries")
+        finally:
+            self._reloading = None
+        for member in tuple(self._by_id.values()):
+            member.catch_up()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await publish_presence(
+                    self.redis,
+                    prefix=self.names.prefix,
+                    process=self.process_id,
+                    clients=[member.info() for member in self._by_id.values()],
+                )
+            except Exception as exc:  # Redis away: the entries expire, and come back with it
+                log.warning("presence update failed", extra={"error": str(exc)})
+            await asyncio.sleep(HEARTBEAT_S)
+
+
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+_starting: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+
+def current_hub() -> Hub | None:
+    """This event loop's hub if one was started, without starting one."""
+    return _hubs.get(asyncio.get_running_loop())
+
+
+async def get_hub() -> Hub:
+    """This process's hub (one per event loop), started on first use."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is not None:
+        return hub
+    lock = _starting.setdefault(loop, asyncio.Lock())
+    async with lock:
+        hub = _hubs.get(loop)
+        if hub is None:
+            hub = Hub(settings.CONFIG, get_channel_layer())
+            await hub.start()
+            _hubs[loop] = hub
+    return hub
+
+
+async def kick_client(layer: Any, *, prefix: str, client_id: str) -> None:
+    """Ask whichever process holds `client_id` to close it with code 4000."""
+    names = RedisNames(prefix)
+    await layer.group_send(names.group(CONTROL), {"type": "client.kick", "client_id": client_id})

@@ -1,0 +1,78 @@
+"""One copy of the state per web process, fed by the update groups (design principle 5).
+
+Bootstrapped from the shared snapshot in Redis, then kept current by applying every update the
+hub receives (both cadences; the continuity rule skips what it already has). Snapshots for new
+or resyncing clients come from here — encoded once per seq and format for whole subscriptions,
+so a reconnect storm costs one encoding per seq, not one per client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from aggregation.broadcast import rfc3339_now
+from aggregation.core.changes import ChangeConflict, apply_changes
+from aggregation.shared_snapshot import SharedSnapshot
+from realtime.protocol import (
+    Format,
+    Subscription,
+    encode,
+    filter_snapshot,
+    is_everything,
+    snapshot_frame,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ProcessMirror:
+    """The web process's copy of the state at `seq`."""
+
+    def __init__(self, shared: SharedSnapshot) -> None:
+        self._shared = shared
+        self.data: dict[str, Any] = {}
+        self.seq = 0
+        self.loaded = False
+        self._encoded: dict[Format, str | bytes] = {}
+        self.encodings = 0  # how many whole snapshots were encoded (tests, metrics)
+
+    async def load(self) -> None:
+        """Replace the copy with the shared snapshot from Redis (at start and after a gap)."""
+        data, seq = await self._shared.load()
+        if self.loaded and seq < self.seq:
+            # Redis lost the snapshot and the worker has not rewritten it yet: keep ours.
+            log.warning("shared snapshot is older than the mirror", extra={"shared_seq": seq})
+            return
+        self.data, self.seq, self.loaded = data, seq, True
+        self._encoded.clear()
+
+    def apply(
+        self, base_seq: int, seq: int, changes: Mapping[str, Any]
+    ) -> Literal["applied", "skip", "gap"]:
+        """Apply one update if it follows what the mirror has."""
+        if seq <= self.seq:
+            return "skip"
+        if base_seq > self.seq:
+            return "gap"
+        try:
+            apply_changes(self.data, changes)
+        except ChangeConflict:
+            log.exception("mirror diverged from the update stream")
+            return "gap"
+        self.seq = seq
+        self._encoded.clear()
+        return "applied"
+
+    def snapshot(self, subscription: Subscription, fmt: Format) -> str | bytes:
+        """The snapshot frame for `subscription`, encoded (whole ones cached per seq)."""
+        if is_everything(subscription):
+            cached = self._encoded.get(fmt)
+            if cached is None:
+                cached = encode(snapshot_frame(self.seq, rfc3339_now(), self.data), fmt)
+                self._encoded[fmt] = cached
+                self.encodings += 1
+            return cached
+        frame = snapshot_frame(self.seq, rfc3339_now(), filter_snapshot(self.data, subscription))
+        return encode(frame, fmt)

@@ -1,0 +1,59 @@
+"""Connected clients across every web process, in Redis (for admin, /api/v1/clients, kicks).
+
+Each web process keeps one hash of its clients, refreshed by its hub every few seconds with a
+TTL, so a process that dies disappears from the list by itself. Kicks travel over the channel
+layer to whichever process holds the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+import orjson
+import redis.asyncio as aioredis
+
+PRESENCE_TTL_S: Final = 15  # three missed heartbeats (every 5 s) and a process's list expires
+HEARTBEAT_S: Final = 5.0
+
+
+@dataclass(slots=True)
+class ClientInfo:
+    """What the registry shows of one connection."""
+
+    id: str
+    type: str
+    format: str
+    subscriptions: list[str]
+    remote_addr: str
+    connected_at: str
+    process: str
+    messages_sent: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def presence_key(prefix: str, process: str) -> str:
+    """The hash of one web process's clients."""
+    return f"{prefix}:presence:{process}"
+
+
+async def publish_presence(
+    client: aioredis.Redis, *, prefix: str, process: str, clients: list[ClientInfo]
+) -> None:
+    """Replace this process's list of clients (one transaction) and refresh its TTL."""
+    key = presence_key(prefix, process)
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(key)
+    if clients:
+        pipe.hset(key, mapping={c.id: orjson.dumps(asdict(c)) for c in clients})
+        pipe.expire(key, PRESENCE_TTL_S)
+    await pipe.execute()
+
+
+async def list_clients(client: aioredis.Redis, *, prefix: str) -> list[dict[str, Any]]:
+    """Every connected client of every live web process, oldest connection first."""
+    found: list[dict[str, Any]] = []
+    async for key in client.scan_iter(match=presence_key(prefix, "*"), count=1000):
+        for raw in (await client.hgetall(key)).values():
+            found.append(orjson.loads(raw))
+    return sorted(found, key=lambda c: (c["connected_at"], c["id"]))

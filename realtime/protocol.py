@@ -1,0 +1,234 @@
+"""The WebSocket protocol of contract section 4, free of Django and I/O.
+
+Parsing client messages and query parameters, subscriptions (with symbol narrowing), filtering
+snapshots and changes to a subscription, the continuity check of design principle 4, and frame
+encoding in JSON (text) or MessagePack (binary).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+import msgpack
+import orjson
+
+from aggregation.core.records import KEY_PATTERN, Channel
+
+CHANNEL_NAMES: Final = tuple(channel.value for channel in Channel)
+# Channels whose entities have a symbol (or id) a subscription can be narrowed to; orders are
+# narrowed by their `symbol` field (the list stays a list, holding that symbol's orders only).
+NARROWABLE: Final = frozenset({"market_data", "positions", "strategies", "orders"})
+_KEY_RE: Final = re.compile(KEY_PATTERN)
+_MAX_CHANNEL_ITEMS: Final = 256  # one subscribe may name this many channel/symbol items
+
+
+class ErrorCode(StrEnum):
+    """The error codes of contract section 4."""
+
+    BAD_JSON = "bad_json"
+    BAD_MESSAGE = "bad_message"
+    UNKNOWN_CHANNEL = "unknown_channel"
+    RATE_LIMITED = "rate_limited"
+    TOO_LARGE = "too_large"
+
+
+class ProtocolError(Exception):
+    """A client message the server refuses; becomes an `error` frame."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Format(StrEnum):
+    """Wire formats: JSON in text frames, MessagePack in binary frames."""
+
+    JSON = "json"
+    MSGPACK = "msgpack"
+
+
+# channel -> the symbols it is narrowed to, or None for the whole channel
+Subscription = Mapping[str, frozenset[str] | None]
+EVERYTHING: Final[Subscription] = dict.fromkeys(CHANNEL_NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMessage:
+    """A parsed client message; `channels` is set for subscribe and unsubscribe."""
+
+    type: Literal["subscribe", "unsubscribe", "refresh", "ping"]
+    channels: Subscription | None = None
+
+
+def parse_channels(items: Iterable[object]) -> dict[str, frozenset[str] | None]:
+    """Parse `["market_data", "positions:ETHUSDT", ...]` into a subscription."""
+    result: dict[str, frozenset[str] | None] = {}
+    for count, item in enumerate(items):
+        if count >= _MAX_CHANNEL_ITEMS:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"at most {_MAX_CHANNEL_ITEMS} channels")
+        if not isinstance(item, str):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "channels must be strings")
+        name, sep, symbol = item.partition(":")
+        if name not in CHANNEL_NAMES:
+            raise ProtocolError(ErrorCode.UNKNOWN_CHANNEL, f"unknown channel {item[:80]!r}")
+        if not sep:
+            result[name] = None
+            continue
+        if name not in NARROWABLE or not _KEY_RE.match(symbol):
+            raise ProtocolError(ErrorCode.UNKNOWN_CHANNEL, f"unknown channel {item[:80]!r}")
+        if name in result and result[name] is None:
+            continue  # the whole channel already includes this symbol
+        result[name] = (result.get(name) or frozenset()) | {symbol}
+    return result
+
+
+def parse_query_channels(text: str | None) -> Subscription:
+    """The `channels=` query parameter: comma-separated; absent means every channel."""
+    if text is None:
+        return EVERYTHING
+    return parse_channels(part for part in text.split(",") if part)
+
+
+def parse_client_message(data: str | bytes, *, max_bytes: int) -> ClientMessage:
+    """Parse one client frame (JSON text, or JSON in a binary frame)."""
+    if len(data) > max_bytes:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"messages are limited to {max_bytes} bytes")
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message is a JSON object")
+    kind = obj.get("type")
+    if kind in ("refresh", "ping"):
+        return ClientMessage(kind)
+    if kind in ("subscribe", "unsubscribe"):
+        channels = obj.get("channels")
+        if not isinstance(channels, list):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{kind} needs a list of channels")
+        return ClientMessage(kind, parse_channels(channels))
+    shown = kind[:40] if isinstance(kind, str) else type(kind).__name__
+    raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unknown message type {shown!r}")
+
+
+def subscribe(current: Subscription, added: Subscription) -> Subscription:
+    """The union of two subscriptions."""
+    result = dict(current)
+    for name, symbols in added.items():
+        if name in result and result[name] is None:
+            continue
+        result[name] = None if symbols is None else (result.get(name) or frozenset()) | symbols
+    return result
+
+
+def unsubscribe(current: Subscription, removed: Subscription) -> Subscription:
+    """Remove channels, or symbols from a narrowed channel.
+
+    Removing one symbol from a whole-channel subscription changes nothing: "every symbol but
+    one" is not a subscription this protocol can express.
+    """
+    result = dict(current)
+    for name, symbols in removed.items():
+        if symbols is None:
+            result.pop(name, None)
+            continue
+        kept = result.get(name)
+        if kept is None:
+            continue
+        remaining = kept - symbols
+        if remaining:
+            result[name] = remaining
+        else:
+            del result[name]
+    return result
+
+
+def is_everything(subscription: Subscription) -> bool:
+    """Whether it takes every channel whole (then pre-encoded frames fit it as they are)."""
+    return len(subscription) == len(CHANNEL_NAMES) and all(v is None for v in subscription.values())
+
+
+def filter_snapshot(data: Mapping[str, Any], subscription: Subscription) -> dict[str, Any]:
+    """The part of a snapshot's `data` that `subscription` takes."""
+    result: dict[str, Any] = {}
+    for name, symbols in subscription.items():
+        value = data.get(name)
+        if value is None:
+            continue
+        result[name] = value if symbols is None else _narrow(name, value, symbols)
+    return result
+
+
+def filter_changes(changes: Mapping[str, Any], subscription: Subscription) -> dict[str, Any]:
+    """The part of an update's `changes` that `subscription` takes."""
+    result: dict[str, Any] = {}
+    for path, value in changes.items():
+        name, _, rest = path.partition(".")
+        if name not in subscription:
+            continue
+        symbols = subscription[name]
+        if symbols is None:
+            result[path] = value
+        elif not rest:  # a whole channel: narrow its value
+            result[path] = None if value is None else _narrow(name, value, symbols)
+        elif name != "orders" and rest.partition(".")[0] in symbols:
+            result[path] = value
+    return result
+
+
+def _narrow(name: str, value: Any, symbols: frozenset[str]) -> Any:
+    if name == "orders":
+        return [order for order in value if order.get("symbol") in symbols]
+    return {key: record for key, record in value.items() if key in symbols}
+
+
+class Continuity:
+    """Where a client's view stands in the seq stream (design principle 4)."""
+
+    __slots__ = ("position",)
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+
+    def check(self, base_seq: int, seq: int) -> Literal["forward", "skip", "resync"]:
+        """Decide what to do with an update from `base_seq` to `seq`.
+
+        forward: it applies to what the client has; skip: the client already has it (an older
+        or repeated update, e.g. the other cadence's); resync: something in between was lost.
+        """
+        if seq <= self.position:
+            return "skip"
+        if base_seq <= self.position:
+            return "forward"
+        return "resync"
+
+
+def snapshot_frame(seq: int, timestamp: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The `snapshot` server message."""
+    return {"type": "snapshot", "seq": seq, "timestamp": timestamp, "data": data}
+
+
+def update_frame(seq: int, timestamp: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The `update` server message."""
+    return {"type": "update", "seq": seq, "timestamp": timestamp, "changes": changes}
+
+
+def error_frame(code: ErrorCode, message: str) -> dict[str, Any]:
+    """The `error` server message."""
+    return {"type": "error", "code": code.value, "message": message}
+
+
+PONG: Final = {"type": "pong"}
+
+
+def encode(frame: Mapping[str, Any], fmt: Format) -> str | bytes:
+    """Encode a frame: JSON as text (str), MessagePack as bytes."""
+    if fmt is Format.JSON:
+        return orjson.dumps(frame).decode()
+    packed: bytes = msgpack.packb(frame)
+    return packed

@@ -1,0 +1,146 @@
+"""The product's real processes on loopback for end-to-end tests: web(s), worker, simulator."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import orjson
+import redis
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tests.processes import ManagedProcess, free_port, wait_until
+
+
+class Stack:
+    """One isolated deployment: its own Redis prefix, backend ports and web ports."""
+
+    def __init__(self, *, redis_url: str, log_dir: Path) -> None:
+        self.prefix = f"e2e-{uuid.uuid4().hex[:10]}"
+        self.input_prefix = f"{self.prefix}:"
+        self.redis_url = redis_url
+        self.log_dir = log_dir
+        self.redis = redis.Redis.from_url(redis_url)
+        self.processes: list[ManagedProcess] = []
+        self.web_ports: list[int] = []
+        self.env = {
+            "DASHBOARD_SECRET_KEY": "e2e",
+            "DASHBOARD_REDIS_URL": redis_url,
+            "DASHBOARD_REDIS_KEY_PREFIX": self.prefix,
+            "DASHBOARD_INPUT_PREFIX": self.input_prefix,
+            "DASHBOARD_WORKER_METRICS_PORT": "0",
+            "DASHBOARD_ORDER_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
+            "DASHBOARD_ACCOUNT_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
+            "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://127.0.0.1:{free_port()}",
+        }
+
+    def start(self, command: str, name: str, **env: str) -> ManagedProcess:
+        """Start `manage.py command` with the stack's environment (plus `env`)."""
+        process = ManagedProcess(
+            [command], env={**self.env, **env}, log_path=self.log_dir / f"{name}.log"
+        )
+        self.processes.append(process)
+        return process
+
+    def start_worker(self, name: str = "worker") -> ManagedProcess:
+        """Start a worker and wait until it leads and listens."""
+        process = self.start("run_aggregator", name)
+        wait_until(
+            lambda: "cache keys loaded" in process.output() or not process.alive(),
+            timeout=60,
+            what="the worker",
+        )
+        assert process.alive(), process.output()[-3000:]
+        return process
+
+    def start_simulator(self, **env: str) -> ManagedProcess:
+        """Start the demo desk publishing into this stack's Redis prefix."""
+        return self.start("simulate", "simulator", **env)
+
+    def start_web(self, name: str = "web", server: str = "uvicorn") -> int:
+        """Start a web process on a free port and wait until it answers; return the port."""
+        port = free_port()
+        process = self.start("serve", name, DASHBOARD_PORT=str(port), DASHBOARD_WEB_SERVER=server)
+        wait_until(lambda: _answers(port) or not process.alive(), timeout=60, what="the web")
+        assert process.alive(), process.output()[-3000:]
+        self.web_ports.append(port)
+        return port
+
+    def ws_url(self, port: int | None = None, **query: str) -> str:
+        """The `/ws` URL of a web process with `query` parameters."""
+        port = port or self.web_ports[0]
+        params = "&".join(f"{k}={v}" for k, v in query.items())
+        return f"ws://127.0.0.1:{port}/ws" + (f"?{params}" if params else "")
+
+    def publish(self, kind: str, key: str, record: dict[str, Any]) -> None:
+        """Publish one input record as a producer would."""
+        self.redis.publish(f"{self.input_prefix}{kind}:{key}", orjson.dumps(record))
+
+    def seq(self) -> int:
+        """The shared snapshot's seq (the worker writes it before each broadcast)."""
+        return int(self.redis.get(f"{self.prefix}:state:seq") or 0)
+
+    def stop(self) -> None:
+        """Stop every process and delete every key of the stack."""
+        for process in self.processes:
+            process.terminate()
+        keys = list(self.redis.scan_iter(match=f"{self.prefix}*", count=1000))
+        if keys:
+            self.redis.delete(*keys)
+        self.redis.close()
+
+
+def _answers(port: int) -> bool:
+    import http.client
+
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        connection.request("GET", "/health")
+        ok = connection.getresponse().status == 200
+        connection.close()
+        return ok
+    except OSError:
+        return False
+
+
+def decode(frame: str | bytes) -> dict[str, Any]:
+    """A server frame as a dict: JSON text or MessagePack binary."""
+    if isinstance(frame, str):
+        return dict(json.loads(frame))
+    return dict(msgpack.unpackb(frame))
+
+
+async def receive(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+    """The next frame, decoded."""
+    import asyncio
+
+    return decode(await asyncio.wait_for(ws.recv(), timeout))
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str, **kwargs: Any) -> AsyncIterator[ClientConnection]:
+    """A WebSocket client that is closed however the test ends."""
+    async with websockets.connect(url, open_timeout=10, **kwargs) as ws:
+        yield ws
+
+
+def wait_quiet(stack: Stack, *, quiet_s: float = 0.8, timeout: float = 20) -> int:
+    """Wait until the stack's seq has not moved for `quiet_s`; return it."""
+    last = [stack.seq(), time.monotonic()]
+
+    def quiet() -> bool:
+        seq = stack.seq()
+        if seq != last[0]:
+            last[:] = [seq, time.monotonic()]
+            return False
+        return time.monotonic() - float(last[1]) >= quiet_s
+
+    wait_until(quiet, timeout=timeout, what="the state to settle")
+    return int(last[0])

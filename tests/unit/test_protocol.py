@@ -1,0 +1,149 @@
+"""realtime.protocol: client messages, subscriptions, filtering, continuity, encoding."""
+
+from __future__ import annotations
+
+import copy
+
+import msgpack
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregation.core.changes import apply_changes
+from aggregation.core.records import Accepted
+from aggregation.core.state import TradingState
+from realtime import protocol
+from realtime.protocol import (
+    EVERYTHING,
+    ClientMessage,
+    Continuity,
+    ErrorCode,
+    Format,
+    ProtocolError,
+)
+from tests.unit.core_records_strategies import SYMBOLS, accepted_records
+
+MAX = 4096
+
+
+def parse(data: str | bytes) -> ClientMessage:
+    return protocol.parse_client_message(data, max_bytes=MAX)
+
+
+def error_of(data: str | bytes) -> ErrorCode:
+    with pytest.raises(ProtocolError) as caught:
+        parse(data)
+    return caught.value.code
+
+
+def test_valid_messages() -> None:
+    assert parse('{"type":"ping"}') == ClientMessage("ping")
+    assert parse(b'{"type":"refresh"}') == ClientMessage("refresh")
+    assert parse('{"type":"subscribe","channels":["orders","market_data:BTCUSDT"]}') == (
+        ClientMessage("subscribe", {"orders": None, "market_data": frozenset({"BTCUSDT"})})
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ("", ErrorCode.BAD_JSON),
+        ("{", ErrorCode.BAD_JSON),
+        ("NaN", ErrorCode.BAD_JSON),
+        (b"\xff\xfe", ErrorCode.BAD_JSON),
+        ("[" * 3000, ErrorCode.BAD_JSON),
+        ("null", ErrorCode.BAD_MESSAGE),
+        ("[]", ErrorCode.BAD_MESSAGE),
+        ('{"type":null}', ErrorCode.BAD_MESSAGE),
+        ('{"type":{"a":1}}', ErrorCode.BAD_MESSAGE),
+        ('{"type":"subscribe","channels":null}', ErrorCode.BAD_MESSAGE),
+        ('{"type":"subscribe","channels":[null]}', ErrorCode.BAD_MESSAGE),
+        ('{"type":"subscribe","channels":["x"]}', ErrorCode.UNKNOWN_CHANNEL),
+        ('{"type":"subscribe","channels":["market_data:"]}', ErrorCode.UNKNOWN_CHANNEL),
+        ('{"type":"subscribe","channels":["market_data:a:b"]}', ErrorCode.UNKNOWN_CHANNEL),
+        ('{"type":"subscribe","channels":["account:x"]}', ErrorCode.UNKNOWN_CHANNEL),
+        ("x" * 5000, ErrorCode.TOO_LARGE),
+    ],
+)
+def test_bad_messages(data: str | bytes, code: ErrorCode) -> None:
+    assert error_of(data) is code
+
+
+def test_too_many_channel_items_are_refused() -> None:
+    channels = orjson.dumps({"type": "subscribe", "channels": ["orders"] * 300})
+    with pytest.raises(ProtocolError) as caught:
+        protocol.parse_client_message(channels, max_bytes=10**6)
+    assert caught.value.code is ErrorCode.BAD_MESSAGE
+
+
+def test_query_channels() -> None:
+    assert protocol.parse_query_channels(None) == EVERYTHING
+    assert protocol.parse_query_channels("orders,positions:ETHUSDT") == {
+        "orders": None,
+        "positions": frozenset({"ETHUSDT"}),
+    }
+    with pytest.raises(ProtocolError):
+        protocol.parse_query_channels("orders,nope")
+
+
+def test_subscribe_and_unsubscribe() -> None:
+    narrow = {"market_data": frozenset({"BTCUSDT"})}
+    both = protocol.subscribe(narrow, {"market_data": frozenset({"ETHUSDT"}), "orders": None})
+    assert both == {"market_data": frozenset({"BTCUSDT", "ETHUSDT"}), "orders": None}
+    assert protocol.subscribe(both, {"market_data": None})["market_data"] is None
+    assert protocol.unsubscribe(both, {"market_data": frozenset({"BTCUSDT"})}) == {
+        "market_data": frozenset({"ETHUSDT"}),
+        "orders": None,
+    }
+    assert protocol.unsubscribe(both, {"orders": None, "market_data": None}) == {}
+    # removing one symbol from a whole channel is not expressible: nothing changes
+    assert protocol.unsubscribe(EVERYTHING, {"market_data": frozenset({"X"})}) == EVERYTHING
+    assert protocol.is_everything(EVERYTHING)
+    assert not protocol.is_everything(both)
+
+
+def test_continuity() -> None:
+    continuity = Continuity(10)
+    assert continuity.check(base_seq=8, seq=10) == "skip"
+    assert continuity.check(base_seq=5, seq=12) == "forward"
+    assert continuity.check(base_seq=10, seq=12) == "forward"
+    assert continuity.check(base_seq=11, seq=12) == "resync"
+
+
+def test_encode_json_text_and_msgpack_bytes() -> None:
+    frame = protocol.update_frame(3, "2026-11-23T12:00:00.000Z", {"orders": [{"id": "o1"}]})
+    text = protocol.encode(frame, Format.JSON)
+    packed = protocol.encode(frame, Format.MSGPACK)
+    assert isinstance(text, str)
+    assert isinstance(packed, bytes)
+    assert orjson.loads(text) == msgpack.unpackb(packed) == frame
+
+
+subscriptions = st.dictionaries(
+    st.sampled_from(protocol.CHANNEL_NAMES),
+    st.one_of(st.none(), st.frozensets(st.sampled_from(SYMBOLS), min_size=1)),
+).map(lambda d: {k: (None if k in ("account",) else v) for k, v in d.items()})
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(accepted_records, max_size=30), st.lists(accepted_records, max_size=30), subscriptions
+)
+def test_filtering_commutes_with_applying(
+    first: list[Accepted], then: list[Accepted], subscription: protocol.Subscription
+) -> None:
+    # given a state, its snapshot, and the update that follows
+    state = TradingState(cadences=("web",), max_orders=3)
+    for record in first:
+        state.apply(record)
+    state.take("web")
+    before = state.snapshot()
+    for record in then:
+        state.apply(record)
+    changes = state.take("web").changes
+    # when a narrowed client gets the filtered snapshot and the filtered changes
+    view = copy.deepcopy(protocol.filter_snapshot(before, subscription))
+    apply_changes(view, protocol.filter_changes(changes, subscription))
+    # then it holds exactly the filtered state
+    assert view == protocol.filter_snapshot(state.snapshot(), subscription)

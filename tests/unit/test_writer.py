@@ -1,0 +1,93 @@
+"""SocketWriter: synchronous sends when the socket takes them, bounded backlog when it does not.
+
+The ASGI `send` here is a real coroutine function gated by an asyncio.Event, as uvicorn's is
+(`await self.writable.wait()` while the transport is paused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from realtime.writer import SocketWriter
+
+
+class GatedSend:
+    """An ASGI send that completes at once while open and waits while closed."""
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.delivered: list[dict[str, Any]] = []
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        await self.writable.wait()
+        self.delivered.append(message)
+
+
+def frame(n: int) -> dict[str, Any]:
+    return {"type": "websocket.send", "text": str(n)}
+
+
+async def test_writes_complete_synchronously_when_the_socket_takes_them() -> None:
+    send = GatedSend()
+    writer = SocketWriter(send, limit=4, on_overflow_drained=lambda: None)
+    for n in range(3):
+        writer.write(frame(n))
+        assert send.delivered[-1] == frame(n)  # no await in between: done in write()
+    assert writer.sent == 3
+    assert not writer.backlogged
+
+
+async def test_a_blocked_send_drains_in_order_later() -> None:
+    send = GatedSend()
+    writer = SocketWriter(send, limit=4, on_overflow_drained=lambda: None)
+    send.writable.clear()
+    for n in range(3):
+        writer.write(frame(n))
+    assert send.delivered == []
+    assert writer.backlogged
+    send.writable.set()
+    while writer.backlogged:
+        await asyncio.sleep(0)
+    assert send.delivered == [frame(0), frame(1), frame(2)]
+    assert writer.sent == 3
+
+
+async def test_overflow_drops_the_backlog_and_asks_for_one_snapshot() -> None:
+    send = GatedSend()
+    drained: list[bool] = []
+    writer = SocketWriter(send, limit=4, on_overflow_drained=lambda: drained.append(True))
+    send.writable.clear()
+    for n in range(100):
+        writer.write(frame(n))
+    assert writer.overflowed
+    assert writer.dropped == 99 - 0  # all but the send in flight
+    send.writable.set()
+    while writer.backlogged:
+        await asyncio.sleep(0)
+    assert send.delivered == [frame(0)]  # the in-flight one; the stale backlog is gone
+    assert drained == [True]  # the consumer sends a fresh snapshot now
+    assert not writer.overflowed
+
+
+async def test_close_cancels_a_pending_drain() -> None:
+    send = GatedSend()
+    writer = SocketWriter(send, limit=4, on_overflow_drained=lambda: None)
+    send.writable.clear()
+    writer.write(frame(1))
+    writer.close()
+    await asyncio.sleep(0)
+    writer.write(frame(2))
+    send.writable.set()
+    await asyncio.sleep(0)
+    assert send.delivered == []
+
+
+async def test_a_failing_send_marks_the_writer_closed() -> None:
+    async def broken(message: dict[str, Any]) -> None:
+        raise OSError("connection reset")
+
+    writer = SocketWriter(broken, limit=4, on_overflow_drained=lambda: None)
+    writer.write(frame(1))
+    assert writer.closed
