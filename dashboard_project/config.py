@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # Compressing each broadcast frame separately for every client multiplies CPU by the
     # client count; off unless measured worth it for a deployment.
     ws_per_message_deflate: bool = False
+    # channels-redis' pub/sub layer (one PUBLISH per group send) or its list-based core layer;
+    # chosen by measurement (docs/BENCHMARKS.md, "Channel layer").
+    channel_layer_backend: Literal["pubsub", "core"] = "pubsub"
 
     # --- WebSocket (contract section 4) ----------------------------------------------------
     ws_ping_interval_s: PositiveSeconds = 30.0

@@ -71,7 +71,10 @@ DATABASES = {"default": dj_database_url.parse(str(CONFIG.database_url), conn_max
 # break channels-redis under ~1,000 connections: no read timeout on subscriptions, a larger pool.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": {
+            "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "core": "channels_redis.core.RedisChannelLayer",
+        }[CONFIG.channel_layer_backend],
         "CONFIG": {
             "hosts": [
                 {

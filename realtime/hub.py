@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -35,6 +36,8 @@ CONTROL: Final = "control"  # the group every hub joins for admin messages (kick
 # long, the hub's subscription is dead (seen when Redis cut it repeatedly mid-reconnect:
 # connected, yet subscribed to nothing) and is rebuilt. Far above the 100 ms tui cadence.
 _DEAF_AFTER_S: Final = 3.0
+_GC_FREEZE_EVERY_S: Final = 10.0
+_GC_FULL_EVERY_S: Final = 600.0  # one full collection (a stall) per 10 min reclaims frozen garbage
 
 
 class Member(Protocol):
@@ -92,6 +95,7 @@ class Hub:
             loop.create_task(self._receive(), name="hub-receive"),
             loop.create_task(self._heartbeat(), name="hub-presence"),
             loop.create_task(self._watchdog(), name="hub-watchdog"),
+            loop.create_task(self._gc_policy(), name="hub-gc"),
         ]
         log.info("hub started", extra={"web_process": self.process_id, "seq": self.mirror.seq})
 
@@ -154,6 +158,27 @@ class Hub:
                 self._reload()
             except Exception as exc:  # Redis away: try again next round
                 log.warning("hub watchdog could not check", extra={"error": str(exc)})
+
+    async def _gc_policy(self) -> None:
+        """Keep long-lived objects out of full garbage collections (design principle 7).
+
+        With thousands of connections, each full collection walks every consumer's objects
+        and stalled the loop ~400 ms every ~10 s at 5,000 clients, tripling p99 latency.
+        Freezing moves what exists now to the permanent generation, which collections skip;
+        new connections are frozen on the next round. Frozen garbage (closed connections) is
+        reclaimed by an unfreeze-and-collect every `_GC_FULL_EVERY_S`, one stall per period.
+        """
+        loop = asyncio.get_running_loop()
+        last_full = loop.time()
+        while True:
+            await asyncio.sleep(_GC_FREEZE_EVERY_S)
+            if loop.time() - last_full >= _GC_FULL_EVERY_S:
+                gc.unfreeze()
+                gc.collect()
+                last_full = loop.time()
+            else:
+                gc.collect(1)  # young garbage first, so that it is not frozen
+            gc.freeze()
 
     async def _receive(self) -> None:
         while True:

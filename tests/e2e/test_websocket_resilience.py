@@ -228,3 +228,33 @@ async def test_sigterm_closes_sockets_with_1001(fresh_stack: Stack) -> None:
     # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done.
     assert code in (0, -signal.SIGTERM), web.output()[-2000:]
     assert "Finished server process" in web.output()
+
+
+async def test_server_pings_and_drops_a_silent_peer(fresh_stack: Stack) -> None:
+    # given pings every second and a 2 s idle limit
+    stack = fresh_stack
+    stack.env["DASHBOARD_WS_PING_INTERVAL_S"] = "1"
+    stack.env["DASHBOARD_WS_IDLE_TIMEOUT_S"] = "2"
+    stack.start_worker()
+    port = stack.start_web()
+    # when one peer completes the handshake and then never answers anything, and another
+    # (a real client library) answers pings as browsers do
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    async with connect(stack.ws_url(channels="account")) as polite:
+        await receive(polite)
+        started = asyncio.get_running_loop().time()
+        # then the silent peer is disconnected by the server within a few seconds
+        while await asyncio.wait_for(reader.read(65536), timeout=10):
+            pass  # pings and the snapshot arrive; the peer never replies
+        dropped_after = asyncio.get_running_loop().time() - started
+        assert dropped_after < 8
+        # while the polite client is still served
+        await polite.send('{"type":"ping"}')
+        assert await receive(polite) == {"type": "pong"}
+    writer.close()
+    await writer.wait_closed()

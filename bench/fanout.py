@@ -1,0 +1,316 @@
+"""Fan-out benchmark: N WebSocket clients on ONE web process while ticks flow.
+
+Starts a worker and one web process (uvicorn by default, `--server daphne` to compare) on their
+own Redis prefix, connects N clients from a separate load-generator process, and publishes
+20 symbols at 200 ticks/s for `--seconds`. Each tick carries its publish time (`sent_ns`), so
+sampled clients measure publish-to-client latency of tick values; every client checks that it
+received each symbol's final value (delivery). The web process's RSS and CPU are read from /proc.
+
+Run: `.venv/bin/python bench/fanout.py --clients 100,1000,2000,5000 [--seconds 20]`.
+Last line: one JSON object of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.processes import ManagedProcess, free_port, wait_until  # noqa: E402
+
+SYMBOLS = [f"F{i:02d}USDT" for i in range(20)]
+SAMPLE_EVERY = 20  # one client in 20 parses every frame for latency; all check delivery
+CONNECT_BATCH = 100  # concurrent handshakes: more only queues them in the accept backlog
+DELIVERY_TIMEOUT_S = 120.0  # after publishing starts; a client still missing finals by then fails
+
+
+def raise_fd_limit() -> None:
+    """Let this process hold thousands of sockets."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def proc_stat(pid: int) -> tuple[float, int]:
+    """(CPU seconds used, RSS KiB) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss_kib = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    return cpu, rss_kib
+
+
+async def run_clients(url: str, count: int, run_id: str, ready: Any, go: Any, out: Any) -> None:
+    """Connect `count` clients, read until every symbol's final value arrived or time is up."""
+    from urllib.parse import urlsplit
+
+    from bench.wsload import LeanClient, connect
+
+    parts = urlsplit(url)
+    host, port, path = (
+        parts.hostname or "127.0.0.1",
+        parts.port or 80,
+        f"{parts.path}?{parts.query}",
+    )
+    markers = [f"final-{run_id}-{symbol}".encode() for symbol in SYMBOLS]
+    latencies: list[float] = []
+    state = {"complete": 0, "frames": 0, "errors": 0}
+    all_done = asyncio.Event()
+
+    def handler(index: int) -> Any:
+        sample = index % SAMPLE_EVERY == 0
+        missing = set(range(len(markers)))
+
+        def on_frame(opcode: int, data: bytes) -> None:
+            state["frames"] += 1
+            if not missing:
+                return
+            for i in tuple(missing):
+                if markers[i] in data:
+                    missing.discard(i)
+            if sample:
+                now = time.time_ns()
+                for path, value in orjson.loads(data).get("changes", {}).items():
+                    if path.endswith(".sent_ns"):
+                        latencies.append((now - value) / 1e6)
+            if not missing:
+                state["complete"] += 1
+                if state["complete"] + state["errors"] >= count:
+                    all_done.set()
+
+        return on_frame
+
+    clients: list[LeanClient] = []
+
+    async def open_one(index: int) -> None:
+        try:
+            clients.append(await connect(host, port, path, handler(index)))
+        except (OSError, TimeoutError):
+            state["errors"] += 1
+
+    for start in range(0, count, CONNECT_BATCH):
+        await asyncio.gather(
+            *(open_one(i) for i in range(start, min(count, start + CONNECT_BATCH)))
+        )
+    ready.set()
+    while not go.is_set():  # noqa: ASYNC110  # a multiprocessing.Event cannot be awaited
+        await asyncio.sleep(0.01)
+    with contextlib.suppress(TimeoutError):  # clients still missing finals count as failed
+        await asyncio.wait_for(all_done.wait(), timeout=DELIVERY_TIMEOUT_S)
+    for client in clients:
+        client.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out.put({**state, "latencies": latencies, "cpu_s": usage.ru_utime + usage.ru_stime})
+
+
+def client_process(url: str, count: int, run_id: str, ready: Any, go: Any, out: Any) -> None:
+    """The load generator's entry point (a separate process)."""
+    import uvloop
+
+    raise_fd_limit()
+    sys.path.insert(0, str(ROOT))
+    uvloop.run(run_clients(url, count, run_id, ready, go, out))
+
+
+def publish(url: str, prefix: str, seconds: float, rate: int, run_id: str) -> int:
+    """Publish `rate` ticks/s over the 20 symbols, then one final tick per symbol."""
+    client = redis.Redis.from_url(url)
+    sent = 0
+    start = time.perf_counter()
+    price = 100.0
+    while (elapsed := time.perf_counter() - start) < seconds:
+        due = int(rate * elapsed) - sent
+        if due <= 0:
+            time.sleep(0.002)
+            continue
+        pipe = client.pipeline(transaction=False)
+        for _ in range(due):
+            symbol = SYMBOLS[sent % len(SYMBOLS)]
+            price += 0.01
+            record = {"symbol": symbol, "last_price": round(price, 2), "sent_ns": time.time_ns()}
+            pipe.publish(f"{prefix}market_data:{symbol}", orjson.dumps(record))
+            sent += 1
+        pipe.execute()
+    pipe = client.pipeline(transaction=False)
+    for symbol in SYMBOLS:
+        record = {
+            "symbol": symbol,
+            "last_price": -1.0,
+            "mark": f"final-{run_id}-{symbol}",
+            "sent_ns": time.time_ns(),
+        }
+        pipe.publish(f"{prefix}market_data:{symbol}", orjson.dumps(record))
+    pipe.execute()
+    client.close()
+    return sent
+
+
+def run_level(args: argparse.Namespace, clients: int, idle_rss_kib: int) -> dict[str, float]:
+    """One run at `clients` connections; returns its figures."""
+    url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
+    prefix = f"fanout-{uuid.uuid4().hex[:8]}"
+    run_id = uuid.uuid4().hex[:6]
+    port = free_port()
+    closed = f"127.0.0.1:{free_port()}"
+    env = {
+        "DASHBOARD_SECRET_KEY": "bench",
+        "DASHBOARD_REDIS_URL": url,
+        "DASHBOARD_REDIS_KEY_PREFIX": prefix,
+        "DASHBOARD_INPUT_PREFIX": f"{prefix}:",
+        "DASHBOARD_WORKER_METRICS_PORT": "0",
+        "DASHBOARD_LOG_LEVEL": "WARNING",
+        "DASHBOARD_ORDER_SERVICE_GRPC": closed,
+        "DASHBOARD_ACCOUNT_SERVICE_GRPC": closed,
+        "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://{closed}",
+        "DASHBOARD_PORT": str(port),
+        "DASHBOARD_WEB_SERVER": args.server,
+        "DASHBOARD_CHANNEL_LAYER_BACKEND": args.layer,
+    }
+    logs = Path("/tmp") / prefix
+    logs.mkdir()
+    worker = ManagedProcess(["run_aggregator"], env=env, log_path=logs / "worker.log")
+    web = ManagedProcess(["serve"], env=env, log_path=logs / "web.log")
+    client = redis.Redis.from_url(url)
+    try:
+        wait_until(lambda: client.get(f"{prefix}:worker:leader"), timeout=60, what="worker")
+        wait_until(lambda: _port_open(port), timeout=60, what="web")
+        ctx = multiprocessing.get_context("spawn")
+        ready, go, out = ctx.Event(), ctx.Event(), ctx.Queue()
+        ws_url = f"ws://127.0.0.1:{port}/ws?type=web&format=json"
+        loader = ctx.Process(target=client_process, args=(ws_url, clients, run_id, ready, go, out))
+        connect_started = time.perf_counter()
+        loader.start()
+        if not ready.wait(timeout=600):
+            raise RuntimeError("clients did not connect")
+        connect_s = time.perf_counter() - connect_started
+        loader_cpu0 = _cpu_of(loader.pid)
+        cpu0, _ = proc_stat(web.pid)
+        go.set()
+        started = time.perf_counter()
+        sent = publish(url, f"{prefix}:", args.seconds, args.rate, run_id)
+        result = out.get(timeout=300)
+        elapsed = time.perf_counter() - started
+        cpu1, rss1 = proc_stat(web.pid)
+        loader.join(timeout=60)
+    finally:
+        web.terminate()
+        worker.terminate()
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    latencies = sorted(result["latencies"])
+    p50 = statistics.median(latencies) if latencies else float("nan")
+    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")
+    delivery = 100.0 * result["complete"] / clients
+    cpu_pct = 100.0 * (cpu1 - cpu0) / elapsed
+    messages = result["frames"]
+    loader_cpu_pct = 100.0 * (result["cpu_s"] - loader_cpu0) / elapsed
+    cpu_us_per_message = 1e6 * (cpu1 - cpu0) / max(messages, 1)
+    return {
+        "clients": clients,
+        "ticks_sent": sent,
+        "connect_s": round(connect_s, 1),
+        "delivery_pct": round(delivery, 2),
+        "errors": result["errors"],
+        "latency_p50_ms": round(p50, 1),
+        "latency_p99_ms": round(p99, 1),
+        "web_rss_mib": round(rss1 / 1024, 1),
+        "rss_kib_per_client": round((rss1 - idle_rss_kib) / clients, 1),
+        "web_cpu_pct": round(cpu_pct, 1),
+        "cpu_us_per_client_message": round(cpu_us_per_message, 1),
+        "messages": messages,
+        "load_generator_cpu_pct": round(loader_cpu_pct, 1),
+    }
+
+
+def _cpu_of(pid: int | None) -> float:
+    return proc_stat(pid)[0] if pid else 0.0
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def main() -> None:
+    """Run every level and print the table; the last line is the JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", default="100,1000,2000,5000")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=int, default=200, help="ticks per second")
+    parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
+    parser.add_argument("--layer", choices=("pubsub", "core"), default="pubsub")
+    args = parser.parse_args()
+    raise_fd_limit()
+    idle_rss_kib = _measure_idle_rss(args)
+    print(
+        f"server={args.server} rate={args.rate}/s seconds={args.seconds} "
+        f"idle web RSS {idle_rss_kib / 1024:.1f} MiB"
+    )
+    header = (
+        "clients",
+        "delivery_pct",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "web_cpu_pct",
+        "cpu_us_per_client_message",
+        "web_rss_mib",
+        "rss_kib_per_client",
+        "errors",
+    )
+    print(" ".join(f"{h:>14}" for h in header))
+    figures: dict[str, float] = {}
+    for clients in (int(c) for c in args.clients.split(",")):
+        row = run_level(args, clients, idle_rss_kib)
+        print(" ".join(f"{row[h]:>14}" for h in header))
+        for key, value in row.items():
+            if key != "clients":
+                figures[f"{key}_at_{clients}"] = value
+    print(json.dumps(figures))
+
+
+def _measure_idle_rss(args: argparse.Namespace) -> int:
+    """Start a web process with no clients and read its RSS once it has served one request."""
+    port = free_port()
+    prefix = f"fanout-idle-{uuid.uuid4().hex[:6]}"
+    env = {
+        "DASHBOARD_SECRET_KEY": "bench",
+        "DASHBOARD_PORT": str(port),
+        "DASHBOARD_REDIS_KEY_PREFIX": prefix,
+        "DASHBOARD_LOG_LEVEL": "WARNING",
+        "DASHBOARD_WEB_SERVER": args.server,
+        "DASHBOARD_CHANNEL_LAYER_BACKEND": args.layer,
+    }
+    web = ManagedProcess(["serve"], env=env, log_path=Path(f"/tmp/{prefix}.log"))
+    try:
+        wait_until(lambda: _port_open(port), timeout=60, what="web")
+        import websockets.sync.client
+
+        with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            ws.recv(timeout=10)
+        time.sleep(0.5)  # let the hub settle after its first client (a measurement, not a wait)
+        return proc_stat(web.pid)[1]
+    finally:
+        web.terminate()
+
+
+if __name__ == "__main__":
+    main()

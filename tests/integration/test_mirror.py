@@ -1,0 +1,67 @@
+"""The process mirror: bootstrapped from the shared snapshot, one encoding per seq and format."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from aggregation.core.records import Accepted, Channel, validate_record
+from aggregation.core.state import TradingState
+from aggregation.keys import RedisNames
+from aggregation.leader import LeaderLease
+from aggregation.shared_snapshot import SharedSnapshot
+from realtime.mirror import ProcessMirror
+from realtime.protocol import EVERYTHING, Format
+
+pytestmark = pytest.mark.integration
+
+
+def md(symbol: str, price: float) -> Accepted:
+    result = validate_record(Channel.MARKET_DATA, {"symbol": symbol, "last_price": price})
+    assert isinstance(result, Accepted)
+    return result
+
+
+async def test_a_burst_of_connections_costs_one_encoding_per_seq_and_format(
+    aredis: aioredis.Redis, key_prefix: str
+) -> None:
+    # given a shared snapshot written by a leader
+    names = RedisNames(key_prefix.rstrip(":"))
+    lease = LeaderLease(aredis, key=names.leader, owner="w1", lease_ms=5000)
+    assert await lease.acquire()
+    shared = SharedSnapshot(aredis, names)
+    state = TradingState(cadences=("mirror", "web"), max_orders=10)
+    state.apply(md("BTCUSDT", 1.0))
+    await shared.write_changes(state, state.take("mirror").changes, owner="w1")
+    mirror = ProcessMirror(shared)
+    await mirror.load()
+    assert (mirror.seq, mirror.data) == (state.seq, state.snapshot())
+    # when 1,000 clients connect, half of them in MessagePack
+    frames = [
+        mirror.snapshot(EVERYTHING, Format.JSON if i % 2 else Format.MSGPACK) for i in range(1000)
+    ]
+    # then the snapshot was encoded once per format
+    assert mirror.encodings == 2
+    assert orjson.loads(frames[1])["data"] == state.snapshot()
+    # and an update moves the mirror on, costing one new encoding per format again
+    state.apply(md("BTCUSDT", 2.0))
+    update = state.take("web")
+    assert mirror.apply(update.base_seq, update.seq, update.changes) == "applied"
+    for i in range(100):
+        mirror.snapshot(EVERYTHING, Format.JSON if i % 2 else Format.MSGPACK)
+    assert mirror.encodings == 4
+    assert mirror.data == state.snapshot()
+
+
+async def test_mirror_refuses_updates_that_do_not_follow(
+    aredis: aioredis.Redis, key_prefix: str
+) -> None:
+    mirror = ProcessMirror(SharedSnapshot(aredis, RedisNames(key_prefix.rstrip(":"))))
+    await mirror.load()
+    assert mirror.seq == 0
+    assert mirror.apply(5, 7, {"market_data.X": {"symbol": "X"}}) == "gap"
+    assert mirror.apply(0, 3, {"market_data.X": {"symbol": "X"}}) == "applied"
+    assert mirror.apply(0, 2, {"market_data.Y": {"symbol": "Y"}}) == "skip"
+    assert mirror.apply(3, 4, {"market_data.Z.last_price": 1.0}) == "gap"  # conflict: no Z
+    assert mirror.data["market_data"] == {"X": {"symbol": "X"}}
