@@ -7,7 +7,7 @@ SECRET_FILE := .dev-secret-key
 # `make run` keeps a per-checkout secret so sessions survive restarts; never used in production.
 RUN_ENV = DASHBOARD_SECRET_KEY="$${DASHBOARD_SECRET_KEY:-$$(cat $(SECRET_FILE))}"
 
-.PHONY: install run test lint format bench lock clean
+.PHONY: install run test lint format bench bench-fanout bench-history lock clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,14 @@ format: install
 
 bench: install
 	$(PY) bench/core.py
+	$(PY) bench/ingest.py
+
+# Longer benchmarks, run by hand: fan-out (~6 min) and history at 10M rows (~6 min).
+bench-fanout: install
+	$(PY) bench/fanout.py
+
+bench-history: install
+	$(PY) bench/history.py
 
 # Re-resolve the pinned requirements from the top-level .in files.
 lock:

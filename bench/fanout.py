@@ -262,7 +262,7 @@ def main() -> None:
     raise_fd_limit()
     idle_rss_kib = _measure_idle_rss(args)
     print(
-        f"server={args.server} rate={args.rate}/s seconds={args.seconds} "
+        f"server={args.server} layer={args.layer} rate={args.rate}/s seconds={args.seconds} "
         f"idle web RSS {idle_rss_kib / 1024:.1f} MiB"
     )
     header = (
@@ -275,6 +275,7 @@ def main() -> None:
         "web_rss_mib",
         "rss_kib_per_client",
         "errors",
+        "load_generator_cpu_pct",
     )
     print(" ".join(f"{h:>14}" for h in header))
     figures: dict[str, float] = {}

@@ -40,7 +40,7 @@ class LeanClient(asyncio.Protocol):
         """Send the upgrade request."""
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
-        transport.write(self._request)
+        self.transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
         """Parse the handshake response, then frames."""

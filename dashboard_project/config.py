@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     # A recorder that died leaves entries pending; another one claims them after this long.
     history_claim_idle_s: PositiveSeconds = 30.0
     history_read_block_ms: PositiveMs = 1000  # how long one XREADGROUP waits for new entries
+    recorder_metrics_port: int = Field(9109, ge=0, le=65535)  # 0: do not serve metrics
 
     # --- worker ----------------------------------------------------------------------------
     worker_metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics

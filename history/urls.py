@@ -1,5 +1,9 @@
 """Routes of the history API, mounted under /api/v1/."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from history.api import HistoryView
+
+urlpatterns: list[URLPattern] = [
+    path("history", HistoryView.as_view(), name="history"),
+]

@@ -36,6 +36,7 @@ class Stack:
             "DASHBOARD_REDIS_KEY_PREFIX": self.prefix,
             "DASHBOARD_INPUT_PREFIX": self.input_prefix,
             "DASHBOARD_WORKER_METRICS_PORT": "0",
+            "DASHBOARD_RECORDER_METRICS_PORT": "0",
             "DASHBOARD_ORDER_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
             "DASHBOARD_ACCOUNT_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
             "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://127.0.0.1:{free_port()}",

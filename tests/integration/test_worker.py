@@ -279,3 +279,59 @@ async def test_lost_shared_state_is_rewritten_whole(
 
     await eventually(whole, timeout=10, what="snapshot rewritten")
     assert await aredis.get(worker.names.leader) == worker.worker_id.encode()
+
+
+async def test_backends_down_leave_the_state_untouched_and_say_so(
+    worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
+) -> None:
+    # given backends at addresses where nothing listens
+    from aggregation import metrics
+    from aggregation.backends import build_backends
+    from tests.processes import free_port
+
+    nowhere = f"127.0.0.1:{free_port()}"
+    config = worker_config.model_copy(
+        update={
+            "order_service_grpc": nowhere,
+            "account_service_grpc": nowhere,
+            "strategy_service_http": f"http://{nowhere}",
+            "backend_timeout_s": 0.5,
+            "backend_retries": 0,
+            "breaker_failure_threshold": 1,
+        }
+    )
+    backends = build_backends(config)
+    aggregator = Aggregator(config, layer=layer, backends=backends)
+    stop = asyncio.Event()
+    task = asyncio.create_task(aggregator.run(stop))
+    try:
+        # when the worker polls them
+        await eventually(
+            lambda: all(b.health().consecutive_failures >= 1 for b in backends),
+            timeout=10,
+            what="every backend polled",
+        )
+        # then nothing was invented, the breakers are open, and health and metrics say so
+        assert aggregator.state.counts() == {
+            "market_data": 0,
+            "orders": 0,
+            "positions": 0,
+            "account": 0,
+            "strategies": 0,
+        }
+        assert aggregator.state.seq == 0
+        for backend in backends:
+            health = backend.health()
+            assert health.up is False
+            assert health.breaker == "open"
+            assert health.last_error
+            assert metrics.BACKEND_UP.labels(backend.name)._value.get() == 0
+
+        async def heartbeat_says_down() -> bool:
+            raw = await aredis.get(aggregator.names.heartbeat)
+            return raw is not None and not any(orjson.loads(raw)["backends"].values())
+
+        await eventually(heartbeat_says_down, timeout=5, what="heartbeat with backends down")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)

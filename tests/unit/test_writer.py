@@ -48,7 +48,7 @@ async def test_a_blocked_send_drains_in_order_later() -> None:
     assert send.delivered == []
     assert writer.backlogged
     send.writable.set()
-    while writer.backlogged:
+    while writer.backlogged:  # noqa: ASYNC110  # stepping the loop until the drain task ends
         await asyncio.sleep(0)
     assert send.delivered == [frame(0), frame(1), frame(2)]
     assert writer.sent == 3
@@ -64,7 +64,7 @@ async def test_overflow_drops_the_backlog_and_asks_for_one_snapshot() -> None:
     assert writer.overflowed
     assert writer.dropped == 99 - 0  # all but the send in flight
     send.writable.set()
-    while writer.backlogged:
+    while writer.backlogged:  # noqa: ASYNC110  # stepping the loop until the drain task ends
         await asyncio.sleep(0)
     assert send.delivered == [frame(0)]  # the in-flight one; the stale backlog is gone
     assert drained == [True]  # the consumer sends a fresh snapshot now

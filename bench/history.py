@@ -1,0 +1,282 @@
+"""History benchmark: COPY load rate, and query latency through the selectors and the HTTP API.
+
+Creates the database `dashboard_bench` (dropped at the end unless `--keep`), migrates it, and
+loads `--rows` market-data rows (20 symbols over `--days` days) through the recorder's own write
+path (`history.services.history_rows_write`: COPY into the staging table, then INSERT ... ON
+CONFLICT into the tick table and the 1-minute candles), in recorder-sized batches. Then, over
+random (symbol, UTC day) pairs:
+- `page`: one limit=100 page of one symbol's day, newest first;
+- `candles`: one symbol's whole day of 1-minute candles (1,440 buckets: two pages of 1,000);
+each measured directly (the selectors, on Django's connection) and through the HTTP API
+(Django's test client in this process: URL routing, middleware, session auth, DRF, JSON).
+
+Run: `.venv/bin/python bench/history.py [--rows 10000000] [--keep]`. Needs PostgreSQL
+(DASHBOARD_DATABASE_URL's server). Last line: one JSON object of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_DB = "dashboard_bench"
+SYMBOLS = [f"SYM{i:02d}USDT" for i in range(20)]
+
+
+def _server_url(database: str) -> str:
+    base = os.environ.get("DASHBOARD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dashboard")
+    return urlsplit(base)._replace(path=f"/{database}").geturl()
+
+
+def _admin(statement: sql.Composed) -> None:
+    with psycopg.connect(_server_url("postgres"), autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def create_database() -> str:
+    """(Re)create the bench database and migrate it; return its URL."""
+    _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
+    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+    url = _server_url(BENCH_DB)
+    env = {**os.environ, "DASHBOARD_DATABASE_URL": url, "DASHBOARD_SECRET_KEY": "bench"}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    return url
+
+
+def rows(total: int, days: int, end: datetime) -> Iterator[Any]:
+    """`total` market-data rows spread evenly over `days` days before `end`, round-robin symbols."""
+    from history.stream_rows import StreamRow
+
+    start = end - timedelta(days=days)
+    step_us = days * 86_400_000_000 // total
+    rng = random.Random(7)
+    prices = [1000.0 * (i + 1) for i in range(len(SYMBOLS))]
+    for n in range(total):
+        k = n % len(SYMBOLS)
+        prices[k] = max(0.01, prices[k] + rng.gauss(0, 0.5))
+        moment = start + timedelta(microseconds=n * step_us)
+        stamp = moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        record = {
+            "symbol": SYMBOLS[k],
+            "last_price": round(prices[k], 2),
+            "bid_price": round(prices[k] - 0.5, 2),
+            "ask_price": round(prices[k] + 0.5, 2),
+            "volume_24h": 1e6 + n,
+            "updated_at": stamp,
+        }
+        yield StreamRow(
+            stream_ms=int(moment.timestamp() * 1000),
+            stream_seq=n,
+            channel="market_data",
+            seq=n + 1,
+            received_at=moment + timedelta(microseconds=250),
+            record_json=orjson.dumps(record).decode(),
+        )
+
+
+def load(url: str, total: int, days: int, batch: int, end: datetime) -> dict[str, float]:
+    """Write the rows through the recorder's write path; time only the writes."""
+    from history.services import history_rows_write, staging_create
+
+    writing = 0.0
+    started = time.perf_counter()
+    written = 0
+    with psycopg.connect(url) as conn:
+        staging_create(conn=conn)
+        chunk: list[Any] = []
+        for row in rows(total, days, end):
+            chunk.append(row)
+            if len(chunk) == batch:
+                t0 = time.perf_counter()
+                written += history_rows_write(conn=conn, rows=chunk)["market_data"]
+                writing += time.perf_counter() - t0
+                chunk = []
+                if written % 1_000_000 < batch:
+                    print(f"  loaded {written:>11,} rows, {written / writing:,.0f} rows/s")
+        if chunk:
+            t0 = time.perf_counter()
+            written += history_rows_write(conn=conn, rows=chunk)["market_data"]
+            writing += time.perf_counter() - t0
+        # The steady state: autovacuum and autoanalyze have seen the loaded tables.
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE history_markettick")
+        conn.execute("VACUUM ANALYZE history_minutecandle")
+    assert written == total, (written, total)
+    return {
+        "load_rows_per_s": written / writing,
+        "load_with_generation_rows_per_s": written / (time.perf_counter() - started),
+        "load_s": writing,
+    }
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 of the samples, in milliseconds."""
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return cuts[49] * 1000, cuts[98] * 1000
+
+
+def measure(
+    name: str, fn: Callable[[str, datetime], object], days: list[datetime], n: int
+) -> list[float]:
+    """Call fn(symbol, day) n times on random pairs (after a warm-up); print p50/p99."""
+    rng = random.Random(name)
+    for _ in range(min(20, n)):
+        fn(rng.choice(SYMBOLS), rng.choice(days))
+    samples = []
+    for _ in range(n):
+        symbol, day = rng.choice(SYMBOLS), rng.choice(days)
+        t0 = time.perf_counter()
+        fn(symbol, day)
+        samples.append(time.perf_counter() - t0)
+    p50, p99 = percentiles(samples)
+    print(f"{name:<24} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({n} queries)")
+    return [p50, p99]
+
+
+def queries(url: str, end: datetime, days: int, n: int) -> dict[str, float]:
+    """Latency of the two queries, through the selectors and through HTTP."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+
+    from history.selectors import candle_list, history_list
+
+    first_day = (end - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    whole_days = [first_day + timedelta(days=d + 1) for d in range(days - 1)]
+    one_day = timedelta(days=1)
+
+    def page_sql(symbol: str, day: datetime) -> object:
+        page = history_list(
+            kind="market_data", symbol=symbol, start=day, end=day + one_day, before=None, limit=100
+        )
+        assert len(page.items) == 100
+        return page
+
+    def candles_sql(symbol: str, day: datetime) -> object:
+        got, before = 0, None
+        for _ in range(3):
+            page = candle_list(
+                symbol=symbol,
+                step=timedelta(minutes=1),
+                start=day,
+                end=day + one_day,
+                before=before,
+                limit=1000,
+            )
+            got += len(page.items)
+            if (before := page.next) is None:
+                break
+        assert got == 1440, got
+        return got
+
+    user, _ = User.objects.get_or_create(username="bench")
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+
+    def get(params: dict[str, str]) -> dict[str, Any]:
+        response = client.get("/api/v1/history", params)
+        assert response.status_code == 200, response.content[:300]
+        body: dict[str, Any] = response.json()
+        return body
+
+    def iso(moment: datetime) -> str:
+        return moment.isoformat().replace("+00:00", "Z")
+
+    def page_http(symbol: str, day: datetime) -> object:
+        params = {"type": "market_data", "symbol": symbol, "from": iso(day)}
+        body = get({**params, "to": iso(day + one_day), "limit": "100"})
+        assert len(body["data"]) == 100
+        return body
+
+    def candles_http(symbol: str, day: datetime) -> object:
+        params = {"type": "market_data", "symbol": symbol, "interval": "1m", "limit": "1000"}
+        params |= {"from": iso(day), "to": iso(day + one_day)}
+        got, cursor = 0, None
+        for _ in range(3):
+            body = get(params | ({"cursor": cursor} if cursor else {}))
+            got += len(body["data"])
+            if (cursor := body["next"]) is None:
+                break
+        assert got == 1440, got
+        return body
+
+    figures: dict[str, float] = {}
+    for name, fn in (
+        ("page_sql", page_sql),
+        ("page_http", page_http),
+        ("candles_1m_day_sql", candles_sql),
+        ("candles_1m_day_http", candles_http),
+    ):
+        p50, p99 = measure(name, fn, whole_days, n)
+        figures[f"{name}_p50_ms"], figures[f"{name}_p99_ms"] = p50, p99
+    connection.close()
+    return figures
+
+
+def main() -> None:
+    """Load, measure, print; drop the database unless --keep."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=5000, help="rows per write (the recorder's)")
+    parser.add_argument("--queries", type=int, default=500, help="samples per measurement")
+    parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database")
+    parser.add_argument("--skip-load", action="store_true", help="reuse a kept database")
+    args = parser.parse_args()
+    if args.days < 2 or args.rows < args.days * 1440 * len(SYMBOLS):
+        parser.error("need >= 2 days and a tick per symbol-minute (rows >= days * 28,800)")
+    end = datetime(2026, 1, 31, tzinfo=UTC)  # fixed, so that a kept database can be reused
+    figures: dict[str, float] = {"rows": args.rows}
+    url = _server_url(BENCH_DB)
+    # Django (the selectors, the test client) talks to the bench database.
+    os.environ["DASHBOARD_DATABASE_URL"] = url
+    os.environ.setdefault("DASHBOARD_SECRET_KEY", "bench")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard_project.settings")
+    import django
+
+    django.setup()
+    try:
+        if not args.skip_load:
+            url = create_database()
+            print(f"loading {args.rows:,} rows into {BENCH_DB} in batches of {args.batch:,}")
+            figures |= load(url, args.rows, args.days, args.batch, end)
+            print(f"load: {figures['load_rows_per_s']:,.0f} rows/s in the write path")
+        with psycopg.connect(url) as conn:
+            size = conn.execute("SELECT pg_total_relation_size('history_markettick')").fetchone()
+        figures["table_with_indexes_mb"] = (size[0] if size else 0) / 2**20
+        print(f"table with indexes: {figures['table_with_indexes_mb']:,.0f} MB")
+        figures |= queries(url, end, args.days, args.queries)
+    finally:
+        if not args.keep:
+            _admin(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
+            )
+    print(json.dumps({k: round(v, 3) for k, v in figures.items()}))
+
+
+if __name__ == "__main__":
+    main()

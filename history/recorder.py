@@ -1,0 +1,297 @@
+"""The recorder: moves the worker's history stream into PostgreSQL, exactly once in effect.
+
+Loop: read a batch with XREADGROUP (or first reclaim entries a dead recorder left pending, with
+XAUTOCLAIM), parse it, write it in one transaction (COPY into a staging table, then INSERT ...
+ON CONFLICT DO NOTHING per table), then XACK, then trim the stream to what is still needed. A
+crash anywhere before the XACK means the entries are delivered again and the replay inserts
+nothing new; a malformed entry is counted, logged and acked, never retried.
+
+While PostgreSQL is unreachable the batch is not acked and is retried with capped backoff; the
+stream keeps absorbing the worker's appends (up to `history_stream_maxlen`) and everything is
+written when PostgreSQL is back. It runs as its own process (`manage.py run_recorder`) so that
+COPY, JSON and connection work never shares a core or an event loop with the worker's ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+import redis
+from redis.exceptions import RedisError
+
+from aggregation.keys import RedisNames
+from aggregation.throttled_log import ThrottledLog
+from dashboard_project.config import Settings
+from history import metrics
+from history.services import history_rows_write_isolating, staging_create
+from history.stream_group import StreamGroup
+from history.stream_rows import Malformed, StreamRow, parse_entry
+
+log = logging.getLogger("history.recorder")
+
+# Retry delays while PostgreSQL or Redis is unreachable: start fast (a blip heals in
+# milliseconds), double, and cap at 2 s so that the backlog starts draining within 2 s of
+# PostgreSQL's return while an outage costs one connection attempt per 2 s.
+_BACKOFF_MIN_S: Final = 0.1
+_BACKOFF_MAX_S: Final = 2.0
+# A recurring failure is logged once per this many seconds, with the count held back.
+_FAILURE_LOG_INTERVAL_S: Final = 10.0
+_CONNECT_TIMEOUT_S: Final = 3
+# A 5,000-row batch takes ~50 ms; a statement still running after 5 s means PostgreSQL is stuck.
+# Giving up (and retrying) keeps SIGTERM's 10 s exit promise and the once-a-second log line.
+_STATEMENT_TIMEOUT_MS: Final = 5000
+_REPORT_INTERVAL_S: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderOptions:
+    """What one recorder needs to know; `from_config` reads it from the product's settings."""
+
+    redis_url: str
+    stream: str
+    dsn: str
+    batch_size: int
+    block_ms: int
+    claim_idle_s: float
+
+    @classmethod
+    def from_config(cls, config: Settings, *, dsn: str | None = None) -> RecorderOptions:
+        """The options of the deployment described by `config`."""
+        return cls(
+            redis_url=str(config.redis_url),
+            stream=RedisNames(config.redis_key_prefix).history_stream,
+            dsn=dsn or str(config.database_url),
+            batch_size=config.history_batch_size,
+            block_ms=config.history_read_block_ms,
+            claim_idle_s=config.history_claim_idle_s,
+        )
+
+
+class Recorder:
+    """One consumer of the history stream's `recorder` group, writing to PostgreSQL."""
+
+    def __init__(self, options: RecorderOptions, *, consumer: str | None = None) -> None:
+        self.options = options
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # The socket timeout must outlast a blocking XREADGROUP.
+        self.redis = redis.Redis.from_url(
+            options.redis_url,
+            socket_timeout=options.block_ms / 1000 + 5,
+            socket_connect_timeout=_CONNECT_TIMEOUT_S,
+        )
+        self.group = StreamGroup(self.redis, stream=options.stream, consumer=self.consumer)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._throttled = ThrottledLog(log, interval_s=_FAILURE_LOG_INTERVAL_S)
+        self._group_ready = False
+        self._next_claim = 0.0
+        self._next_report = time.monotonic() + _REPORT_INTERVAL_S
+        self._failing_since: float | None = None
+        self.written: Counter[str] = Counter()
+        self.malformed: Counter[str] = Counter()
+        self.batches = 0
+        self.claimed = 0
+        self.write_failures = 0
+        self._reported: dict[str, Any] = self._totals()
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Record until `stop` is set; the batch in hand is finished first (if PostgreSQL is up)."""
+        log.info(
+            "recorder started", extra={"consumer": self.consumer, "stream": self.options.stream}
+        )
+        backoff = _BACKOFF_MIN_S
+        try:
+            while not stop.is_set():
+                try:
+                    self.step(stop)
+                    backoff = _BACKOFF_MIN_S
+                except RedisError as exc:
+                    self._group_ready = False
+                    self._throttled.warning("redis", "cannot reach Redis", error=str(exc))
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                self.report_if_due()
+        finally:
+            self.report_if_due(force=True)
+            self.close()
+            log.info("recorder stopped", extra={"consumer": self.consumer, **self._totals()})
+
+    def step(self, stop: threading.Event) -> int:
+        """Record one batch (reclaimed, else newly read); return how many entries it handled."""
+        if not self._group_ready:
+            self.group.ensure()
+            self._group_ready = True
+        entries = self._claim_if_due()
+        if not entries:
+            entries = self.group.read(count=self.options.batch_size, block_ms=self.options.block_ms)
+        if not entries:
+            return 0
+        rows: list[StreamRow] = []
+        for entry_id, fields in entries:
+            parsed = parse_entry(entry_id, fields)
+            if isinstance(parsed, Malformed):
+                self._count_malformed(parsed.entry_id, parsed.reason)
+            else:
+                rows.append(parsed)
+        if rows and not self._write(rows, stop):
+            return 0  # stopping while PostgreSQL is down: left pending, reclaimed later
+        self.group.ack([entry_id for entry_id, _ in entries])
+        self.group.trim()
+        return len(entries)
+
+    def _claim_if_due(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        now = time.monotonic()
+        if now < self._next_claim:
+            return []
+        idle_ms = int(self.options.claim_idle_s * 1000)
+        entries = self.group.claim(min_idle_ms=idle_ms, count=self.options.batch_size)
+        if entries:
+            self.claimed += len(entries)
+            log.info("reclaimed pending entries", extra={"entries": len(entries)})
+        else:  # nothing left to take over: look again in half the idle time
+            self._next_claim = now + self.options.claim_idle_s / 2
+            self.group.reap_consumers(idle_ms=idle_ms)
+        return entries
+
+    # --- PostgreSQL ----------------------------------------------------------------------------
+
+    def _write(self, rows: list[StreamRow], stop: threading.Event) -> bool:
+        """Write until it succeeds (True) or `stop` is set while PostgreSQL fails (False)."""
+        delay = _BACKOFF_MIN_S
+        while True:  # ends on success, or on stop: each failed attempt waits on `stop`
+            try:
+                inserted, refused = history_rows_write_isolating(conn=self._connection(), rows=rows)
+            except psycopg.Error as exc:
+                self._disconnect()
+                self.write_failures += 1
+                metrics.WRITE_FAILURES.inc()
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                self._throttled.warning(
+                    "postgres",
+                    "cannot write history to PostgreSQL; batch kept, retrying",
+                    error=str(exc).strip()[:300],
+                    batch=len(rows),
+                )
+                if stop.wait(delay):
+                    return False
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            break
+        if self._failing_since is not None:
+            log.warning(
+                "PostgreSQL writes resumed",
+                extra={"failed_for_s": round(time.monotonic() - self._failing_since, 3)},
+            )
+            self._failing_since = None
+        for row, error in refused:
+            self._count_malformed(row.entry_id, "refused_by_database", error=error)
+        for channel, n in inserted.items():
+            self.written[channel] += n
+            metrics.ROWS_WRITTEN.labels(channel).inc(n)
+        self.batches += 1
+        metrics.BATCHES.inc()
+        return True
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            conn = psycopg.connect(
+                self.options.dsn,
+                connect_timeout=_CONNECT_TIMEOUT_S,
+                application_name="dashboard-recorder",
+                options=f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}",
+                # A server that vanished without closing the socket is noticed in ~10 s.
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=2,
+            )
+            try:
+                staging_create(conn=conn)
+            except psycopg.Error:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error as exc:  # the socket is already gone: nothing left to close
+                log.debug("closing a failed connection", extra={"error": str(exc)})
+            self._conn = None
+
+    def close(self) -> None:
+        """Close both connections."""
+        self._disconnect()
+        self.redis.close()
+
+    # --- accounting ----------------------------------------------------------------------------
+
+    def _count_malformed(self, entry_id: str, reason: str, **fields: Any) -> None:
+        self.malformed[reason] += 1
+        metrics.ROWS_MALFORMED.labels(reason).inc()
+        self._throttled.warning(
+            f"malformed:{reason}",
+            "history entry not recordable; acked",
+            entry=entry_id,
+            reason=reason,
+            **fields,
+        )
+
+    def _totals(self) -> dict[str, Any]:
+        return {
+            "written": dict(self.written),
+            "malformed": dict(self.malformed),
+            "batches": self.batches,
+            "claimed": self.claimed,
+            "write_failures": self.write_failures,
+        }
+
+    def report_if_due(self, *, force: bool = False) -> None:
+        """Log the counts of the last interval as one JSON line (at most once a second)."""
+        now = time.monotonic()
+        if not force and now < self._next_report:
+            return
+        self._next_report = now + _REPORT_INTERVAL_S
+        backlog: int | None = None
+        pending: int | None = None
+        lag_s: float | None = None
+        try:
+            backlog, oldest_ms = self.group.backlog()
+            pending = self.group.pending() if self._group_ready else 0
+            lag_s = max(0.0, time.time() - oldest_ms / 1000) if oldest_ms else 0.0
+            metrics.BACKLOG.set(backlog)
+            metrics.LAG.set(lag_s)
+        except RedisError:
+            pass  # the loop itself reports Redis being unreachable
+        totals = self._totals()
+        previous, self._reported = self._reported, totals
+        written = Counter(totals["written"]) - Counter(previous["written"])
+        log.info(
+            "recorder stats",
+            extra={
+                "event": "recorder.stats",
+                "rows_written": dict(written),
+                "rows": sum(written.values()),
+                "batches": totals["batches"] - previous["batches"],
+                "malformed": sum(totals["malformed"].values())
+                - sum(previous["malformed"].values()),
+                "write_failures": totals["write_failures"] - previous["write_failures"],
+                "backlog": backlog,
+                "pending": pending,
+                "lag_s": None if lag_s is None else round(lag_s, 3),
+                "totals": totals,
+            },
+        )

@@ -1,0 +1,96 @@
+"""Parsing the history stream's entries (written by `aggregation.history_log.HistoryLog`).
+
+An entry has one field `r`: the JSON array `[channel, seq, received_at_epoch, record]`. Anything
+else is malformed: the recorder counts it, logs it and acknowledges it, so that one bad entry can
+never stop the stream from draining.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+import orjson
+
+from aggregation.core.records import Channel, Rejection, validate_record
+
+_CHANNELS: Final = {channel.value: channel for channel in Channel}
+_BIGINT_MAX: Final = 2**63 - 1
+# received_at is the worker's wall clock; outside these years it is not a time but garbage
+# (and outside what PostgreSQL's timestamptz and Python's datetime both hold).
+_EPOCH_MIN: Final = datetime(1970, 1, 2, tzinfo=UTC).timestamp()
+_EPOCH_MAX: Final = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRow:
+    """One well-formed history entry, ready for the COPY into the staging table."""
+
+    stream_ms: int
+    stream_seq: int
+    channel: str
+    seq: int
+    received_at: datetime
+    record_json: str
+
+    @property
+    def entry_id(self) -> str:
+        """The Redis stream entry id (`ms-seq`)."""
+        return f"{self.stream_ms}-{self.stream_seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """An entry that cannot be recorded, and why."""
+
+    entry_id: str
+    reason: str
+
+
+def split_entry_id(entry_id: str) -> tuple[int, int] | None:
+    """`'1712-3'` -> `(1712, 3)`; None unless it is a valid stream entry id."""
+    ms, sep, seq = entry_id.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit():
+        return None
+    pair = int(ms), int(seq)
+    return pair if max(pair) <= _BIGINT_MAX else None
+
+
+def parse_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StreamRow | Malformed:
+    """Parse one stream entry; never raises."""
+    text_id = entry_id.decode("ascii", "replace") if isinstance(entry_id, bytes) else entry_id
+    ids = split_entry_id(text_id)
+    if ids is None:
+        return Malformed(text_id, "bad_entry_id")
+    raw = fields.get(b"r")
+    if raw is None or len(fields) != 1:
+        return Malformed(text_id, "bad_fields")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return Malformed(text_id, "bad_json")
+    if not isinstance(value, list) or len(value) != 4:
+        return Malformed(text_id, "not_a_row")
+    channel_name, seq, received, record = value
+    channel = _CHANNELS.get(channel_name) if isinstance(channel_name, str) else None
+    if channel is None:
+        return Malformed(text_id, "unknown_channel")
+    if type(seq) is not int or not 0 <= seq <= _BIGINT_MAX:
+        return Malformed(text_id, "bad_seq")
+    if type(received) not in (int, float) or not math.isfinite(received):
+        return Malformed(text_id, "bad_received_at")
+    if not _EPOCH_MIN <= received <= _EPOCH_MAX:
+        return Malformed(text_id, "bad_received_at")
+    checked = validate_record(channel, record)
+    if isinstance(checked, Rejection):
+        return Malformed(text_id, f"record_{checked.reason}")
+    return StreamRow(
+        stream_ms=ids[0],
+        stream_seq=ids[1],
+        channel=channel.value,
+        seq=seq,
+        received_at=datetime.fromtimestamp(received, UTC),
+        record_json=orjson.dumps(checked.record).decode(),
+    )

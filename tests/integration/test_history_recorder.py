@@ -1,0 +1,311 @@
+"""The recorder's unit of work against real Redis and PostgreSQL, in this process.
+
+Rows are appended exactly as the worker appends them (`HistoryLog`, its Lua script and format);
+the recorder writes through its own psycopg connection, so the tests use transactional
+databases (the rows must be committed for Django's connection to see them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+import redis
+import redis.asyncio as aioredis
+from django.db import connection
+from django.db.models import Sum
+
+from aggregation.history_log import HistoryLog
+from aggregation.keys import RedisNames
+from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle
+from history.recorder import Recorder, RecorderOptions
+from history.services import history_rows_write, history_rows_write_isolating, staging_create
+from history.stream_group import GROUP, StreamGroup
+from history.stream_rows import StreamRow, parse_entry
+from tests.processes import free_port, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+Row = tuple[str, int, dict[str, Any]]
+
+
+def append(redis_url: str, stream: str, rows: list[Row]) -> None:
+    """Append rows as the worker does."""
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            log = HistoryLog(client, stream=stream, capacity=1_000_000)
+            for channel, seq, record in rows:
+                log.record(channel, seq, record)
+            assert await log.flush() == 0
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+def database_url() -> str:
+    """The test database, for the recorder's own connection."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture
+def stream(key_prefix: str, redis_client: redis.Redis) -> str:
+    return RedisNames(key_prefix.rstrip(":")).history_stream
+
+
+@pytest.fixture
+def options(redis_url: str, stream: str) -> RecorderOptions:
+    return RecorderOptions(
+        redis_url=redis_url,
+        stream=stream,
+        dsn=database_url(),
+        batch_size=100,
+        block_ms=50,
+        claim_idle_s=0.2,
+    )
+
+
+@pytest.fixture
+def recorder(options: RecorderOptions) -> Iterator[Recorder]:
+    made = Recorder(options, consumer="test-recorder")
+    yield made
+    made.close()
+
+
+def drain(recorder: Recorder, stop: threading.Event | None = None) -> int:
+    """Step until a step finds nothing; return the entries handled."""
+    handled = 0
+    for _ in range(1000):
+        n = recorder.step(stop or threading.Event())
+        if n == 0:
+            return handled
+        handled += n
+    raise AssertionError("the stream never drained")
+
+
+def ticks(n: int, *, start: int = 0) -> list[Row]:
+    return [
+        (
+            "market_data",
+            start + i + 1,
+            {
+                "symbol": f"SYM{i % 3}",
+                "last_price": 100.0 + i / 7,
+                "volume_24h": 1e6 + i,
+                "updated_at": f"2026-05-01T12:{i // 60 % 60:02d}:{i % 60:02d}.{i:06d}Z",
+                "venue": "X",
+            },
+        )
+        for i in range(n)
+    ]
+
+
+ALL_KINDS: list[Row] = [
+    (
+        "market_data",
+        1,
+        {"symbol": "BTCUSDT", "last_price": 50100.5, "bid_price": 50100.0, "ask_price": 50101.0,
+         "volume_24h": 1234.5, "high_24h": 51000.0, "low_24h": 49000.0,
+         "updated_at": "2026-05-01T12:00:00.123456Z"},
+    ),
+    (
+        "orders",
+        2,
+        {"id": "o-1", "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "price": 50000.0,
+         "quantity": 0.5, "filled": 0.25, "status": "PARTIALLY_FILLED",
+         "created_at": "2026-05-01T11:59:00Z", "updated_at": "2026-05-01T12:00:01+02:00",
+         "client_tag": "extra"},
+    ),
+    (
+        "positions",
+        3,
+        {"symbol": "ETHUSDT", "side": "LONG", "quantity": 2.0, "entry_price": 3000.0,
+         "mark_price": 3010.0, "unrealized_pnl": 20.0, "realized_pnl": -1.5,
+         "liquidation_price": 2500.0, "updated_at": "2026-05-01T12:00:02Z"},
+    ),
+    (
+        "account",
+        4,
+        {"total_balance": 100000.0, "available_balance": 90000.0, "margin_used": 10000.0,
+         "unrealized_pnl": 20.0, "realized_pnl": -1.5, "balances": {"USDT": 90000.0, "BTC": 0.5}},
+    ),
+    (
+        "strategies",
+        5,
+        {"id": "mm-1", "name": "market maker", "status": "RUNNING", "pnl": 12.5, "trades": 42,
+         "win_rate": 0.6, "updated_at": "2026-05-01T12:00:03Z"},
+    ),
+]  # fmt: skip
+
+
+def stored(model: Any) -> list[dict[str, Any]]:
+    return list(model._default_manager.order_by("id").values())
+
+
+def test_every_kind_is_stored_with_equal_values(
+    recorder: Recorder, redis_url: str, stream: str
+) -> None:
+    # given one change of each kind in the stream
+    before = datetime.now(UTC)
+    append(redis_url, stream, ALL_KINDS)
+    # when the recorder runs
+    assert drain(recorder) == 5
+    # then each table holds its record, typed columns equal to the record's fields
+    for channel, seq, record in ALL_KINDS:
+        model = HISTORY_MODELS[channel]
+        (row,) = stored(model)
+        assert row["record"] == record
+        assert row["seq"] == seq
+        assert before <= row["received_at"] <= datetime.now(UTC)
+        for field in model.typed_fields():
+            value = record.get(model.record_key(field.name))
+            if isinstance(value, str) and field.get_internal_type() == "DateTimeField":
+                value = datetime.fromisoformat(value)
+            assert row[field.attname] == value, field.name
+        updated = record.get("updated_at")
+        expected_time = datetime.fromisoformat(updated) if updated else row["received_at"]
+        assert row["updated_at"] == (datetime.fromisoformat(updated) if updated else None)
+        assert row["time"] == expected_time
+    assert recorder.written == {channel: 1 for channel, _, _ in ALL_KINDS}
+    (account,) = stored(AccountSnapshot)
+    assert account["balances"] == {"USDT": 90000.0, "BTC": 0.5}
+
+
+def test_n_rows_in_give_n_rows_out_and_the_stream_is_trimmed(
+    recorder: Recorder, redis_url: str, stream: str, redis_client: redis.Redis
+) -> None:
+    rows = ticks(1234)
+    append(redis_url, stream, rows)
+    assert redis_client.xlen(stream) == 1234
+    drain(recorder)
+    found = stored(MarketTick)
+    assert len(found) == 1234
+    assert [(r["seq"], r["symbol"], r["last_price"]) for r in found] == [
+        (seq, rec["symbol"], rec["last_price"]) for _, seq, rec in rows
+    ]
+    assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == 1234
+    # XLEN counts unrecorded rows only: the worker's cap is about what PostgreSQL lacks
+    assert redis_client.xlen(stream) == 0
+    assert redis_client.xpending(stream, GROUP)["pending"] == 0
+
+
+def record_until(recorder: Recorder, condition: Callable[[], object], what: str) -> None:
+    """Run recorder steps until `condition` holds."""
+    stop = threading.Event()
+    wait_until(lambda: recorder.step(stop) >= 0 and condition(), timeout=15, what=what)
+
+
+def idle_ms(client: redis.Redis, stream: str) -> int:
+    """How long the oldest pending entry has waited since its delivery."""
+    oldest = client.xpending_range(stream, GROUP, "-", "+", 1)
+    return int(oldest[0]["time_since_delivered"]) if oldest else -1
+
+
+def test_a_replayed_batch_inserts_nothing_and_a_dead_consumers_entries_are_reclaimed(
+    recorder: Recorder, options: RecorderOptions, redis_url: str, stream: str,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    # given a recorder that read a batch, committed it, and died before its XACK
+    append(redis_url, stream, ticks(50))
+    dead = StreamGroup(redis_client, stream=stream, consumer="dead-recorder")
+    dead.ensure()
+    rows = [parse_entry(entry_id, fields) for entry_id, fields in dead.read(count=100, block_ms=50)]
+    assert len(rows) == 50
+    with psycopg.connect(options.dsn) as conn:
+        staging_create(conn=conn)
+        written, refused = history_rows_write_isolating(
+            conn=conn, rows=[row for row in rows if isinstance(row, StreamRow)]
+        )
+        assert (written, refused) == ({"market_data": 50}, [])
+        # when the same rows are written again
+        assert history_rows_write(
+            conn=conn, rows=[r for r in rows if isinstance(r, StreamRow)]
+        ) == {"market_data": 0}
+    # and a live recorder reclaims the dead one's entries once they idled claim_idle_s
+    wait_until(lambda: idle_ms(redis_client, stream) >= 200, timeout=5, what="idle entries")
+    record_until(recorder, lambda: recorder.claimed == 50, "the reclaim")
+    # then each entry is in the table once, acknowledged, and trimmed from the stream
+    assert MarketTick.objects.count() == 50
+    assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == 50  # not 100 or 150
+    assert recorder.written["market_data"] == 0  # replays insert (and count) nothing
+    assert redis_client.xlen(stream) == 0
+    assert redis_client.xpending(stream, GROUP)["pending"] == 0
+    # and the dead consumer's name is reaped once it has nothing pending
+    record_until(
+        recorder,
+        lambda: (
+            [c["name"] for c in redis_client.xinfo_consumers(stream, GROUP)] == [b"test-recorder"]
+        ),
+        "the dead consumer reaped",
+    )
+
+
+def test_malformed_entries_are_acked_and_counted_and_the_rest_recorded(
+    recorder: Recorder, redis_url: str, stream: str, redis_client: redis.Redis
+) -> None:
+    # given good rows around malformed entries and a row PostgreSQL cannot store
+    append(redis_url, stream, ticks(3))
+    redis_client.xadd(stream, {"r": b"{not json"})
+    redis_client.xadd(stream, {"other": b"field"})
+    redis_client.xadd(stream, {"r": orjson.dumps(["trades", 1, 1.7e9, {}])})
+    unstorable = {"id": "s-1", "status": "RUNNING", "note": "nul \u0000 inside"}
+    append(redis_url, stream, [("strategies", 9, unstorable), *ticks(3, start=3)])
+    # when the recorder runs
+    drain(recorder)
+    # then the good rows are written, the others counted by reason, and nothing is left
+    assert MarketTick.objects.count() == 6
+    assert recorder.malformed == {
+        "bad_json": 1,
+        "bad_fields": 1,
+        "unknown_channel": 1,
+        "refused_by_database": 1,
+    }
+    assert redis_client.xlen(stream) == 0
+    assert redis_client.xpending(stream, GROUP)["pending"] == 0
+
+
+def test_postgresql_unreachable_keeps_the_batch_pending_until_it_is_written(
+    options: RecorderOptions, redis_url: str, stream: str, redis_client: redis.Redis
+) -> None:
+    # given a recorder whose PostgreSQL refuses connections
+    closed = replace(options, dsn=f"postgres://postgres@127.0.0.1:{free_port()}/nowhere")
+    append(redis_url, stream, ticks(20))
+    failing = Recorder(closed, consumer="failing")
+    stop = threading.Event()
+    try:
+        stop.set()  # one attempt, then give up as on SIGTERM
+        assert failing.step(stop) == 0
+        assert failing.write_failures == 1
+    finally:
+        failing.close()
+    # then nothing was acked or trimmed
+    assert redis_client.xpending(stream, GROUP)["pending"] == 20
+    assert redis_client.xlen(stream) == 20
+    # and when PostgreSQL is reachable, every row is written
+    working = Recorder(options, consumer="working")
+    try:
+        wait_until(lambda: idle_ms(redis_client, stream) >= 200, timeout=5, what="idle entries")
+        record_until(working, lambda: redis_client.xlen(stream) == 0, "the backlog recorded")
+    finally:
+        working.close()
+    assert MarketTick.objects.count() == 20
+
+
+def test_a_vanished_stream_and_group_are_recreated(
+    recorder: Recorder, redis_url: str, stream: str, redis_client: redis.Redis
+) -> None:
+    append(redis_url, stream, ticks(2))
+    drain(recorder)
+    redis_client.delete(stream)  # Redis restarted empty, or the key was flushed
+    append(redis_url, stream, ticks(2, start=2))
+    record_until(recorder, lambda: MarketTick.objects.count() == 4, "rows after the loss")

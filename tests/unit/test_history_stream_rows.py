@@ -1,0 +1,86 @@
+"""Parsing history stream entries: a row or a named reason, never an exception."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from history.stream_rows import Malformed, StreamRow, parse_entry, split_entry_id
+
+TICK = {"symbol": "BTCUSDT", "last_price": 50100.5, "updated_at": "2026-05-01T12:00:00Z"}
+
+
+def entry(value: object) -> dict[bytes, bytes]:
+    return {b"r": orjson.dumps(value)}
+
+
+def test_a_well_formed_entry_becomes_a_row() -> None:
+    row = parse_entry(b"1714564800000-7", entry(["market_data", 12, 1714564800.25, TICK]))
+    assert row == StreamRow(
+        stream_ms=1714564800000,
+        stream_seq=7,
+        channel="market_data",
+        seq=12,
+        received_at=datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC),
+        record_json=orjson.dumps(TICK).decode(),
+    )
+    assert row.entry_id == "1714564800000-7"
+
+
+def test_extra_fields_pass_through_and_nulls_are_dropped() -> None:
+    record = {**TICK, "venue": "X", "bid_price": None}
+    row = parse_entry(b"1-0", entry(["market_data", 1, 1714564800, record]))
+    assert isinstance(row, StreamRow)
+    assert orjson.loads(row.record_json) == {**TICK, "venue": "X"}
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "fields", "reason"),
+    [
+        (b"nope", entry(["market_data", 1, 1.0e9, TICK]), "bad_entry_id"),
+        (b"1-2-3", entry(["market_data", 1, 1.0e9, TICK]), "bad_entry_id"),
+        (b"99999999999999999999-0", entry(["market_data", 1, 1.0e9, TICK]), "bad_entry_id"),
+        (b"1-0", {b"x": b"1"}, "bad_fields"),
+        (b"1-0", {**entry(["market_data", 1, 1.0e9, TICK]), b"y": b"1"}, "bad_fields"),
+        (b"1-0", {b"r": b"{not json"}, "bad_json"),
+        (b"1-0", entry({"channel": "market_data"}), "not_a_row"),
+        (b"1-0", entry(["market_data", 1, 1.0e9]), "not_a_row"),
+        (b"1-0", entry(["trades", 1, 1.0e9, TICK]), "unknown_channel"),
+        (b"1-0", entry([7, 1, 1.0e9, TICK]), "unknown_channel"),
+        (b"1-0", entry(["market_data", -1, 1.0e9, TICK]), "bad_seq"),
+        (b"1-0", entry(["market_data", 1.5, 1.0e9, TICK]), "bad_seq"),
+        (b"1-0", entry(["market_data", True, 1.0e9, TICK]), "bad_seq"),
+        (b"1-0", entry(["market_data", 2**63, 1.0e9, TICK]), "bad_seq"),
+        (b"1-0", entry(["market_data", 1, "now", TICK]), "bad_received_at"),
+        (b"1-0", entry(["market_data", 1, 1e300, TICK]), "bad_received_at"),
+        (b"1-0", entry(["market_data", 1, 0, TICK]), "bad_received_at"),
+        (b"1-0", entry(["market_data", 1, 1.0e9, {"symbol": "BTCUSDT"}]), "record_missing_field"),
+        (
+            b"1-0",
+            entry(["market_data", 1, 1.0e9, {**TICK, "last_price": "1"}]),
+            "record_invalid_field",
+        ),
+        (b"1-0", entry(["market_data", 1, 1.0e9, [1, 2]]), "record_not_object"),
+    ],
+)
+def test_malformed_entries_are_named(
+    entry_id: bytes, fields: dict[bytes, bytes], reason: str
+) -> None:
+    parsed = parse_entry(entry_id, fields)
+    assert isinstance(parsed, Malformed)
+    assert parsed.reason == reason
+
+
+@given(st.binary(max_size=200), st.binary(max_size=30))
+def test_any_bytes_parse_or_are_malformed(raw: bytes, entry_id: bytes) -> None:
+    assert isinstance(parse_entry(entry_id, {b"r": raw}), StreamRow | Malformed)
+
+
+def test_split_entry_id() -> None:
+    assert split_entry_id("1714564800000-3") == (1714564800000, 3)
+    assert split_entry_id("1714564800000") is None
+    assert split_entry_id("-3") is None
