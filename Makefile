@@ -32,7 +32,8 @@ lint: install
 	$(PY) manage.py makemigrations --check --dry-run --settings=tests.settings
 
 test: lint
-	$(PY) scripts/preflight.py --create-database
+	DASHBOARD_SECRET_KEY="$${DASHBOARD_SECRET_KEY:-test-only-secret-key}" \
+		$(PY) scripts/preflight.py --create-database
 	$(BIN)/pytest
 
 format: install
