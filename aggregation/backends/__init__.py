@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aggregation.backends.base import Backend, BackendHealth, BackendUnavailable
+from aggregation.backends.base import Backend, BackendHealth, BackendUnavailable, CallPolicy
 from aggregation.backends.grpc_clients import AccountServiceBackend, OrderServiceBackend
 from aggregation.backends.strategy_http import StrategyServiceBackend
 
@@ -16,6 +16,7 @@ __all__ = [
     "Backend",
     "BackendHealth",
     "BackendUnavailable",
+    "CallPolicy",
     "OrderServiceBackend",
     "StrategyServiceBackend",
     "build_backends",

@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from circuitbreaker import CircuitBreaker  # type: ignore[import-untyped]  # ships no type hints
 from tenacity import (
@@ -26,6 +26,9 @@ from tenacity import (
 )
 
 from aggregation.core.records import Accepted, Channel, Rejection, validate_record
+
+if TYPE_CHECKING:
+    from dashboard_project.config import Settings
 
 logger = logging.getLogger("aggregation.backends")
 
@@ -82,29 +85,42 @@ class _Breaker(CircuitBreaker):  # type: ignore[misc]  # the library is untyped 
         return float(self.open_remaining)
 
 
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """How every call to a backend is made: timeout, retries with backoff, circuit breaker."""
+
+    timeout_s: float
+    retries: int
+    backoff_s: float
+    failure_threshold: int
+    reset_s: float
+
+    @classmethod
+    def from_settings(cls, config: Settings) -> CallPolicy:
+        """The policy of the `backend_*` and `breaker_*` settings."""
+        return cls(
+            timeout_s=config.backend_timeout_s,
+            retries=config.backend_retries,
+            backoff_s=config.backend_retry_backoff_s,
+            failure_threshold=config.breaker_failure_threshold,
+            reset_s=config.breaker_reset_s,
+        )
+
+
 class Backend(ABC):
     """A backend service as the worker sees it: `fetch()` records, `health()`, `aclose()`."""
 
     name: str
     channel: Channel
 
-    def __init__(
-        self,
-        *,
-        address: str,
-        timeout_s: float,
-        retries: int,
-        backoff_s: float,
-        failure_threshold: int,
-        reset_s: float,
-    ) -> None:
+    def __init__(self, *, address: str, policy: CallPolicy) -> None:
         self.address = address
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
+        self.timeout_s = policy.timeout_s
+        self.retries = policy.retries
+        self.backoff_s = policy.backoff_s
         self._breaker = _Breaker(
-            failure_threshold=failure_threshold,
-            recovery_timeout=reset_s,
+            failure_threshold=policy.failure_threshold,
+            recovery_timeout=policy.reset_s,
             expected_exception=BackendUnavailable,
             name=self.name,
         )

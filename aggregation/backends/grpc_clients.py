@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type hints
 from google.protobuf.message import Message  # type: ignore[import-untyped]  # nor does protobuf
 
-from aggregation.backends.base import Backend, BackendUnavailable
+from aggregation.backends.base import Backend, BackendUnavailable, CallPolicy
 from aggregation.backends.protos import (
     account_service_pb2,
     account_service_pb2_grpc,
@@ -49,19 +49,11 @@ class GrpcBackend(Backend):
         self,
         *,
         address: str,
-        timeout_s: float,
-        retries: int,
-        backoff_s: float,
-        failure_threshold: int,
-        reset_s: float,
+        policy: CallPolicy,
     ) -> None:
         super().__init__(
             address=address,
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            failure_threshold=failure_threshold,
-            reset_s=reset_s,
+            policy=policy,
         )
         self._grpc_channel: Any = None  # a grpc.aio.Channel, opened inside the running loop
 
@@ -96,19 +88,11 @@ class OrderServiceBackend(GrpcBackend):
         *,
         address: str,
         limit: int,
-        timeout_s: float,
-        retries: int,
-        backoff_s: float,
-        failure_threshold: int,
-        reset_s: float,
+        policy: CallPolicy,
     ) -> None:
         super().__init__(
             address=address,
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            failure_threshold=failure_threshold,
-            reset_s=reset_s,
+            policy=policy,
         )
         self.limit = limit
 
@@ -118,11 +102,7 @@ class OrderServiceBackend(GrpcBackend):
         return cls(
             address=config.order_service_grpc,
             limit=config.max_orders,
-            timeout_s=config.backend_timeout_s,
-            retries=config.backend_retries,
-            backoff_s=config.backend_retry_backoff_s,
-            failure_threshold=config.breaker_failure_threshold,
-            reset_s=config.breaker_reset_s,
+            policy=CallPolicy.from_settings(config),
         )
 
     async def _call(self) -> list[Accepted]:
@@ -147,11 +127,7 @@ class AccountServiceBackend(GrpcBackend):
         """Build the backend from the settings (`account_service_grpc`)."""
         return cls(
             address=config.account_service_grpc,
-            timeout_s=config.backend_timeout_s,
-            retries=config.backend_retries,
-            backoff_s=config.backend_retry_backoff_s,
-            failure_threshold=config.breaker_failure_threshold,
-            reset_s=config.breaker_reset_s,
+            policy=CallPolicy.from_settings(config),
         )
 
     async def _call(self) -> list[Accepted]:

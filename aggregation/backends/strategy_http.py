@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Final, Self
 import httpx
 import msgspec
 
-from aggregation.backends.base import Backend, BackendUnavailable
+from aggregation.backends.base import Backend, BackendUnavailable, CallPolicy
 from aggregation.core.records import Accepted, Channel
 
 if TYPE_CHECKING:
@@ -30,34 +30,22 @@ class StrategyServiceBackend(Backend):
         self,
         *,
         address: str,
-        timeout_s: float,
-        retries: int,
-        backoff_s: float,
-        failure_threshold: int,
-        reset_s: float,
+        policy: CallPolicy,
     ) -> None:
         super().__init__(
             address=address,
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            failure_threshold=failure_threshold,
-            reset_s=reset_s,
+            policy=policy,
         )
         self.url = address.rstrip("/") + "/status"
         # trust_env=False: a service-to-service call must not detour through a user's proxy.
-        self._client = httpx.AsyncClient(timeout=timeout_s, trust_env=False)
+        self._client = httpx.AsyncClient(timeout=policy.timeout_s, trust_env=False)
 
     @classmethod
     def from_settings(cls, config: Settings) -> Self:
         """Build the backend from the settings (`strategy_service_http`)."""
         return cls(
             address=str(config.strategy_service_http),
-            timeout_s=config.backend_timeout_s,
-            retries=config.backend_retries,
-            backoff_s=config.backend_retry_backoff_s,
-            failure_threshold=config.breaker_failure_threshold,
-            reset_s=config.breaker_reset_s,
+            policy=CallPolicy.from_settings(config),
         )
 
     async def aclose(self) -> None:

@@ -17,6 +17,7 @@ from aggregation.backends import (
     AccountServiceBackend,
     Backend,
     BackendUnavailable,
+    CallPolicy,
     OrderServiceBackend,
     StrategyServiceBackend,
     build_backends,
@@ -97,7 +98,7 @@ async def serving(
 
 
 def backends_for(ports: dict[str, int], **policy: Any) -> list[Backend]:
-    options = POLICY | policy
+    options = {"policy": CallPolicy(**(POLICY | policy))}
     return [
         OrderServiceBackend(address=f"127.0.0.1:{ports['orders']}", limit=20, **options),
         AccountServiceBackend(address=f"127.0.0.1:{ports['account']}", **options),
@@ -309,7 +310,8 @@ async def test_malformed_status_body_is_a_failure(
 async def test_http_error_status_is_a_failure(desk: Desk) -> None:
     async with serving(desk, {}) as ports:
         strategy = StrategyServiceBackend(
-            address=f"http://127.0.0.1:{ports['strategies']}/elsewhere", **POLICY
+            address=f"http://127.0.0.1:{ports['strategies']}/elsewhere",
+            policy=CallPolicy(**POLICY),
         )
         try:
             with pytest.raises(BackendUnavailable, match="HTTP 404"):
