@@ -89,6 +89,7 @@ class Aggregator:
         self._lag_max = 0.0
         self._broadcasts: Tally[str] = Tally()
         self._reported_reconnects = 0
+        self._reported_drops = 0
         self._reported_counts: Tally[tuple[str, str]] = Tally()
         self._ingest_counter = metrics.INGEST_MESSAGES
         self.leading = asyncio.Event()
@@ -116,7 +117,10 @@ class Aggregator:
         if self.apply(result, kind):
             stamp = result.record.get("updated_at")
             if stamp is not None:  # producer-to-state lag, for live input only
-                lag = time.time() - datetime.fromisoformat(stamp).timestamp()
+                try:
+                    lag = time.time() - datetime.fromisoformat(stamp).timestamp()
+                except ValueError:  # valid RFC 3339 Python cannot read ("...t12:00:00z")
+                    return
                 self._lag_max = max(self._lag_max, lag)
 
     def apply(self, accepted: Accepted, source: str) -> bool:
@@ -402,6 +406,8 @@ class Aggregator:
         )
         metrics.INGEST_RECONNECTS.inc(self.feed.reconnects - self._reported_reconnects)
         self._reported_reconnects = self.feed.reconnects
+        metrics.HISTORY_ROWS_DROPPED.inc(self.history.dropped - self._reported_drops)
+        self._reported_drops = self.history.dropped
         applied = sum(n for (_, result), n in counts.items() if result == "applied")
         log.info(
             "worker stats",

@@ -95,7 +95,10 @@ class RedisFeed:
                 continue
             name = message["channel"].decode("utf-8", "replace")[cut:]
             kind, _, suffix = name.partition(":")
-            handle(kind, suffix, message["data"])
+            try:
+                handle(kind, suffix, message["data"])
+            except Exception:  # a bug must cost one message, never the subscription
+                log.exception("input message could not be handled", extra={"kind": kind[:64]})
 
     @staticmethod
     def _backoff(attempt: int) -> float:

@@ -335,3 +335,17 @@ async def test_backends_down_leave_the_state_untouched_and_say_so(
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=15)
+
+
+async def test_timestamps_python_cannot_parse_are_still_applied(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    # RFC 3339 allows lower-case "t" and "z"; msgspec accepts them, datetime.fromisoformat not.
+    prefix = worker.names.input_prefix
+    odd = {"symbol": "ODDUSDT", "last_price": 1.0, "updated_at": "2026-11-23t12:00:00.5z"}
+    await aredis.publish(f"{prefix}market_data:ODDUSDT", orjson.dumps(odd))
+    await aredis.publish(f"{prefix}market_data:NEXTUSDT", tick("NEXTUSDT", 2.0))
+    await eventually(lambda: worker.state.entity("market_data", "NEXTUSDT"), what="next tick")
+    assert worker.state.entity("market_data", "ODDUSDT") == odd
+    assert worker.feed.reconnects == 0
+    assert worker.leading.is_set()
