@@ -197,6 +197,15 @@ class Aggregator:
             self.state.load(snapshot, seq=seq)
         else:
             self._full_mirror = True  # we are ahead of Redis (first start, or Redis lost it)
+            if seq == 0:
+                # Redis holds no snapshot: a first start, or a Redis restart without
+                # persistence. Another worker may have led since our state was current, and
+                # clients may have seen its seqs, so start past any seq that can exist: the
+                # wall clock in microseconds (always ahead of a seq that began at such a floor
+                # and grew by fewer than a million changes a second; below 2**53, so exact in
+                # JavaScript). Every cadence restarts there, so every client resyncs once.
+                floor = time.time_ns() // 1000
+                self.state.load(self.state.snapshot(), seq=max(self.state.seq, floor))
         log.info("leading", extra={"worker": self.worker_id, "seq": self.state.seq})
         metrics.WORKER_IS_LEADER.set(1)
         self.leading.set()

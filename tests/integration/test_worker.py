@@ -209,12 +209,13 @@ async def test_history_log_receives_every_applied_change(
     worker: Aggregator, aredis: aioredis.Redis
 ) -> None:
     prefix = worker.names.input_prefix
+    start = worker.state.seq
     for i in range(50):
         await aredis.publish(f"{prefix}market_data:S{i % 5}", tick(f"S{i % 5}", float(i)))
     await eventually(lambda: worker.history.appended == 50, what="50 rows appended")
     entries = await aredis.xrange(worker.names.history_stream)
     rows = [orjson.loads(fields[b"r"]) for _, fields in entries]
-    assert [row[1] for row in rows] == list(range(1, 51))
+    assert [row[1] for row in rows] == list(range(start + 1, start + 51))
     assert rows[-1][0] == "market_data"
     assert rows[-1][3]["last_price"] == 49.0
 
@@ -319,7 +320,8 @@ async def test_backends_down_leave_the_state_untouched_and_say_so(
             "account": 0,
             "strategies": 0,
         }
-        assert aggregator.state.seq == 0
+        assert not any(result == "applied" for _, result in aggregator.ingest_counts())
+        assert aggregator.history.appended == 0
         for backend in backends:
             health = backend.health()
             assert health.up is False
@@ -349,3 +351,35 @@ async def test_timestamps_python_cannot_parse_are_still_applied(
     assert worker.state.entity("market_data", "ODDUSDT") == odd
     assert worker.feed.reconnects == 0
     assert worker.leading.is_set()
+
+
+async def test_a_new_leader_after_redis_lost_everything_never_reuses_a_seq(
+    worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
+) -> None:
+    # given a leader that has applied changes, then stopped
+    first = Aggregator(worker_config, layer=layer, backends=[])
+    stop = asyncio.Event()
+    task = asyncio.create_task(first.run(stop))
+    await eventually(lambda: first.feed_connected, what="first worker subscribed")
+    prefix = worker_config.input_prefix
+    for i in range(5):
+        await aredis.publish(f"{prefix}market_data:A", tick("A", float(i + 1)))
+    await eventually(lambda: first.state.entity("market_data", "A"), what="ticks applied")
+    last_seq = first.state.seq
+    assert last_seq > 1_000_000_000_000_000  # started at the wall-clock floor, in microseconds
+    stop.set()
+    await asyncio.wait_for(task, timeout=15)
+    # when Redis loses every key (a restart without persistence) and another worker leads
+    keys = [k async for k in aredis.scan_iter(match=f"{first.names.prefix}:*")]
+    if keys:
+        await aredis.delete(*keys)
+    second = Aggregator(worker_config, layer=layer, backends=[])
+    stop = asyncio.Event()
+    task = asyncio.create_task(second.run(stop))
+    try:
+        await eventually(second.leading.is_set, what="second worker leads")
+        # then its seq starts past every seq the first one can have sent
+        assert second.state.seq > last_seq
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
