@@ -50,11 +50,13 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_worker(self, name: str = "worker") -> ManagedProcess:
-        """Start a worker and wait until it leads and listens."""
-        process = self.start("run_aggregator", name)
+    def start_worker(self, name: str = "worker", **env: str) -> ManagedProcess:
+        """Start a worker (with `env` added); wait until it leads, or stands by if one leads."""
+        standby = self.redis.get(f"{self.prefix}:worker:leader") is not None
+        ready = "worker started" if standby else "cache keys loaded"
+        process = self.start("run_aggregator", name, **env)
         wait_until(
-            lambda: "cache keys loaded" in process.output() or not process.alive(),
+            lambda: ready in process.output() or not process.alive(),
             timeout=60,
             what="the worker",
         )
