@@ -37,12 +37,13 @@ from tests.processes import ManagedProcess, free_port, wait_until  # noqa: E402
 CONNECT_BATCH = 100
 
 
-async def run_clients(ports: list[int], count: int, seconds: float, out: Any) -> None:
-    """Hold `count` connections for `seconds`; report per-client frame counts and problems."""
+async def run_clients(ports: list[int], count: int, stop: Any, out: Any) -> None:
+    """Hold `count` connections until `stop` is set; report frames, silences and last seqs."""
     from bench.wsload import LeanClient, connect
 
     frames = [0] * count
     errors = [0] * count
+    last_seq = [0] * count
     last_frame = [0.0] * count
     clients: list[LeanClient] = []
 
@@ -52,6 +53,10 @@ async def run_clients(ports: list[int], count: int, seconds: float, out: Any) ->
             last_frame[index] = time.monotonic()
             if b'"type":"error"' in data:
                 errors[index] += 1
+            at = data.find(b'"seq":')
+            if at >= 0:
+                end = data.find(b",", at)
+                last_seq[index] = max(last_seq[index], int(data[at + 6 : end]))
 
         return on_frame
 
@@ -63,9 +68,8 @@ async def run_clients(ports: list[int], count: int, seconds: float, out: Any) ->
                 for i in batch
             )
         )
-    started = time.monotonic()
     gaps = [0.0] * count
-    while time.monotonic() - started < seconds:
+    while not stop.is_set():
         await asyncio.sleep(1.0)
         now = time.monotonic()
         for i in range(count):
@@ -80,17 +84,18 @@ async def run_clients(ports: list[int], count: int, seconds: float, out: Any) ->
             "error_frames": sum(errors),
             "closed_early": closed,
             "longest_silence_s": round(max(gaps), 2),
+            "last_seqs": last_seq,
         }
     )
 
 
-def client_process(ports: list[int], count: int, seconds: float, out: Any) -> None:
+def client_process(ports: list[int], count: int, stop: Any, out: Any) -> None:
     """The load generator's entry point."""
     import uvloop
 
     raise_fd_limit()
     sys.path.insert(0, str(ROOT))
-    uvloop.run(run_clients(ports, count, seconds, out))
+    uvloop.run(run_clients(ports, count, stop, out))
 
 
 def main() -> None:
@@ -143,11 +148,10 @@ def main() -> None:
         start("worker2", "run_aggregator")
         start("recorder", "run_recorder")
         start("simulator", "simulate")
-        for port in ports:
-            wait_until(lambda p=port: _port_open(p), timeout=60, what="web")
+        wait_until(lambda: all(_port_open(p) for p in ports), timeout=60, what="web")
         ctx = multiprocessing.get_context("spawn")
-        out = ctx.Queue()
-        loader = ctx.Process(target=client_process, args=(ports, args.clients, seconds, out))
+        out, stop = ctx.Queue(), ctx.Event()
+        loader = ctx.Process(target=client_process, args=(ports, args.clients, stop, out))
         loader.start()
         samples: list[dict[str, float]] = []
         started = time.monotonic()
@@ -166,8 +170,17 @@ def main() -> None:
                 f"{time.monotonic() - started:>6.0f} "
                 + " ".join(f"{row[name]:>9.1f}" for name in processes)
             )
+        # Delivery: stop the desk, let the state settle, and check every client has its seq.
+        processes["simulator"].terminate()
+        final_seq = _settled_seq(client, prefix)
+        time.sleep(1.0)  # one web cadence and more for the last update to reach every client
+        stop.set()
         result = out.get(timeout=120)
         loader.join(timeout=60)
+        last_seqs = result.pop("last_seqs")
+        result["delivery_pct"] = round(
+            100.0 * sum(1 for s in last_seqs if s == final_seq) / len(last_seqs), 2
+        )
         recorded = _count_ticks(f"{server}/{database}")
         queue = int(client.xlen(f"{prefix}:history"))
     finally:
@@ -210,6 +223,20 @@ def main() -> None:
     print(json.dumps(figures))
     if not ok:
         raise SystemExit(1)
+
+
+def _settled_seq(client: redis.Redis, prefix: str) -> int:
+    """The shared seq once it has not moved for 2 s (the desk is stopped)."""
+    last, since = -1, time.monotonic()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seq = int(client.get(f"{prefix}:state:seq") or 0)
+        if seq != last:
+            last, since = seq, time.monotonic()
+        elif time.monotonic() - since >= 2.0:
+            return seq
+        time.sleep(0.1)
+    raise AssertionError("the state did not settle")
 
 
 def _count_ticks(dsn: str) -> int:
