@@ -216,6 +216,7 @@ def main() -> None:
     )
     figures["passed"] = ok
     print(f"RSS growth % (after warm-up): {growth}")
+    print(f"delivery: {result['delivery_pct']} % of clients hold the final seq")
     print(
         f"clients: closed early {result['closed_early']}, error frames {result['error_frames']}, "
         f"longest silence {result['longest_silence_s']} s, frames {result['frames_total']:,}"
