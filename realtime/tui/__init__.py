@@ -1,0 +1,1 @@
+"""The terminal dashboard (`manage.py dashboard_tui`): a client of `/ws` like any other."""

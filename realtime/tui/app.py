@@ -1,0 +1,156 @@
+"""The terminal dashboard: market data, positions, orders, account and strategies as tables."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, ClassVar
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+
+from realtime.tui.client import DashboardClient
+
+REDRAW_S = 0.1  # the terminal cadence: redraw at most ten times a second
+
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "market_data": [
+        ("symbol", "Symbol"),
+        ("last_price", "Last"),
+        ("bid_price", "Bid"),
+        ("ask_price", "Ask"),
+        ("high_24h", "High 24h"),
+        ("low_24h", "Low 24h"),
+        ("volume_24h", "Volume 24h"),
+    ],
+    "positions": [
+        ("symbol", "Symbol"),
+        ("side", "Side"),
+        ("quantity", "Qty"),
+        ("entry_price", "Entry"),
+        ("mark_price", "Mark"),
+        ("unrealized_pnl", "Unrealized"),
+        ("realized_pnl", "Realized"),
+    ],
+    "orders": [
+        ("id", "Id"),
+        ("symbol", "Symbol"),
+        ("side", "Side"),
+        ("type", "Type"),
+        ("price", "Price"),
+        ("quantity", "Qty"),
+        ("filled", "Filled"),
+        ("status", "Status"),
+    ],
+    "strategies": [
+        ("id", "Id"),
+        ("name", "Name"),
+        ("status", "Status"),
+        ("pnl", "PnL"),
+        ("trades", "Trades"),
+        ("win_rate", "Win rate"),
+    ],
+}
+TITLES = {
+    "market_data": "Market",
+    "positions": "Positions",
+    "orders": "Orders",
+    "account": "Account",
+    "strategies": "Strategies",
+}
+
+
+def cell(value: Any) -> str:
+    """One table cell: numbers compact, absent values blank."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return str(value)
+
+
+class DashboardApp(App[None]):
+    """`manage.py dashboard_tui`: follows one server over `/ws` (type=tui, MessagePack)."""
+
+    TITLE = "Dashboard Server"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1", "show('market_data')", "Market"),
+        Binding("2", "show('positions')", "Positions"),
+        Binding("3", "show('orders')", "Orders"),
+        Binding("4", "show('account')", "Account"),
+        Binding("5", "show('strategies')", "Strategies"),
+        Binding("r", "refresh_state", "Refresh"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        super().__init__()
+        self.client = DashboardClient(url, token=token, on_change=self._mark_dirty)
+        self._dirty = True
+        self._task: asyncio.Task[None] | None = None
+
+    def compose(self) -> ComposeResult:
+        """Called once to build the screen."""
+        yield Header()
+        yield Static("connecting", id="status")
+        with TabbedContent(initial="market_data"):
+            for name, title in TITLES.items():
+                with TabPane(title, id=name):
+                    yield DataTable(id=f"table-{name}", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Called when the app starts: set up the tables, connect, start redrawing."""
+        for name, columns in COLUMNS.items():
+            self.query_one(f"#table-{name}", DataTable).add_columns(*(t for _, t in columns))
+        self.query_one("#table-account", DataTable).add_columns("Field", "Value")
+        self._task = asyncio.get_running_loop().create_task(self.client.run())
+        self.set_interval(REDRAW_S, self._redraw)
+
+    async def on_unmount(self) -> None:
+        """Called when the app stops: disconnect."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def action_show(self, name: str) -> None:
+        """Switch to one table."""
+        self.query_one(TabbedContent).active = name
+
+    async def action_refresh_state(self) -> None:
+        """Ask the server for a fresh snapshot."""
+        await self.client.refresh()
+
+    def _mark_dirty(self) -> None:
+        self._dirty = True
+
+    def _redraw(self) -> None:
+        view = self.client.view
+        age = time.monotonic() - view.last_message_at if view.last_message_at else None
+        stale = age is not None and age > 3 * REDRAW_S * 10
+        freshness = "" if age is None else f" · last message {age:.1f} s ago"
+        self.query_one("#status", Static).update(
+            f"{view.status}{' · STALE' if stale else ''} · seq {view.seq}"
+            f" · updates {view.updates}{freshness}"
+        )
+        if not self._dirty:
+            return
+        self._dirty = False
+        state = view.state
+        for name, columns in COLUMNS.items():
+            value = state.get(name) or ({} if name != "orders" else [])
+            rows = value if isinstance(value, list) else [value[k] for k in sorted(value)]
+            table = self.query_one(f"#table-{name}", DataTable)
+            table.clear()
+            for record in rows:
+                table.add_row(*(cell(record.get(key)) for key, _ in columns))
+        account = self.query_one("#table-account", DataTable)
+        account.clear()
+        for key, value in sorted((state.get("account") or {}).items()):
+            shown = (
+                value
+                if not isinstance(value, dict)
+                else ", ".join(f"{asset} {cell(amount)}" for asset, amount in sorted(value.items()))
+            )
+            account.add_row(key, cell(shown))

@@ -1,0 +1,52 @@
+"""The terminal dashboard against the real server, driven by textual's pilot."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import DataTable, Static, TabbedContent
+
+from realtime.tui.app import DashboardApp
+from tests.e2e.stack import Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+async def test_tui_follows_the_live_desk(fresh_stack: Stack) -> None:
+    # given the product with the demo desk
+    stack = fresh_stack
+    stack.start_worker()
+    port = stack.start_web()
+    stack.start_simulator()
+    app = DashboardApp(stack.ws_url(port, type="tui", format="msgpack"))
+    async with app.run_test(size=(160, 40)) as pilot:
+        market = app.query_one("#table-market_data", DataTable)
+        # when it connects, then every symbol of the desk shows, and keeps updating
+        for _ in range(300):
+            await pilot.pause(0.05)
+            if market.row_count >= 20:
+                break
+        assert market.row_count == 20
+        first_seq = app.client.view.seq
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.client.view.updates >= 5:
+                break
+        assert app.client.view.seq > first_seq
+        status = str(app.query_one("#status", Static).render())
+        assert "live" in status
+        assert f"seq {app.client.view.seq}"[:8] in status
+        # and the keys switch views
+        await pilot.press("4")
+        assert app.query_one(TabbedContent).active == "account"
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.query_one("#table-account", DataTable).row_count > 0:
+                break
+        assert app.query_one("#table-account", DataTable).row_count > 0
+        await pilot.press("3")
+        assert app.query_one(TabbedContent).active == "orders"
+        await pilot.press("r")  # a refresh: the next frame is a snapshot, the state stays whole
+        await pilot.pause(0.3)
+        assert market.row_count == 20
+        await pilot.press("q")
+    assert app.return_code in (0, None)
