@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "aggregation",
     "realtime",
     "history",
+    "access",
 ]
 
 MIDDLEWARE = [
