@@ -325,7 +325,11 @@ class Aggregator:
         elif changes and not await self.shared.write_changes(
             self.state, changes, owner=self.worker_id
         ):
-            log.warning("shared snapshot was missing in Redis; rewriting it whole")
+            # Redis restarted empty. Clients may have missed updates while it was away, so
+            # start a new interval one seq further: every client sees a base past its position
+            # and resyncs from a fresh snapshot (contract section 8).
+            log.warning("shared snapshot was missing in Redis; rewriting it and resyncing")
+            self.state.load(self.state.snapshot(), seq=self.state.seq + 1)
             await self.shared.write_full(self.state, owner=self.worker_id)
 
     async def _mirror_now(self) -> None:

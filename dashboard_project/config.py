@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     # channels-redis' pub/sub layer (one PUBLISH per group send) or its list-based core layer;
     # chosen by measurement (docs/BENCHMARKS.md, "Channel layer").
     channel_layer_backend: Literal["pubsub", "core"] = "pubsub"
+    # `GET /metrics` answers loopback clients only (the Prometheus agent runs beside the
+    # process) unless this is on; token access comes with API tokens (access control).
+    metrics_public: bool = False
+    # `/health/ready` calls the worker gone when its heartbeat (written every
+    # leader_renew_ms) is older than this: a few missed renewals, not one slow one.
+    ready_heartbeat_max_age_s: PositiveSeconds = 5.0
 
     # --- WebSocket (contract section 4) ----------------------------------------------------
     ws_ping_interval_s: PositiveSeconds = 30.0

@@ -1,9 +1,16 @@
-"""Process-level HTTP endpoints: liveness."""
+"""Process-level HTTP endpoints: liveness, readiness, metrics and the debug dump."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from dashboard_project.readiness import readiness
+from realtime.selectors import state_dump
 
 SERVICE_NAME = "dashboard-server"
 
@@ -12,3 +19,43 @@ SERVICE_NAME = "dashboard-server"
 def health(request: HttpRequest) -> JsonResponse:
     """Liveness: answers while the process serves HTTP, whatever its dependencies say."""
     return JsonResponse({"status": "ok", "service": SERVICE_NAME})
+
+
+@require_GET
+async def health_ready(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 when Redis, PostgreSQL and a live worker answer, else 503; lists each."""
+    body = await readiness(settings.CONFIG)
+    return JsonResponse(body, status=200 if body["status"] == "ready" else 503)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition of this process: loopback clients only unless `metrics_public`."""
+    if not settings.CONFIG.metrics_public and not _is_loopback(request.META.get("REMOTE_ADDR")):
+        # Token access comes with API tokens (access control); until then, loopback only.
+        return JsonResponse(
+            {"error": "forbidden", "message": "metrics are served to loopback clients only"},
+            status=403,
+        )
+    # Registers the web metrics if nothing has yet (the ASGI application does, through the
+    # consumer). Not at module level: every manage.py command imports the URLconf for its system
+    # checks, and the worker and recorder must export only their own metrics.
+    import realtime.metrics  # noqa: F401
+
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+@require_GET
+async def debug(request: HttpRequest) -> JsonResponse:
+    """The whole shared snapshot with timestamp, sequence and counts: staff only."""
+    user = await request.auser()
+    if not (user.is_authenticated and user.is_staff):
+        return JsonResponse({"error": "forbidden", "message": "staff only"}, status=403)
+    return JsonResponse(await state_dump(config=settings.CONFIG))
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(address or "").is_loopback
+    except ValueError:
+        return False

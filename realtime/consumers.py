@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
@@ -13,7 +14,7 @@ from django.conf import settings
 
 from aggregation.broadcast import rfc3339_now
 from aggregation.events import StateUpdate
-from realtime import protocol
+from realtime import metrics, protocol
 from realtime.hub import Hub, get_hub
 from realtime.presence import ClientInfo
 from realtime.protocol import (
@@ -59,6 +60,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             await self.accept()
             frame = protocol.error_frame(exc.code, exc.message)
             await self.send(text_data=str(protocol.encode(frame, Format.JSON)))
+            metrics.sent(_client_type(query), "error")
             await self.close(code=CLOSE_POLICY)
             return
         self.hub = await get_hub()
@@ -69,7 +71,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self.writer = SocketWriter(
             self.base_send,
             limit=config.ws_send_buffer_messages,
-            on_overflow_drained=self._send_snapshot,
+            on_overflow_drained=self._resync,
         )
         self.continuity = Continuity(0)
         self.waiting_for_mirror = False
@@ -77,6 +79,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self.connected = True
         self._send_snapshot()
         self.hub.register(self)
+        metrics.connected(self.cadence, self.subscription)
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, for any reason."""
@@ -84,6 +87,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self.connected = False
             self.hub.unregister(self)
             self.writer.close()
+            metrics.disconnected(self.cadence, self.subscription)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called for each client frame."""
@@ -92,51 +96,65 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             return
         size = len(data) if isinstance(data, bytes) else len(data.encode())
         if size > self.max_bytes:
+            metrics.MESSAGES_RECEIVED.labels("invalid").inc()
             self._refuse(ErrorCode.TOO_LARGE, f"messages are limited to {self.max_bytes} bytes")
             await self.close(code=CLOSE_TOO_LARGE)
             return
         try:
             message = protocol.parse_client_message(data, max_bytes=self.max_bytes)
         except ProtocolError as exc:
+            metrics.MESSAGES_RECEIVED.labels("invalid").inc()
             self._refuse(exc.code, exc.message)
             return
+        metrics.MESSAGES_RECEIVED.labels(message.type).inc()
         if message.type == "ping":
             self._write(protocol.encode(protocol.PONG, self.fmt))
+            metrics.sent(self.cadence, "pong")
         elif message.type == "refresh":
             self._send_snapshot()
         else:
             assert message.channels is not None
             change = protocol.subscribe if message.type == "subscribe" else protocol.unsubscribe
-            self.subscription = change(self.subscription, message.channels)
+            old, self.subscription = self.subscription, change(self.subscription, message.channels)
+            metrics.resubscribed(old, self.subscription)
             self._send_snapshot()
 
     # --- called by the hub -----------------------------------------------------------------
 
-    def deliver(self, event: StateUpdate, changes: dict[str, Any]) -> None:
-        """Forward one update of this consumer's cadence, or resync on a gap."""
+    def deliver(self, event: StateUpdate, changes: dict[str, Any]) -> bool:
+        """Forward one update of this consumer's cadence, or resync on a gap.
+
+        Returns whether an update frame was written; the hub counts those once per event.
+        """
         if not self.connected:
-            return
+            return False
         decision = self.continuity.check(event["base_seq"], event["seq"])
         if decision == "skip":
-            return
+            return False
         if decision == "resync" or self.writer.overflowed:
-            self._send_snapshot()
-            return
+            self._resync()
+            return False
         self.continuity.position = event["seq"]
         if protocol.is_everything(self.subscription):
             self._write(event["json"] if self.fmt is Format.JSON else event["msgpack"])
-            return
+            return True
         narrowed = protocol.filter_changes(changes, self.subscription)
-        if narrowed:
-            frame = protocol.update_frame(event["seq"], rfc3339_now(), narrowed)
-            self._write(protocol.encode(frame, self.fmt))
+        if not narrowed:
+            return False
+        started = time.perf_counter()
+        payload = protocol.encode(
+            protocol.update_frame(event["seq"], rfc3339_now(), narrowed), self.fmt
+        )
+        metrics.encoded(self.fmt, "update", payload, started)
+        self._write(payload)
+        return True
 
     def catch_up(self) -> None:
         """Called after the hub reloaded its mirror: a client behind it gets a snapshot."""
         if self.connected and (
             self.waiting_for_mirror or self.continuity.position < self.hub.mirror.seq
         ):
-            self._send_snapshot()
+            self._resync()
 
     def info(self) -> ClientInfo:
         """This connection's presence entry."""
@@ -155,6 +173,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     async def kick(self) -> None:
         """Close with 4000: an admin asked."""
         log.info("client kicked", extra={"client": self.client_id})
+        metrics.KICKS.inc()
         await self.close_with(CLOSE_KICKED)
 
     async def close_with(self, code: int) -> None:
@@ -174,6 +193,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self.waiting_for_mirror = False
         self._write(mirror.snapshot(self.subscription, self.fmt))
         self.continuity.position = mirror.seq
+        metrics.sent(self.cadence, "snapshot")
+
+    def _resync(self) -> None:
+        """A fresh snapshot because the client missed updates (gap, overflow, mirror reload)."""
+        metrics.RESYNCS.inc()
+        self._send_snapshot()
 
     def _write(self, payload: str | bytes) -> None:
         if isinstance(payload, str):
@@ -183,6 +208,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
     def _refuse(self, code: ErrorCode, message: str) -> None:
         self._write(protocol.encode(protocol.error_frame(code, message), self.fmt))
+        metrics.sent(self.cadence, "error")
 
 
 def _parse_query(query: dict[str, list[str]]) -> tuple[str, Format, Subscription]:
@@ -195,6 +221,12 @@ def _parse_query(query: dict[str, list[str]]) -> tuple[str, Format, Subscription
     channels = query.get("channels")
     subscription = protocol.parse_query_channels(channels[-1] if channels else None)
     return cadence, Format(fmt), subscription
+
+
+def _client_type(query: dict[str, list[str]]) -> str:
+    """The cadence asked for, for metric labels: bounded, so `unknown` for anything else."""
+    cadence = _single(query, "type", "web")
+    return cadence if cadence in CADENCE_TYPES else "unknown"
 
 
 def _single(query: dict[str, list[str]], name: str, default: str) -> str:

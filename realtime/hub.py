@@ -26,8 +26,10 @@ from aggregation.events import StateUpdate
 from aggregation.keys import CADENCES, RedisNames
 from aggregation.shared_snapshot import SharedSnapshot
 from dashboard_project.config import Settings
+from realtime import metrics
 from realtime.mirror import ProcessMirror
 from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
+from realtime.protocol import Format
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,11 @@ class Member(Protocol):
     client_id: str
     cadence: str
 
-    def deliver(self, event: StateUpdate, changes: dict[str, Any]) -> None:
-        """Called for every update of the member's cadence; must not block."""
+    def deliver(self, event: StateUpdate, changes: dict[str, Any]) -> bool:
+        """Called for every update of the member's cadence; must not block.
+
+        Returns whether an update frame was written (the hub counts them once per event).
+        """
 
     def catch_up(self) -> None:
         """Called after the mirror reloaded: resync if the mirror is ahead of the member."""
@@ -204,8 +209,22 @@ class Hub:
         if self.mirror.apply(event["base_seq"], event["seq"], changes) == "gap":
             self.gaps += 1
             self._reload()
-        for member in tuple(self._members.get(event["cadence"], ())):
-            member.deliver(event, changes)
+        cadence = event["cadence"]
+        delivered = 0
+        for member in tuple(self._members.get(cadence, ())):
+            try:  # free unless it raises (3.11): one broken connection must not stop the rest
+                delivered += member.deliver(event, changes)
+            except Exception:
+                log.exception("delivery to one client failed", extra={"client": member.client_id})
+        metrics.sent(cadence, "update", delivered)
+        metrics.broadcast(
+            cadence,
+            event["sent_at"],
+            (
+                (Format.JSON, metrics.size_of(event["json"])),
+                (Format.MSGPACK, len(event["msgpack"])),
+            ),
+        )
 
     def _reload(self) -> None:
         if self._reloading is None:

@@ -9,12 +9,14 @@ so a reconnect storm costs one encoding per seq, not one per client.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from aggregation.broadcast import rfc3339_now
 from aggregation.core.changes import ChangeConflict, apply_changes
 from aggregation.shared_snapshot import SharedSnapshot
+from realtime import metrics
 from realtime.protocol import (
     Format,
     Subscription,
@@ -70,9 +72,14 @@ class ProcessMirror:
         if is_everything(subscription):
             cached = self._encoded.get(fmt)
             if cached is None:
+                started = time.perf_counter()
                 cached = encode(snapshot_frame(self.seq, rfc3339_now(), self.data), fmt)
+                metrics.encoded(fmt, "snapshot", cached, started)
                 self._encoded[fmt] = cached
                 self.encodings += 1
             return cached
+        started = time.perf_counter()
         frame = snapshot_frame(self.seq, rfc3339_now(), filter_snapshot(self.data, subscription))
-        return encode(frame, fmt)
+        payload = encode(frame, fmt)
+        metrics.encoded(fmt, "snapshot", payload, started)
+        return payload

@@ -1,0 +1,98 @@
+"""What `GET /health/ready` checks: Redis, PostgreSQL, the worker's heartbeat and its backends.
+
+Each check reports on its own, so an operator sees every failing dependency at once. A backend
+that is down is listed but does not make the process unready: the contract treats it as a
+warning (the dashboard still serves what it has), while without Redis, PostgreSQL or a leading
+worker nothing new reaches clients.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final, TypedDict
+
+import orjson
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.db import connection
+
+from aggregation.keys import RedisNames
+from dashboard_project.config import Settings
+
+# A readiness probe must answer well inside the orchestrator's probe timeout (1 s by default in
+# Kubernetes would be tight; probes are usually given a few seconds).
+_REDIS_TIMEOUT_S: Final = 2.0
+
+
+class Readiness(TypedDict):
+    """The `/health/ready` body."""
+
+    status: str  # "ready" or "not_ready"
+    checks: dict[str, Any]
+
+
+async def readiness(config: Settings) -> Readiness:
+    """Run every check; ready when Redis, the database and a live worker all answer."""
+    names = RedisNames(config.redis_key_prefix, config.input_prefix)
+    client = aioredis.Redis.from_url(
+        str(config.redis_url),
+        socket_timeout=_REDIS_TIMEOUT_S,
+        socket_connect_timeout=_REDIS_TIMEOUT_S,
+    )
+    try:
+        checks: dict[str, Any] = {"redis": await _check_redis(client)}
+        checks["database"] = await sync_to_async(_check_database)()
+        if checks["redis"]["status"] == "up":
+            worker, backends = await _check_worker(client, names, config)
+            checks["worker"] = worker
+            checks["backends"] = backends
+            checks["history_queue"] = {"depth": int(await client.xlen(names.history_stream))}
+        else:
+            checks["worker"] = {"status": "unknown", "error": "redis is down"}
+            checks["backends"] = {}
+            checks["history_queue"] = {"depth": None}
+    finally:
+        await client.aclose()
+    ready = all(checks[name]["status"] == "up" for name in ("redis", "database", "worker"))
+    return Readiness(status="ready" if ready else "not_ready", checks=checks)
+
+
+async def _check_redis(client: aioredis.Redis) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await client.ping()
+    except Exception as exc:  # any failure means "not ready", reported, never raised
+        return {"status": "down", "error": str(exc) or type(exc).__name__}
+    return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _check_database() -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # any failure means "not ready", reported, never raised
+        return {"status": "down", "error": str(exc).strip() or type(exc).__name__}
+    return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+async def _check_worker(
+    client: aioredis.Redis, names: RedisNames, config: Settings
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    raw = await client.get(names.heartbeat)
+    if raw is None:  # the key expires a lease after the leader's last renewal
+        return {"status": "down", "error": "no worker heartbeat"}, {}
+    beat = orjson.loads(raw)
+    age = round(max(0.0, time.time() - float(beat["at"])), 3)
+    worker = {
+        "status": "up" if age <= config.ready_heartbeat_max_age_s else "down",
+        "id": beat.get("worker"),
+        "seq": beat.get("seq"),
+        "age_s": age,
+    }
+    backends = {
+        name: {"status": "up" if up else "down"}
+        for name, up in sorted((beat.get("backends") or {}).items())
+    }
+    return worker, backends

@@ -1,0 +1,37 @@
+"""`GET /api/v1/state` and `GET /api/v1/clients`: thin views over `realtime.selectors`."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+
+# DRF ships no type information (djangorestframework-stubs is not a dependency): Any to mypy.
+from rest_framework.permissions import IsAdminUser  # type: ignore[import-untyped]
+from rest_framework.request import Request  # type: ignore[import-untyped]
+from rest_framework.response import Response  # type: ignore[import-untyped]
+from rest_framework.views import APIView  # type: ignore[import-untyped]
+
+from realtime.selectors import client_list, state_snapshot
+
+
+class StateView(APIView):  # type: ignore[misc]  # APIView is Any without DRF stubs
+    """The current state: the shape of the WebSocket snapshot's `data` (contract section 4)."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Current state")
+    def get(self, request: Request) -> Response:
+        """Called for GET: the shared snapshot's data."""
+        data, _seq = async_to_sync(state_snapshot)(config=settings.CONFIG)
+        return Response(data)
+
+
+class ClientsView(APIView):  # type: ignore[misc]  # APIView is Any without DRF stubs
+    """Connected clients of every web process (staff only)."""
+
+    permission_classes = (IsAdminUser,)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Connected clients")
+    def get(self, request: Request) -> Response:
+        """Called for GET: id, type, format, subscriptions, address, connected_at, sent."""
+        return Response({"clients": async_to_sync(client_list)(config=settings.CONFIG)})

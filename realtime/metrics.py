@@ -1,0 +1,132 @@
+"""Prometheus metrics of the web process (contract section 6), served at `GET /metrics`.
+
+Hot path rule: per client per update at most one counter step, and none where it can be
+avoided — the hub counts an update once per event, times the clients it reached (`inc(n)`), and
+observes the latency and size of a broadcast frame once per event, never per client. Labels
+carry only bounded values: the cadence (`web`/`tui`), the format, the message type and the five
+channel names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from realtime.protocol import Format, Subscription
+
+CONNECTED_CLIENTS = Gauge(
+    "dashboard_connected_clients", "Registered dashboard connections by cadence.", ["client_type"]
+)
+ACTIVE_CONNECTIONS = Gauge(
+    "dashboard_active_connections", "Open WebSocket connections of this process."
+)
+MESSAGES_SENT = Counter(
+    "dashboard_messages_sent",
+    "Frames handed to client sockets, by cadence and type (snapshot, update, error, pong).",
+    ["client_type", "message_type"],
+)
+MESSAGES_RECEIVED = Counter(
+    "dashboard_messages_received",
+    "Client frames by parsed type (subscribe, unsubscribe, refresh, ping) or invalid.",
+    ["message_type"],
+)
+# Buckets around the cadences: the tui cadence is 100 ms, the web one 250 ms; a broadcast that
+# takes longer than its cadence is late by a whole frame.
+BROADCAST_LATENCY = Histogram(
+    "dashboard_broadcast_latency_seconds",
+    "From the worker's tick (the event's sent_at) to the hub handing the frame to consumers.",
+    ["client_type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+SERIALIZATION_DURATION = Histogram(
+    "dashboard_serialization_duration_seconds",
+    "Time to encode one frame in the web process (snapshots, narrowed updates).",
+    ["format"],
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25),
+)
+# From a pong (~15 bytes) to a full snapshot of 10,000 symbols (a few MB).
+MESSAGE_SIZE = Histogram(
+    "dashboard_message_size_bytes",
+    "Size of encoded frames: once per event for broadcast updates, once per encode otherwise.",
+    ["format", "message_type"],
+    buckets=(64, 256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304),
+)
+CLIENT_SUBSCRIPTIONS = Gauge(
+    "dashboard_client_subscriptions",
+    "Connections subscribed to each channel (wholly or to some of its symbols).",
+    ["channel"],
+)
+RESYNCS = Counter(
+    "dashboard_resyncs", "Fresh snapshots sent because a client missed updates (gap, overflow)."
+)
+KICKS = Counter("dashboard_kicks", "Connections closed with 4000 because an admin asked.")
+
+_FORMATS: Final = tuple(Format)
+
+
+def sent(client_type: str, message_type: str, n: int = 1) -> None:
+    """Count `n` frames of `message_type` handed to clients of `client_type`."""
+    if n:
+        MESSAGES_SENT.labels(client_type, message_type).inc(n)
+
+
+def encoded(fmt: Format, message_type: str, payload: str | bytes, started: float) -> None:
+    """Record one encode done in this process, started at `time.perf_counter()` == `started`."""
+    SERIALIZATION_DURATION.labels(fmt.value).observe(time.perf_counter() - started)
+    MESSAGE_SIZE.labels(fmt.value, message_type).observe(size_of(payload))
+
+
+def size_of(payload: str | bytes) -> int:
+    """A frame's size in bytes on the wire (UTF-8 for text), without copying ASCII text."""
+    if isinstance(payload, bytes):
+        return len(payload)
+    return len(payload) if payload.isascii() else len(payload.encode())
+
+
+def broadcast(client_type: str, sent_at: float, sizes: Iterable[tuple[Format, int]]) -> None:
+    """Record one broadcast event: its latency since the worker's tick and its frame sizes."""
+    BROADCAST_LATENCY.labels(client_type).observe(max(0.0, time.time() - sent_at))
+    for fmt, size in sizes:
+        MESSAGE_SIZE.labels(fmt.value, "update").observe(size)
+
+
+def connected(client_type: str, subscription: Subscription) -> None:
+    """A connection registered with the hub."""
+    CONNECTED_CLIENTS.labels(client_type).inc()
+    ACTIVE_CONNECTIONS.inc()
+    subscribed(subscription, 1)
+
+
+def disconnected(client_type: str, subscription: Subscription) -> None:
+    """A registered connection left."""
+    CONNECTED_CLIENTS.labels(client_type).dec()
+    ACTIVE_CONNECTIONS.dec()
+    subscribed(subscription, -1)
+
+
+def resubscribed(old: Subscription, new: Subscription) -> None:
+    """A connection changed its subscription."""
+    subscribed(old, -1)
+    subscribed(new, 1)
+
+
+def subscribed(subscription: Subscription, step: int) -> None:
+    """Move each channel of `subscription` by `step`."""
+    for channel in subscription:
+        CLIENT_SUBSCRIPTIONS.labels(channel).inc(step)
+
+
+def _export_zeroes() -> None:
+    """Create the label sets known in advance, so a scrape shows them before any traffic."""
+    for client_type in ("web", "tui"):
+        CONNECTED_CLIENTS.labels(client_type)
+        for message_type in ("snapshot", "update", "error", "pong"):
+            MESSAGES_SENT.labels(client_type, message_type)
+    for message_type in ("subscribe", "unsubscribe", "refresh", "ping", "invalid"):
+        MESSAGES_RECEIVED.labels(message_type)
+
+
+_export_zeroes()

@@ -1,0 +1,58 @@
+"""Reads for the HTTP API of the web process: the shared snapshot and the presence list."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+import redis.asyncio as aioredis
+
+from aggregation.broadcast import rfc3339_now
+from aggregation.keys import RedisNames
+from aggregation.shared_snapshot import SharedSnapshot
+from dashboard_project.config import Settings
+from realtime.presence import list_clients
+
+
+class StateDump(TypedDict):
+    """The `/debug` body: the whole state with when, at which seq, and how much."""
+
+    timestamp: str
+    sequence: int
+    counts: dict[str, int]
+    data: dict[str, Any]
+
+
+def _client(config: Settings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        str(config.redis_url), socket_timeout=5, socket_connect_timeout=2
+    )
+
+
+async def state_snapshot(*, config: Settings) -> tuple[dict[str, Any], int]:
+    """The shared snapshot's data (contract 4's snapshot `data`) and its seq."""
+    client = _client(config)
+    try:
+        names = RedisNames(config.redis_key_prefix, config.input_prefix)
+        return await SharedSnapshot(client, names).load()
+    finally:
+        await client.aclose()
+
+
+async def state_dump(*, config: Settings) -> StateDump:
+    """The whole shared snapshot with a timestamp, its seq and the entity count per channel."""
+    data, seq = await state_snapshot(config=config)
+    # The account is one object (one entity, or none yet); the others count their entries.
+    counts = {
+        channel: (1 if value else 0) if channel == "account" else len(value)
+        for channel, value in data.items()
+    }
+    return StateDump(timestamp=rfc3339_now(), sequence=seq, counts=counts, data=data)
+
+
+async def client_list(*, config: Settings) -> list[dict[str, Any]]:
+    """Every connected client of every live web process."""
+    client = _client(config)
+    try:
+        return await list_clients(client, prefix=config.redis_key_prefix)
+    finally:
+        await client.aclose()

@@ -1,0 +1,281 @@
+"""Metrics and readiness of the real processes (contract sections 5 and 6), scraped over HTTP
+after real WebSocket traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import ClientConnection
+
+from tests.e2e.stack import Stack, connect, receive, wait_quiet
+from tests.processes import free_port, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+WEB_FAMILIES = {
+    "dashboard_connected_clients": {"client_type"},
+    "dashboard_messages_sent": {"client_type", "message_type"},
+    "dashboard_messages_received": {"message_type"},
+    "dashboard_broadcast_latency_seconds": {"client_type"},
+    "dashboard_serialization_duration_seconds": {"format"},
+    "dashboard_message_size_bytes": {"format", "message_type"},
+    "dashboard_client_subscriptions": {"channel"},
+    "dashboard_active_connections": set(),
+    "dashboard_resyncs": set(),
+    "dashboard_kicks": set(),
+    "django_http_requests_total_by_method": {"method"},
+}
+WORKER_FAMILIES = {
+    "dashboard_ingest_messages": {"channel", "result"},
+    "dashboard_state_update_lag_seconds": set(),
+    "dashboard_backend_up": {"backend"},
+    "dashboard_history_queue_depth": set(),
+    "dashboard_worker_is_leader": set(),
+}
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    """GET `path` on loopback: (status, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def scrape(port: int) -> tuple[dict[str, Any], Samples]:
+    """The families of a metrics endpoint by name, and every sample by (name, labels)."""
+    status, text = get(port, "/metrics")
+    assert status == 200, text
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    samples: Samples = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in families.values()
+        for sample in family.samples
+    }
+    return families, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def check_families(families: dict[str, Any], expected: dict[str, set[str]]) -> None:
+    for name, label_names in expected.items():
+        assert name in families, f"{name} missing"
+        seen = {
+            key
+            for sample in families[name].samples
+            for key in sample.labels
+            if key not in ("le", "quantile")
+        }
+        assert seen == label_names, (name, seen)
+
+
+def tick(stack: Stack, symbol: str, price: float) -> None:
+    stack.publish("market_data", symbol, {"symbol": symbol, "last_price": price})
+
+
+async def updates_until(ws: ClientConnection, seq: int) -> int:
+    """Read update frames until one at `seq`; return how many arrived."""
+    for count in range(1, 1000):
+        frame = await receive(ws)
+        assert frame["type"] == "update", frame
+        if frame["seq"] >= seq:
+            return count
+    raise AssertionError("too many frames")
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, int]]:
+    """A worker serving its metrics on a free port, and one web process."""
+    from django.conf import settings
+
+    stack = Stack(redis_url=str(settings.CONFIG.redis_url), log_dir=tmp_path_factory.mktemp("obs"))
+    metrics_port = free_port()
+    try:
+        stack.start_worker(DASHBOARD_WORKER_METRICS_PORT=str(metrics_port))
+        stack.start_web()
+        yield stack, metrics_port
+    finally:
+        stack.stop()
+
+
+async def test_web_metrics_follow_the_traffic(observed: tuple[Stack, int]) -> None:
+    stack, _ = observed
+    port = stack.web_ports[0]
+    tick(stack, "BTCUSDT", 1.0)
+    tick(stack, "ETHUSDT", 1.0)
+    wait_quiet(stack)
+    _, before = scrape(port)
+    async with (
+        connect(stack.ws_url(port)) as web1,
+        connect(stack.ws_url(port, channels="market_data,orders")) as web2,
+        connect(
+            stack.ws_url(port, type="tui", format="msgpack", channels="market_data:ETHUSDT")
+        ) as tui,
+    ):
+        # given three clients with their snapshots
+        for ws in (web1, web2, tui):
+            assert (await receive(ws))["type"] == "snapshot"
+        # when one sends a bad message and a ping, and the state moves
+        await web1.send("{not json")
+        assert (await receive(web1))["type"] == "error"
+        await web1.send(json.dumps({"type": "ping"}))
+        assert (await receive(web1)) == {"type": "pong"}
+        tick(stack, "BTCUSDT", 2.0)
+        wait_quiet(stack)
+        tick(stack, "ETHUSDT", 2.0)
+        seq = wait_quiet(stack)
+        web_updates = await updates_until(web1, seq) + await updates_until(web2, seq)
+        tui_updates = await updates_until(tui, seq)
+        families, after = scrape(port)
+
+        # then every family of contract 6 is there, with its labels
+        check_families(families, WEB_FAMILIES)
+        assert value(after, "dashboard_connected_clients", client_type="web") == 2
+        assert value(after, "dashboard_connected_clients", client_type="tui") == 1
+        assert value(after, "dashboard_active_connections") == 3
+        assert value(after, "dashboard_client_subscriptions", channel="market_data") == 3
+        assert value(after, "dashboard_client_subscriptions", channel="orders") == 2
+        assert value(after, "dashboard_client_subscriptions", channel="account") == 1
+
+        def moved(name: str, **labels: str) -> float:
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        assert moved("dashboard_messages_received_total", message_type="invalid") == 1
+        assert moved("dashboard_messages_received_total", message_type="ping") == 1
+        assert moved("dashboard_messages_sent_total", client_type="web", message_type="error") == 1
+        assert moved("dashboard_messages_sent_total", client_type="web", message_type="pong") == 1
+        sent = "dashboard_messages_sent_total"
+        assert moved(sent, client_type="web", message_type="snapshot") == 2
+        assert moved(sent, client_type="tui", message_type="snapshot") == 1
+        assert moved(sent, client_type="web", message_type="update") == web_updates
+        assert moved(sent, client_type="tui", message_type="update") == tui_updates == 1
+        # latency and size are observed once per event, whatever the number of clients
+        assert moved("dashboard_broadcast_latency_seconds_count", client_type="web") >= 2
+        assert moved("dashboard_message_size_bytes_count", format="msgpack", message_type="update")
+        # the narrowed tui client's update was encoded here
+        assert moved("dashboard_serialization_duration_seconds_count", format="msgpack") >= 2
+        assert moved("django_http_responses_total_by_status_total", status="200") >= 1
+
+    def all_gone() -> bool:
+        _, samples = scrape(port)
+        return value(samples, "dashboard_active_connections") == 0
+
+    wait_until(all_gone, timeout=10, what="the connections to be counted out")
+    _, final = scrape(port)
+    assert value(final, "dashboard_connected_clients", client_type="web") == 0
+    assert value(final, "dashboard_client_subscriptions", channel="market_data") == 0
+
+
+def test_worker_metrics(observed: tuple[Stack, int]) -> None:
+    stack, metrics_port = observed
+    tick(stack, "SOLUSDT", 3.0)
+    stack.publish("market_data", "SOLUSDT", {"symbol": "SOLUSDT", "last_price": "bad"})
+
+    def counted() -> Samples | None:
+        _, samples = scrape(metrics_port)
+        channel = {"channel": "market_data"}
+        applied = value(samples, "dashboard_ingest_messages_total", **channel, result="applied")
+        rejected = value(
+            samples, "dashboard_ingest_messages_total", **channel, result="invalid_field"
+        )
+        return samples if applied >= 1 and rejected >= 1 else None
+
+    samples = wait_until(counted, timeout=10, what="the worker to count the ticks")
+    families, _ = scrape(metrics_port)
+    check_families(families, WORKER_FAMILIES)
+    assert not set(WEB_FAMILIES) & set(families)  # each process exports its own
+    assert isinstance(samples, dict)
+    assert value(samples, "dashboard_worker_is_leader") == 1
+    assert value(samples, "dashboard_backend_up", backend="order_service") == 0  # none runs
+    assert value(samples, "dashboard_history_queue_depth") >= 0
+
+
+def test_readiness_follows_the_worker(fresh_stack: Stack) -> None:
+    # given a leader, a standby serving its own metrics, and a web process
+    leader = fresh_stack.start_worker()
+    standby_port = free_port()
+    standby = fresh_stack.start(
+        "run_aggregator", "standby", DASHBOARD_WORKER_METRICS_PORT=str(standby_port)
+    )
+    port = fresh_stack.start_web()
+
+    def standby_metrics() -> Samples | None:
+        try:
+            return scrape(standby_port)[1]
+        except OSError:
+            return None
+
+    samples = wait_until(standby_metrics, timeout=30, what="the standby's metrics")
+    assert isinstance(samples, dict)
+    assert value(samples, "dashboard_worker_is_leader") == 0
+
+    def ready_status(expected: int) -> bool:
+        status, body = get(port, "/health/ready")
+        return status == expected and bool(orjson.loads(body)["checks"])
+
+    wait_until(lambda: ready_status(200), timeout=10, what="ready")
+    _, body = get(port, "/health/ready")
+    checks = orjson.loads(body)["checks"]
+    assert checks["worker"]["status"] == "up"
+    assert set(checks["backends"]) == {"order_service", "account_service", "strategy_service"}
+
+    # when every worker is gone (the standby stopped first, so that it does not take over)
+    standby.terminate()
+    started = time.monotonic()
+    leader.kill()
+    # then the heartbeat expires within a lease (3 s) and the process is not ready
+    wait_until(lambda: ready_status(503), timeout=10, what="not ready")
+    assert time.monotonic() - started < 8
+    _, body = get(port, "/health/ready")
+    assert orjson.loads(body)["checks"]["worker"]["status"] == "down"
+
+    # when a worker is back, then ready again
+    fresh_stack.start_worker("worker-2")
+    wait_until(lambda: ready_status(200), timeout=15, what="ready again")
+
+
+async def test_a_kick_is_counted(observed: tuple[Stack, int]) -> None:
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    from realtime.hub import kick_client
+
+    stack, _ = observed
+    port = stack.web_ports[0]
+    _, before = scrape(port)
+    async with connect(stack.ws_url(port, channels="account")) as ws:
+        await receive(ws)
+
+        def listed() -> str | None:
+            for key in stack.redis.scan_iter(match=f"{stack.prefix}:presence:*", count=1000):
+                for raw in stack.redis.hgetall(key).values():
+                    entry = orjson.loads(raw)
+                    if entry["subscriptions"] == ["account"]:  # not an earlier test's client
+                        return str(entry["id"])
+            return None
+
+        client_id = wait_until(listed, timeout=10, what="the client in the presence list")
+        layer = RedisPubSubChannelLayer(hosts=[stack.redis_url], prefix=f"{stack.prefix}.asgi")
+        try:
+            await kick_client(layer, prefix=stack.prefix, client_id=str(client_id))
+        finally:
+            await layer.flush()
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        assert ws.close_code == 4000
+    _, after = scrape(port)
+    assert value(after, "dashboard_kicks_total") - value(before, "dashboard_kicks_total") == 1
+    assert value(after, "dashboard_client_subscriptions", channel="account") == 0
