@@ -45,10 +45,20 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     hub: Hub
     writer: SocketWriter
     continuity: Continuity
-    subscription: Subscription
     fmt: Format
     cadence: str
     client_id: str
+
+    @property
+    def subscription(self) -> Subscription:
+        """What this client takes."""
+        return self._subscription
+
+    @subscription.setter
+    def subscription(self, value: Subscription) -> None:
+        self._subscription = value
+        # Derived once here, not per update: whether the worker's frames fit as they are.
+        self.takes_everything = protocol.is_everything(value)
 
     async def connect(self) -> None:
         """Called when the WebSocket handshake arrives: validate, accept, send the snapshot."""
@@ -131,11 +141,13 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         decision = self.continuity.check(event["base_seq"], event["seq"])
         if decision == "skip":
             return False
-        if decision == "resync" or self.writer.overflowed:
+        if self.writer.overflowed:
+            return False  # stalled: the drain ends with one fresh snapshot (on_overflow_drained)
+        if decision == "resync":
             self._resync()
             return False
         self.continuity.position = event["seq"]
-        if protocol.is_everything(self.subscription):
+        if self.takes_everything:
             self._write(event["json"] if self.fmt is Format.JSON else event["msgpack"])
             return True
         narrowed = protocol.filter_changes(changes, self.subscription)

@@ -45,6 +45,20 @@ async def converge(ws: Any, state: dict[str, Any], seq: int, target: int) -> tup
     return state, seq, snapshots
 
 
+def resyncs_counted(port: int) -> float:
+    """dashboard_resyncs_total of one web process, from its /metrics."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "dashboard_resyncs":
+            return sum(sample.value for sample in family.samples if sample.name.endswith("_total"))
+    raise AssertionError("dashboard_resyncs missing")
+
+
 async def kill_group_subscribers(client: aioredis.Redis) -> int:
     """Disconnect the channel-layer subscribers (SUBSCRIBE), not the worker's PSUBSCRIBE feed."""
     killed = 0
@@ -132,6 +146,8 @@ async def test_slow_client_is_bounded_and_resynced_when_it_reads_again(fresh_sta
         target = wait_quiet(stack)
         state, seq, snapshots = await converge(slow, state, seq, target)
         assert snapshots >= 1
+    # while it was stalled, updates were dropped, not turned into snapshot after snapshot
+    assert resyncs_counted(port) <= 2
     expected = await fresh_snapshot(stack, port)
     assert (expected["seq"], expected["data"]) == (seq, state)
 
