@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+from contextvars import ContextVar
 from typing import Any
+
+# The id of the HTTP request being served in this context (`dashboard_project.request_id` sets
+# it); None outside a request: WebSocket traffic, the hub's tasks, the worker. Defined here, not
+# beside the middleware, because settings import this module before Django is set up.
+current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every record logged while an HTTP request is being served."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Called for each record the handler emits; never drops one."""
+        if not hasattr(record, "request_id"):
+            request_id = current_request_id.get()
+            if request_id is not None:
+                record.request_id = request_id
+        return True
 
 
 def logging_config(level: str) -> dict[str, Any]:
@@ -10,6 +29,9 @@ def logging_config(level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {
+            "request_id": {"()": RequestIdFilter},
+        },
         "formatters": {
             "json": {
                 "()": "pythonjsonlogger.json.JsonFormatter",
@@ -19,7 +41,11 @@ def logging_config(level: str) -> dict[str, Any]:
             },
         },
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "json"},
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["request_id"],
+            },
         },
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
 # "after" middleware last, so that they time everything in between.
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "dashboard_project.request_id.request_id_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
