@@ -17,4 +17,5 @@ urlpatterns = [
     path("api/v1/", include("history.urls")),
     path("api/schema", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),
     path("admin/", admin.site.urls),
+    path("", include("web.urls")),
 ]
