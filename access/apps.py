@@ -6,3 +6,11 @@ class AccessConfig(AppConfig):
 
     name = "access"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Called once Django is set up: hook CORS decisions to the allowed origins."""
+        from corsheaders.signals import check_request_enabled
+
+        from access.signals import cors_allow_listed_origin
+
+        check_request_enabled.connect(cors_allow_listed_origin, dispatch_uid="access-cors")

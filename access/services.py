@@ -7,7 +7,7 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -17,7 +17,7 @@ from access.models import KEY_PREFIX, VISIBLE_PREFIX_LENGTH, AllowedOrigin, ApiT
 def token_issue(
     *,
     name: str,
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
     channels: list[str] | None = None,
     staff: bool = False,
     history: bool = True,

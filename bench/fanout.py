@@ -32,7 +32,14 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import ManagedProcess, free_port, wait_until  # noqa: E402
+from tests.processes import (  # noqa: E402
+    UNLIMITED_CLIENTS_ENV,
+    ManagedProcess,
+    free_port,
+    issue_token,
+    run_command,
+    wait_until,
+)
 
 SYMBOLS = [f"F{i:02d}USDT" for i in range(20)]
 SAMPLE_EVERY = 20  # one client in 20 parses every frame for latency; all check delivery
@@ -180,6 +187,7 @@ def run_level(args: argparse.Namespace, clients: int, idle_rss_kib: int) -> dict
         "DASHBOARD_PORT": str(port),
         "DASHBOARD_WEB_SERVER": args.server,
         "DASHBOARD_CHANNEL_LAYER_BACKEND": args.layer,
+        **UNLIMITED_CLIENTS_ENV,
     }
     logs = Path("/tmp") / prefix
     logs.mkdir()
@@ -191,7 +199,7 @@ def run_level(args: argparse.Namespace, clients: int, idle_rss_kib: int) -> dict
         wait_until(lambda: _port_open(port), timeout=60, what="web")
         ctx = multiprocessing.get_context("spawn")
         ready, go, out = ctx.Event(), ctx.Event(), ctx.Queue()
-        ws_url = f"ws://127.0.0.1:{port}/ws?type=web&format=json"
+        ws_url = f"ws://127.0.0.1:{port}/ws?type=web&format=json&token={args.token}"
         loader = ctx.Process(target=client_process, args=(ws_url, clients, run_id, ready, go, out))
         connect_started = time.perf_counter()
         loader.start()
@@ -260,6 +268,11 @@ def main() -> None:
     parser.add_argument("--layer", choices=("pubsub", "core"), default="pubsub")
     args = parser.parse_args()
     raise_fd_limit()
+    # The clients authenticate like any other (a token in the configured database).
+    run_command(["migrate", "--no-input"], env={"DASHBOARD_SECRET_KEY": "bench"}, timeout=300)
+    args.token = issue_token(
+        f"fanout-{uuid.uuid4().hex[:8]}", env={"DASHBOARD_SECRET_KEY": "bench"}
+    )
     idle_rss_kib = _measure_idle_rss(args)
     print(
         f"server={args.server} layer={args.layer} rate={args.rate}/s seconds={args.seconds} "
@@ -305,7 +318,7 @@ def _measure_idle_rss(args: argparse.Namespace) -> int:
         wait_until(lambda: _port_open(port), timeout=60, what="web")
         import websockets.sync.client
 
-        with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/ws?token={args.token}") as ws:
             ws.recv(timeout=10)
         time.sleep(0.5)  # let the hub settle after its first client (a measurement, not a wait)
         return proc_stat(web.pid)[1]

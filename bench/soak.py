@@ -32,12 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.fanout import proc_stat, raise_fd_limit  # noqa: E402
-from tests.processes import ManagedProcess, free_port, wait_until  # noqa: E402
+from tests.processes import (  # noqa: E402
+    UNLIMITED_CLIENTS_ENV,
+    ManagedProcess,
+    free_port,
+    issue_token,
+    wait_until,
+)
 
 CONNECT_BATCH = 100
 
 
-async def run_clients(ports: list[int], count: int, stop: Any, out: Any) -> None:
+async def run_clients(ports: list[int], path: str, count: int, stop: Any, out: Any) -> None:
     """Hold `count` connections until `stop` is set; report frames, silences and last seqs."""
     from bench.wsload import LeanClient, connect
 
@@ -63,10 +69,7 @@ async def run_clients(ports: list[int], count: int, stop: Any, out: Any) -> None
     for start in range(0, count, CONNECT_BATCH):
         batch = range(start, min(count, start + CONNECT_BATCH))
         clients += await asyncio.gather(
-            *(
-                connect("127.0.0.1", ports[i % len(ports)], "/ws?type=web&format=json", handler(i))
-                for i in batch
-            )
+            *(connect("127.0.0.1", ports[i % len(ports)], path, handler(i)) for i in batch)
         )
     gaps = [0.0] * count
     while not stop.is_set():
@@ -89,13 +92,13 @@ async def run_clients(ports: list[int], count: int, stop: Any, out: Any) -> None
     )
 
 
-def client_process(ports: list[int], count: int, stop: Any, out: Any) -> None:
+def client_process(ports: list[int], path: str, count: int, stop: Any, out: Any) -> None:
     """The load generator's entry point."""
     import uvloop
 
     raise_fd_limit()
     sys.path.insert(0, str(ROOT))
-    uvloop.run(run_clients(ports, count, stop, out))
+    uvloop.run(run_clients(ports, path, count, stop, out))
 
 
 def main() -> None:
@@ -128,6 +131,7 @@ def main() -> None:
         "DASHBOARD_ACCOUNT_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
         "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://127.0.0.1:{free_port()}",
         "DASHBOARD_SIMULATOR_TICKS_PER_S": str(args.rate),
+        **UNLIMITED_CLIENTS_ENV,
     }
     logs = Path("/tmp") / prefix
     logs.mkdir()
@@ -140,6 +144,7 @@ def main() -> None:
     try:
         migrate = ManagedProcess(["migrate", "--no-input"], env=env, log_path=logs / "migrate")
         assert migrate.process.wait(timeout=120) == 0, migrate.output()
+        path = f"/ws?type=web&format=json&token={issue_token(f'{prefix}-soak', env=env)}"
         ports = [free_port(), free_port()]
         start("web1", "serve", DASHBOARD_PORT=str(ports[0]))
         start("web2", "serve", DASHBOARD_PORT=str(ports[1]))
@@ -151,7 +156,7 @@ def main() -> None:
         wait_until(lambda: all(_port_open(p) for p in ports), timeout=60, what="web")
         ctx = multiprocessing.get_context("spawn")
         out, stop = ctx.Queue(), ctx.Event()
-        loader = ctx.Process(target=client_process, args=(ports, args.clients, stop, out))
+        loader = ctx.Process(target=client_process, args=(ports, path, args.clients, stop, out))
         loader.start()
         samples: list[dict[str, float]] = []
         started = time.monotonic()

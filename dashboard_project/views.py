@@ -9,8 +9,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+# DRF ships no type information (djangorestframework-stubs is not a dependency): Any to mypy.
+from rest_framework.exceptions import APIException  # type: ignore[import-untyped]
+
+from access.authentication import request_credential
 from dashboard_project.readiness import readiness
-from realtime.selectors import state_dump
 
 SERVICE_NAME = "dashboard-server"
 
@@ -32,11 +35,10 @@ async def health_ready(request: HttpRequest) -> JsonResponse:
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition of this process: loopback clients only unless `metrics_public`."""
     if not settings.CONFIG.metrics_public and not _is_loopback(request.META.get("REMOTE_ADDR")):
-        # Token access comes with API tokens (access control); until then, loopback only.
-        return JsonResponse(
-            {"error": "forbidden", "message": "metrics are served to loopback clients only"},
-            status=403,
-        )
+        # Elsewhere, any active token (e.g. one issued for the Prometheus scraper).
+        refusal = _token_refusal(request)
+        if refusal is not None:
+            return refusal
     # Registers the web metrics if nothing has yet (the ASGI application does, through the
     # consumer). Not at module level: every manage.py command imports the URLconf for its system
     # checks, and the worker and recorder must export only their own metrics.
@@ -45,13 +47,20 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 
-@require_GET
-async def debug(request: HttpRequest) -> JsonResponse:
-    """The whole shared snapshot with timestamp, sequence and counts: staff only."""
-    user = await request.auser()
-    if not (user.is_authenticated and user.is_staff):
-        return JsonResponse({"error": "forbidden", "message": "staff only"}, status=403)
-    return JsonResponse(await state_dump(config=settings.CONFIG))
+def _token_refusal(request: HttpRequest) -> JsonResponse | None:
+    try:
+        credential = request_credential(request)
+    except APIException as exc:
+        return JsonResponse(
+            {"error": "unauthorized", "message": str(exc.detail)}, status=exc.status_code
+        )
+    if credential is None:
+        response = JsonResponse(
+            {"error": "unauthorized", "message": "a token is required off loopback"}, status=401
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="dashboard"'
+        return response
+    return None
 
 
 def _is_loopback(address: str | None) -> bool:

@@ -15,6 +15,7 @@ from rest_framework.request import Request  # type: ignore[import-untyped]
 from rest_framework.response import Response  # type: ignore[import-untyped]
 from rest_framework.views import APIView  # type: ignore[import-untyped]
 
+from access.authentication import HasHistoryScope
 from history.params import (
     INTERVALS,
     LIMIT_DEFAULT,
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 class HistoryView(APIView):  # type: ignore[misc]  # APIView is Any without DRF stubs
     """Recorded history of one type, newest first, in cursor pages; or OHLC candles."""
+
+    permission_classes = (HasHistoryScope,)
 
     class OutputSerializer(serializers.Serializer):  # type: ignore[misc]
         """The page (documentation only: the view builds plain dicts)."""

@@ -13,7 +13,8 @@ from rest_framework.request import Request  # type: ignore[import-untyped]
 from rest_framework.response import Response  # type: ignore[import-untyped]
 from rest_framework.views import APIView  # type: ignore[import-untyped]
 
-from realtime.selectors import client_list, state_snapshot
+from access.credentials import Credential
+from realtime.selectors import client_list, state_dump, state_snapshot
 
 
 class StateView(APIView):  # type: ignore[misc]  # APIView is Any without DRF stubs
@@ -23,7 +24,22 @@ class StateView(APIView):  # type: ignore[misc]  # APIView is Any without DRF st
     def get(self, request: Request) -> Response:
         """Called for GET: the shared snapshot's data."""
         data, _seq = async_to_sync(state_snapshot)(config=settings.CONFIG)
+        if isinstance(request.auth, Credential):  # a token sees the channels it may take
+            data = {
+                name: value for name, value in data.items() if request.auth.allows_channel(name)
+            }
         return Response(data)
+
+
+class DebugView(APIView):  # type: ignore[misc]  # APIView is Any without DRF stubs
+    """The whole shared snapshot with timestamp, sequence and counts (staff or a staff token)."""
+
+    permission_classes = (IsAdminUser,)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Full state dump")
+    def get(self, request: Request) -> Response:
+        """Called for GET: the state, its seq, the time and per-channel counts."""
+        return Response(async_to_sync(state_dump)(config=settings.CONFIG))
 
 
 class ClientsView(APIView):  # type: ignore[misc]  # APIView is Any without DRF stubs

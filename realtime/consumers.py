@@ -6,12 +6,17 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from access import gate
+from access.gate import AccessLimits, Admission, Refusal
+from access.metrics import WS_REFUSED, limit_hit
+from access.ratelimit import EventWindow, TokenBucket
 from aggregation.broadcast import rfc3339_now
 from aggregation.events import StateUpdate
 from realtime import metrics, protocol
@@ -48,6 +53,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     fmt: Format
     cadence: str
     client_id: str
+    admission: Admission | None = None
+    limits: AccessLimits
 
     @property
     def subscription(self) -> Subscription:
@@ -73,9 +80,16 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             metrics.sent(_client_type(query), "error")
             await self.close(code=CLOSE_POLICY)
             return
+        config = settings.CONFIG
+        self.limits = gate.process_limits(config)
+        refusal = await self._admit("channels" in query)
+        if refusal is not None:
+            await self._refuse_connection(refusal)
+            return
         self.hub = await get_hub()
         await self.accept()
-        config = settings.CONFIG
+        self.bucket = TokenBucket(config.client_messages_per_s, config.client_messages_burst)
+        self.refusals = EventWindow(config.client_abuse_refusals, config.client_abuse_window_s)
         self.client_id = f"{self.hub.process_id}-{next(_ids)}-{uuid.uuid4().hex[:4]}"
         self.connected_at = rfc3339_now()
         self.writer = SocketWriter(
@@ -93,6 +107,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, for any reason."""
+        if self.admission is not None:
+            self.limits.close(self.admission)
+            self.admission = None  # counted once, however many times disconnect is called
         if getattr(self, "connected", False):
             self.connected = False
             self.hub.unregister(self)
@@ -110,6 +127,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self._refuse(ErrorCode.TOO_LARGE, f"messages are limited to {self.max_bytes} bytes")
             await self.close(code=CLOSE_TOO_LARGE)
             return
+        if not await self._within_rate():
+            return
         try:
             message = protocol.parse_client_message(data, max_bytes=self.max_bytes)
         except ProtocolError as exc:
@@ -124,6 +143,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self._send_snapshot()
         else:
             assert message.channels is not None
+            forbidden = self._forbidden(message.channels) if message.type == "subscribe" else []
+            if forbidden:
+                await self._close_refused(
+                    Refusal(gate.CLOSE_FORBIDDEN, f"channel not permitted: {', '.join(forbidden)}")
+                )
+                return
             change = protocol.subscribe if message.type == "subscribe" else protocol.unsubscribe
             old, self.subscription = self.subscription, change(self.subscription, message.channels)
             metrics.resubscribed(old, self.subscription)
@@ -194,6 +219,63 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         await self.disconnect(code)
 
     # --- internals -------------------------------------------------------------------------
+
+    async def _admit(self, asked_for_channels: bool) -> Refusal | None:
+        """Access control (access.gate): credentials, origin, limits, channel scope."""
+        decision = await gate.admit(self.scope, self.limits)
+        if isinstance(decision, Refusal):
+            return decision
+        credential = decision.credential
+        if asked_for_channels:
+            forbidden = gate.forbidden_channels(credential, self.subscription.keys())
+            if forbidden:
+                return Refusal(
+                    gate.CLOSE_FORBIDDEN, f"channel not permitted: {', '.join(forbidden)}"
+                )
+        else:  # the default "every channel" means every channel this credential may take
+            self.subscription = {
+                name: symbols
+                for name, symbols in self.subscription.items()
+                if credential.allows_channel(name)
+            }
+        refusal = self.limits.open(decision)
+        if refusal is None:
+            self.admission = decision
+        return refusal
+
+    def _forbidden(self, channels: Iterable[str]) -> list[str]:
+        assert self.admission is not None
+        return gate.forbidden_channels(self.admission.credential, channels)
+
+    async def _within_rate(self) -> bool:
+        """The per-connection token bucket; sustained abuse closes the socket with 4429."""
+        now = time.monotonic()
+        if self.bucket.take(now):
+            return True
+        limit_hit("messages")
+        if self.refusals.add(now) >= self.refusals.limit:
+            limit_hit("abuse")
+            await self._close_refused(
+                Refusal(gate.CLOSE_TOO_MANY, "sustained message flood; reconnect later")
+            )
+        else:
+            self._refuse(ErrorCode.RATE_LIMITED, "too many messages; slow down")
+        return False
+
+    async def _refuse_connection(self, refusal: Refusal) -> None:
+        """Accept only to close with the contract's code, which a browser can read."""
+        await self.accept()
+        WS_REFUSED.labels(str(refusal.code)).inc()
+        await self.close(code=refusal.code, reason=refusal.reason)
+
+    async def _close_refused(self, refusal: Refusal) -> None:
+        WS_REFUSED.labels(str(refusal.code)).inc()
+        log.info(
+            "client closed by access control",
+            extra={"client": self.client_id, "code": refusal.code, "reason": refusal.reason},
+        )
+        await self.close(code=refusal.code, reason=refusal.reason)
+        await self.disconnect(refusal.code)
 
     def _send_snapshot(self) -> None:
         mirror = self.hub.mirror

@@ -34,6 +34,37 @@ def wait_until(condition: Callable[[], object], *, timeout: float, what: str) ->
         time.sleep(0.02)
 
 
+def run_command(args: list[str], *, env: dict[str, str], timeout: float = 120) -> str:
+    """Run `manage.py args` to completion (PATH added to `env`); its stdout. Fails loudly."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"manage.py {args[0]} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def issue_token(name: str, *options: str, env: dict[str, str]) -> str:
+    """Issue an API token with `manage.py issue_token` in `env`'s database; its raw key."""
+    return run_command(["issue_token", name, *options], env=env).strip().splitlines()[-1]
+
+
+# Load generators open thousands of sockets from one address, far past the per-address limits
+# meant for a desk; they lift them (the limits have their own tests).
+UNLIMITED_CLIENTS_ENV = {
+    "DASHBOARD_WS_MAX_CONNECTIONS_PER_IP": "1000000",
+    "DASHBOARD_WS_MAX_CONNECTIONS_PER_TOKEN": "1000000",
+    "DASHBOARD_WS_CONNECTS_PER_IP_PER_S": "1000000",
+    "DASHBOARD_WS_CONNECTS_BURST": "1000000",
+}
+
+
 class ManagedProcess:
     """One `manage.py` command running in the background, its output in a log file."""
 

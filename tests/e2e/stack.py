@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -12,11 +13,13 @@ from typing import Any
 
 import msgpack
 import orjson
+import psycopg
 import redis
 import websockets
+from psycopg import sql
 from websockets.asyncio.client import ClientConnection
 
-from tests.processes import ManagedProcess, free_port, wait_until
+from tests.processes import ManagedProcess, free_port, issue_token, run_command, wait_until
 
 
 class Stack:
@@ -32,6 +35,7 @@ class Stack:
         self.web_ports: list[int] = []
         self.env = {
             "DASHBOARD_SECRET_KEY": "e2e",
+            "DASHBOARD_DATABASE_URL": e2e_database_url(),
             "DASHBOARD_REDIS_URL": redis_url,
             "DASHBOARD_REDIS_KEY_PREFIX": self.prefix,
             "DASHBOARD_INPUT_PREFIX": self.input_prefix,
@@ -67,18 +71,41 @@ class Stack:
         """Start the demo desk publishing into this stack's Redis prefix."""
         return self.start("simulate", "simulator", **env)
 
-    def start_web(self, name: str = "web", server: str = "uvicorn") -> int:
-        """Start a web process on a free port and wait until it answers; return the port."""
-        port = free_port()
-        process = self.start("serve", name, DASHBOARD_PORT=str(port), DASHBOARD_WEB_SERVER=server)
+    def start_web(
+        self, name: str = "web", server: str = "uvicorn", port: int | None = None, **env: str
+    ) -> int:
+        """Start a web process (on `port`, else a free one), wait until it answers; its port."""
+        port = port or free_port()
+        process = self.start(
+            "serve", name, DASHBOARD_PORT=str(port), DASHBOARD_WEB_SERVER=server, **env
+        )
         wait_until(lambda: _answers(port) or not process.alive(), timeout=60, what="the web")
         assert process.alive(), process.output()[-3000:]
         self.web_ports.append(port)
         return port
 
-    def ws_url(self, port: int | None = None, **query: str) -> str:
-        """The `/ws` URL of a web process with `query` parameters."""
+    def manage(self, *args: str, **env: str) -> str:
+        """Run `manage.py args` to completion with the stack's environment; its stdout."""
+        return run_command(list(args), env={**self.env, **env})
+
+    def issue_token(self, name: str, *options: str) -> str:
+        """Issue an API token in the stack's database (`issue_token` options); its raw key."""
+        return issue_token(f"{self.prefix}-{name}", *options, env=self.env)
+
+    @functools.cached_property
+    def token(self) -> str:
+        """A token for every channel (issued on first use): what tests connect with."""
+        return self.issue_token("client")
+
+    def auth_headers(self) -> dict[str, str]:
+        """HTTP headers authenticating with the stack's token."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def ws_url(self, port: int | None = None, *, auth: bool = True, **query: str) -> str:
+        """The `/ws` URL of a web process with `query` parameters (and the token unless not)."""
         port = port or self.web_ports[0]
+        if auth:
+            query.setdefault("token", self.token)
         params = "&".join(f"{k}={v}" for k, v in query.items())
         return f"ws://127.0.0.1:{port}/ws" + (f"?{params}" if params else "")
 
@@ -98,6 +125,29 @@ class Stack:
         if keys:
             self.redis.delete(*keys)
         self.redis.close()
+
+
+@functools.cache
+def e2e_database_url() -> str:
+    """A freshly migrated database for this test run's stacks (created once per run).
+
+    Named after the suite's own database, so that runs with different DASHBOARD_DATABASE_URLs
+    do not share it.
+    """
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    server = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}"
+    name = f"{db['NAME']}_e2e"  # the suite's test database name plus _e2e
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = f"{server}/{name}"
+    env = {"DASHBOARD_SECRET_KEY": "e2e", "DASHBOARD_DATABASE_URL": url}
+    run_command(["migrate", "--no-input"], env=env, timeout=300)
+    return url
 
 
 def _answers(port: int) -> bool:

@@ -17,7 +17,9 @@ async def test_tui_follows_the_live_desk(fresh_stack: Stack) -> None:
     stack.start_worker()
     port = stack.start_web()
     stack.start_simulator()
-    app = DashboardApp(stack.ws_url(port, type="tui", format="msgpack"))
+    app = DashboardApp(
+        stack.ws_url(port, auth=False, type="tui", format="msgpack"), token=stack.token
+    )
     async with app.run_test(size=(160, 40)) as pilot:
         market = app.query_one("#table-market_data", DataTable)
         # when it connects, then every symbol of the desk shows, and keeps updating

@@ -252,7 +252,7 @@ async def test_a_message_over_4_kib_closes_with_1009(stack: Stack) -> None:
     "query", ["type=desktop", "format=xml", "channels=market_data,candles", "channels=orders:a.b"]
 )
 async def test_bad_query_parameters_get_an_error_and_close_1008(stack: Stack, query: str) -> None:
-    async with connect(stack.ws_url() + "?" + query) as ws:
+    async with connect(stack.ws_url() + "&" + query) as ws:
         frame = await receive(ws)
         assert frame["type"] == "error"
         await ws.wait_closed()

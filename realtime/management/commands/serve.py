@@ -44,6 +44,7 @@ def _uvicorn(config: Settings) -> None:
         # A peer that answers no ping is dropped `ws_idle_timeout_s` after the last one it did.
         ws_ping_timeout=max(1.0, config.ws_idle_timeout_s - config.ws_ping_interval_s),
         ws_per_message_deflate=config.ws_per_message_deflate,
+        forwarded_allow_ips=config.forwarded_allow_ips,  # the limits see the client's address
         lifespan="off",
         log_config=None,  # Django's LOGGING (JSON lines) is already in force
         access_log=False,

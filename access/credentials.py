@@ -1,0 +1,169 @@
+"""Who a request or socket is, from a token or a session, with cached lookups.
+
+A token lookup is one indexed query on a cache miss; results (including "no such token") are
+cached per process for `access_cache_s`, so a flood of attempts with one bad key costs one query
+and no message ever costs one. Open sockets are re-checked separately (`access.gate`), which is
+what bounds how long a revoked token keeps working.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from cachetools import TTLCache
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from access.models import KEY_PREFIX, AllowedOrigin, ApiToken, hash_key
+from access.services import token_authenticate
+
+_LAST_USED_EVERY = timedelta(minutes=1)  # last_used_at is for admins, not an audit log
+_MAX_KEY_LENGTH = 128  # issued keys are 47 characters; longer input is refused unhashed
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a token or a logged-in user may do."""
+
+    kind: Literal["token", "session"]
+    name: str
+    token_id: int | None = None
+    channels: frozenset[str] | None = None  # None: every channel
+    history: bool = True
+    staff: bool = False
+
+    def allows_channel(self, channel: str) -> bool:
+        """Whether this credential may take `channel` (a channel name, not narrowed)."""
+        return self.channels is None or channel in self.channels
+
+
+class _Cache:
+    """A TTL cache safe to use from Django's sync threads and the event loop's executor."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: TTLCache[str, Credential | None] | None = None
+        self._origins: TTLCache[str, frozenset[str]] | None = None
+
+    def _ttl(self) -> float:
+        return float(settings.CONFIG.access_cache_s)
+
+    def tokens(self) -> TTLCache[str, Credential | None]:
+        with self._lock:
+            if self._tokens is None:
+                self._tokens = TTLCache(maxsize=100_000, ttl=self._ttl())
+            return self._tokens
+
+    def origins(self) -> TTLCache[str, frozenset[str]]:
+        with self._lock:
+            if self._origins is None:
+                self._origins = TTLCache(maxsize=1, ttl=self._ttl())
+            return self._origins
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens = self._origins = None
+
+
+CACHE = _Cache()
+_LOCK = threading.Lock()
+
+
+def token_credential(raw_key: str) -> Credential | None:
+    """The credential of an active token with this raw key, or None (cached). Sync."""
+    if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > _MAX_KEY_LENGTH:
+        return None
+    digest = hash_key(raw_key)
+    cache = CACHE.tokens()
+    with _LOCK:
+        if digest in cache:
+            return cache[digest]
+    found = _load_token(raw_key)
+    with _LOCK:
+        cache[digest] = found
+    return found
+
+
+async def atoken_credential(raw_key: str) -> Credential | None:
+    """`token_credential` from async code: the cache first, the database in a thread."""
+    if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > _MAX_KEY_LENGTH:
+        return None
+    cache = CACHE.tokens()
+    digest = hash_key(raw_key)
+    with _LOCK:
+        if digest in cache:
+            return cache[digest]
+    result: Credential | None = await database_sync_to_async(token_credential)(raw_key)
+    return result
+
+
+def allowed_origins() -> frozenset[str]:
+    """The enabled AllowedOrigin entries (cached). Sync."""
+    cache = CACHE.origins()
+    with _LOCK:
+        if "all" in cache:
+            return cache["all"]
+    found = enabled_origins()
+    with _LOCK:
+        cache["all"] = found
+    return found
+
+
+async def aallowed_origins() -> frozenset[str]:
+    """`allowed_origins` from async code."""
+    cache = CACHE.origins()
+    with _LOCK:
+        if "all" in cache:
+            return cache["all"]
+    result: frozenset[str] = await database_sync_to_async(allowed_origins)()
+    return result
+
+
+def enabled_origins() -> frozenset[str]:
+    """The enabled origins, uncached (the open-socket re-check)."""
+    return frozenset(AllowedOrigin.objects.filter(enabled=True).values_list("origin", flat=True))
+
+
+def active_token_ids(ids: Iterable[int]) -> set[int]:
+    """Which of these tokens are still active, uncached (the open-socket re-check)."""
+    wanted = set(ids)
+    if not wanted:
+        return set()
+    now = timezone.now()
+    return set(
+        ApiToken.objects.filter(id__in=wanted, revoked_at__isnull=True)
+        .exclude(expires_at__lte=now)
+        .values_list("id", flat=True)
+    )
+
+
+def bearer_key(header: str | None) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header, or None."""
+    if not header:
+        return None
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return key.strip() or None
+
+
+def _load_token(raw_key: str) -> Credential | None:
+    token = token_authenticate(raw_key)
+    if token is None:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > _LAST_USED_EVERY:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return Credential(
+        kind="token",
+        name=token.name,
+        token_id=token.pk,
+        channels=frozenset(token.channels) if token.channels else None,
+        history=token.can_read_history,
+        staff=token.is_staff_token,
+    )

@@ -1,0 +1,223 @@
+"""Admission of WebSocket connections, the per-process limits, and the re-check of open sockets.
+
+The order of the checks matters: the cheap per-address limits come first, so that a flood is
+refused before it costs a database lookup; a failed token counts against its address.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from channels.db import database_sync_to_async
+from django.core.exceptions import ValidationError
+
+from access import metrics
+from access.credentials import (
+    Credential,
+    aallowed_origins,
+    active_token_ids,
+    atoken_credential,
+    bearer_key,
+    enabled_origins,
+)
+from access.ratelimit import ConnectionCounts, KeyedBuckets, KeyedWindows
+from access.services import normalize_origin
+from dashboard_project.config import Settings
+
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_FORBIDDEN: Final = 4403
+CLOSE_TOO_MANY: Final = 4429
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a connection or message is refused, as a close code and a reason for the client."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted connection: who it is, from where, and through which listed origin."""
+
+    credential: Credential
+    address: str
+    listed_origin: str | None  # an AllowedOrigin it came through (re-checked), not its own host
+
+
+class AccessLimits:
+    """The per-process limits on addresses and tokens (one instance per web process)."""
+
+    def __init__(self, config: Settings) -> None:
+        self._lock = threading.Lock()  # the HTTP side calls from Django's worker threads
+        self.connects = KeyedBuckets(
+            rate=config.ws_connects_per_ip_per_s, burst=config.ws_connects_burst
+        )
+        self.failures = KeyedWindows(
+            limit=config.auth_failures_per_ip, window=config.auth_failure_window_s
+        )
+        self.per_address = ConnectionCounts(config.ws_max_connections_per_ip)
+        self.per_token = ConnectionCounts(config.ws_max_connections_per_token)
+
+    def auth_blocked(self, address: str) -> bool:
+        """Whether `address` used up its failed authentications for now."""
+        with self._lock:
+            blocked = self.failures.full(address, time.monotonic())
+        if blocked:
+            metrics.limit_hit("failed_auth")
+        return blocked
+
+    def auth_failed(self, address: str, entry: str) -> None:
+        """Count one failed authentication from `address` at `entry` (ws or http)."""
+        metrics.AUTH_FAILURES.labels(entry).inc()
+        with self._lock:
+            self.failures.add(address, time.monotonic())
+
+    def connect_allowed(self, address: str) -> bool:
+        """Take one connection attempt from `address`'s bucket."""
+        with self._lock:
+            allowed = self.connects.take(address, time.monotonic())
+        if not allowed:
+            metrics.limit_hit("connect_rate")
+        return allowed
+
+    def open(self, admission: Admission) -> Refusal | None:
+        """Count an admitted connection against its address and token, or refuse it."""
+        token = _token_key(admission.credential)
+        with self._lock:
+            if not self.per_address.acquire(admission.address):
+                metrics.limit_hit("connections_per_ip")
+                return Refusal(CLOSE_TOO_MANY, "too many connections from this address")
+            if token is not None and not self.per_token.acquire(token):
+                self.per_address.release(admission.address)
+                metrics.limit_hit("connections_per_token")
+                return Refusal(CLOSE_TOO_MANY, "too many connections with this token")
+        return None
+
+    def close(self, admission: Admission) -> None:
+        """An opened connection ended."""
+        token = _token_key(admission.credential)
+        with self._lock:
+            self.per_address.release(admission.address)
+            if token is not None:
+                self.per_token.release(token)
+
+
+_limits: dict[int, AccessLimits] = {}
+_limits_lock = threading.Lock()
+
+
+def process_limits(config: Settings) -> AccessLimits:
+    """This process's limits for `config` (one per configuration object, created on first use)."""
+    with _limits_lock:
+        found = _limits.get(id(config))
+        if found is None:
+            found = _limits[id(config)] = AccessLimits(config)
+        return found
+
+
+async def admit(scope: dict[str, Any], limits: AccessLimits) -> Admission | Refusal:
+    """Decide whether a WebSocket handshake may proceed (contract section 4, close codes)."""
+    address = client_address(scope)
+    if limits.auth_blocked(address):
+        return Refusal(CLOSE_TOO_MANY, "too many failed authentications; try again later")
+    if not limits.connect_allowed(address):
+        return Refusal(CLOSE_TOO_MANY, "too many connection attempts; slow down")
+    headers = _headers(scope)
+    listed_origin: str | None = None
+    origin = headers.get("origin")
+    if origin is not None and not same_host(origin, headers.get("host", "")):
+        try:
+            listed_origin = normalize_origin(origin)
+        except ValidationError:
+            listed_origin = None
+        if listed_origin is None or listed_origin not in await aallowed_origins():
+            return Refusal(CLOSE_FORBIDDEN, "origin not allowed")
+    raw_key = bearer_key(headers.get("authorization")) or _query_token(scope)
+    if raw_key:
+        credential = await atoken_credential(raw_key)
+        if credential is None:
+            limits.auth_failed(address, "ws")
+            return Refusal(CLOSE_UNAUTHORIZED, "invalid, expired or revoked token")
+        return Admission(credential, address, listed_origin)
+    user = scope.get("user")
+    if user is not None and user.is_authenticated and user.is_active:
+        credential = Credential(kind="session", name=user.get_username(), staff=user.is_staff)
+        return Admission(credential, address, listed_origin)
+    return Refusal(CLOSE_UNAUTHORIZED, "a token (Authorization: Bearer or token=) or a login")
+
+
+class Guarded(Protocol):
+    """An open connection the re-check may close."""
+
+    admission: Admission | None
+
+
+GuardedT = TypeVar("GuardedT", bound=Guarded)
+
+
+async def recheck(members: Sequence[GuardedT]) -> list[tuple[GuardedT, int]]:
+    """The open connections whose token was revoked or expired, or whose origin was disabled."""
+    admitted = [m for m in members if m.admission is not None]
+    token_ids = {
+        m.admission.credential.token_id
+        for m in admitted
+        if m.admission is not None and m.admission.credential.token_id is not None
+    }
+    listed = any(m.admission is not None and m.admission.listed_origin for m in admitted)
+    active = await database_sync_to_async(active_token_ids)(token_ids) if token_ids else set()
+    enabled = await database_sync_to_async(enabled_origins)() if listed else frozenset()
+    closing: list[tuple[GuardedT, int]] = []
+    for member in admitted:
+        admission = member.admission
+        assert admission is not None
+        token_id = admission.credential.token_id
+        if token_id is not None and token_id not in active:
+            closing.append((member, CLOSE_UNAUTHORIZED))
+        elif admission.listed_origin is not None and admission.listed_origin not in enabled:
+            closing.append((member, CLOSE_FORBIDDEN))
+    return closing
+
+
+def forbidden_channels(credential: Credential, channels: Iterable[str]) -> list[str]:
+    """The channels (names, narrowed or not) that `credential` may not take."""
+    names = {channel.split(":", 1)[0] for channel in channels}
+    return sorted(name for name in names if not credential.allows_channel(name))
+
+
+def client_address(scope: dict[str, Any]) -> str:
+    """The client's address (the proxy's X-Forwarded-For when the server trusts it)."""
+    client = scope.get("client") or ("unknown", 0)
+    return str(client[0])
+
+
+def same_host(origin: str, host: str) -> bool:
+    """Whether a browser's Origin names the host it connected to (its own page)."""
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return bool(netloc) and netloc.lower() == host.lower()
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in scope.get("headers", ())
+    }
+
+
+def _query_token(scope: dict[str, Any]) -> str | None:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = query.get("token")
+    return values[-1] if values else None
+
+
+def _token_key(credential: Credential) -> str | None:
+    return None if credential.token_id is None else str(credential.token_id)
