@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # `/health/ready` calls the worker gone when its heartbeat (written every
     # leader_renew_ms) is older than this: a few missed renewals, not one slow one.
     ready_heartbeat_max_age_s: PositiveSeconds = 5.0
+    # One `web.stats` log line per interval, like the worker's per second: a web process has
+    # many more, larger counts to tally, and its metrics are scraped anyway. 0: no line. The
+    # hub checks once a second, so shorter intervals act as 1 s.
+    stats_log_interval_s: float = Field(10.0, ge=0, le=86_400)
 
     # --- WebSocket (contract section 4) ----------------------------------------------------
     ws_ping_interval_s: PositiveSeconds = 30.0

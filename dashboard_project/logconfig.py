@@ -24,6 +24,18 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class ErrorCount(logging.Filter):
+    """Counts records at ERROR and above (the web process's stats line reports them)."""
+
+    count = 0  # process-wide: one handler per process carries this filter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Called for each record the handler emits; never drops one."""
+        if record.levelno >= logging.ERROR:
+            ErrorCount.count += 1
+        return True
+
+
 def logging_config(level: str) -> dict[str, Any]:
     """Return the dictConfig for every process: JSON lines with time, level, logger, message."""
     return {
@@ -31,6 +43,7 @@ def logging_config(level: str) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "filters": {
             "request_id": {"()": RequestIdFilter},
+            "error_count": {"()": ErrorCount},
         },
         "formatters": {
             "json": {
@@ -44,7 +57,7 @@ def logging_config(level: str) -> dict[str, Any]:
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
-                "filters": ["request_id"],
+                "filters": ["request_id", "error_count"],
             },
         },
         "root": {"handlers": ["stderr"], "level": level},

@@ -30,6 +30,7 @@ from realtime import metrics
 from realtime.mirror import ProcessMirror
 from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
 from realtime.protocol import Format
+from realtime.stats import WebStats
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class Hub:
         self.gaps = 0
         self.resubscribes = 0
         self._last_event = 0.0
+        self.stats = WebStats(interval_s=config.stats_log_interval_s, process_id=self.process_id)
 
     async def start(self) -> None:
         """Join the groups, load the mirror, and start receiving."""
@@ -146,6 +148,7 @@ class Hub:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(1.0)
+            self.stats.tick(self)  # the web.stats line, when its interval has passed
             if loop.time() - self._last_event < _DEAF_AFTER_S:
                 continue
             try:

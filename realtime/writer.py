@@ -16,12 +16,29 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from dataclasses import dataclass
 from typing import Any, cast
 
 log = logging.getLogger(__name__)
 
 AsgiMessage = dict[str, Any]
 Send = Callable[[AsgiMessage], Awaitable[None]]
+
+
+@dataclass
+class WriteTotals:
+    """Every writer's frames and bytes written and frames dropped, process-wide.
+
+    Plain integers, not Prometheus counters: they grow per client per frame, where a counter
+    step (a lock) would cost several times more; the stats line (`realtime.stats`) reads them.
+    """
+
+    frames: int = 0
+    bytes: int = 0
+    dropped: int = 0
+
+
+TOTALS = WriteTotals()
 
 
 class SocketWriter:
@@ -56,33 +73,48 @@ class SocketWriter:
         if self._drain is not None:
             if len(self._queue) >= self._limit:
                 self.dropped += len(self._queue) + 1
+                TOTALS.dropped += len(self._queue) + 1
                 self._queue.clear()  # what is queued is stale now: a snapshot replaces it
                 self.overflowed = True
             elif not self.overflowed:
                 self._queue.append(message)
             else:
                 self.dropped += 1
+                TOTALS.dropped += 1
             return
         # ASGI servers' send callables are coroutine functions (daphne, uvicorn, Channels'
         # wrappers), so the awaitable can be stepped by hand.
         coroutine = cast(Coroutine[Any, Any, None], self._send(message))
         try:
             yielded = coroutine.send(None)
-        except StopIteration:
+        except StopIteration:  # inline, not a method call: this runs per client per frame
             self.sent += 1
+            TOTALS.frames += 1
+            TOTALS.bytes += _size(message)
             return
         except Exception:  # the connection is gone; the consumer's disconnect handles it
             self.closed = True
             return
-        self._drain = asyncio.get_running_loop().create_task(self._finish(coroutine, yielded))
+        self._drain = asyncio.get_running_loop().create_task(
+            self._finish(coroutine, yielded, message)
+        )
 
-    async def _finish(self, coroutine: Coroutine[Any, Any, None], yielded: Any) -> None:
+    def _count(self, message: AsgiMessage) -> None:
+        """Called when a frame was written."""
+        self.sent += 1
+        TOTALS.frames += 1
+        TOTALS.bytes += _size(message)
+
+    async def _finish(
+        self, coroutine: Coroutine[Any, Any, None], yielded: Any, first: AsgiMessage
+    ) -> None:
         try:
             await _Resume(coroutine, yielded)
-            self.sent += 1
+            self._count(first)
             while self._queue and not self.closed:
-                await self._send(self._queue.popleft())
-                self.sent += 1
+                message = self._queue.popleft()
+                await self._send(message)
+                self._count(message)
         except Exception:  # a send on a closed socket: nothing left to do
             self.closed = True
             self._queue.clear()
@@ -99,6 +131,14 @@ class SocketWriter:
         self._queue.clear()
         if self._drain is not None:
             self._drain.cancel()
+
+
+def _size(message: AsgiMessage) -> int:
+    """A frame's payload size in bytes (UTF-8 for text; `isascii` is a flag check in CPython)."""
+    text = message.get("text")
+    if text is not None:
+        return len(text) if text.isascii() else len(text.encode())
+    return len(message.get("bytes") or b"")
 
 
 class _Resume:

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
 
-from tests.e2e.stack import Stack, connect, receive, wait_quiet
-from tests.processes import free_port, wait_until
+from tests.e2e.stack import Stack, connect, decode, receive, wait_quiet
+from tests.processes import ManagedProcess, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -279,3 +279,118 @@ async def test_a_kick_is_counted(observed: tuple[Stack, int]) -> None:
     _, after = scrape(port)
     assert value(after, "dashboard_kicks_total") - value(before, "dashboard_kicks_total") == 1
     assert value(after, "dashboard_client_subscriptions", channel="account") == 0
+
+
+# --- the web.stats line -------------------------------------------------------------------------
+
+
+def start_web_with(stack: Stack, name: str, **env: str) -> tuple[int, ManagedProcess]:
+    """A web process with `env` added, once it answers; its port and process."""
+    port = free_port()
+    process = stack.start("serve", name, DASHBOARD_PORT=str(port), **env)
+
+    def answers() -> bool:
+        try:
+            return get(port, "/health")[0] == 200
+        except OSError:
+            return not process.alive()
+
+    wait_until(answers, timeout=60, what="the web process")
+    assert process.alive(), process.output()[-3000:]
+    return port, process
+
+
+def stats_lines(process: ManagedProcess) -> list[dict[str, Any]]:
+    """The process's `web.stats` log lines, oldest first."""
+    return [
+        json.loads(line)
+        for line in process.output().splitlines()
+        if '"web.stats"' in line and line.startswith("{")
+    ]
+
+
+def size(frame: str | bytes) -> int:
+    return len(frame.encode()) if isinstance(frame, str) else len(frame)
+
+
+async def test_the_web_stats_line_counts_the_traffic(fresh_stack: Stack) -> None:
+    # given a web process logging its stats every second, and nothing else talking to it
+    fresh_stack.start_worker()
+    port, web = start_web_with(fresh_stack, "web", DASHBOARD_STATS_LOG_INTERVAL_S="1")
+    tick(fresh_stack, "BTCUSDT", 1.0)
+    tick(fresh_stack, "ETHUSDT", 1.0)
+    wait_quiet(fresh_stack)
+    received_bytes = 0
+    web_updates = tui_updates = 0
+    async with (
+        connect(fresh_stack.ws_url(port)) as web1,
+        connect(
+            fresh_stack.ws_url(port, type="tui", format="msgpack", channels="market_data:ETHUSDT")
+        ) as tui,
+    ):
+        # when the clients take their snapshots, one sends a bad frame and a ping, the state moves
+        for ws in (web1, tui):
+            frame = await asyncio.wait_for(ws.recv(), 5)
+            assert decode(frame)["type"] == "snapshot"
+            received_bytes += size(frame)
+        await web1.send("{not json")
+        await web1.send(json.dumps({"type": "ping"}))
+        for expected in ("error", "pong"):
+            frame = await asyncio.wait_for(web1.recv(), 5)
+            assert decode(frame)["type"] == expected
+            received_bytes += size(frame)
+        tick(fresh_stack, "BTCUSDT", 2.0)
+        wait_quiet(fresh_stack)
+        tick(fresh_stack, "ETHUSDT", 2.0)
+        seq = wait_quiet(fresh_stack)
+        for ws, cadence in ((web1, "web"), (tui, "tui")):
+            while True:
+                frame = await asyncio.wait_for(ws.recv(), 5)
+                update = decode(frame)
+                assert update["type"] == "update", update
+                received_bytes += size(frame)
+                web_updates += cadence == "web"
+                tui_updates += cadence == "tui"
+                if update["seq"] >= seq:
+                    break
+
+    def counted_out() -> bool:
+        samples = scrape(port)[1]
+        return value(samples, "dashboard_active_connections") == 0
+
+    wait_until(counted_out, timeout=10, what="the connections to be counted out")
+    logged = len(stats_lines(web))
+    # the next line reads the counters after everything above
+    wait_until(lambda: len(stats_lines(web)) > logged, timeout=10, what="a web.stats line")
+    lines = stats_lines(web)
+
+    # then the lines, summed from the process's start, count exactly that traffic
+    def total(field: str) -> int:
+        return sum(int(line[field]) for line in lines)
+
+    def by_type(field: str) -> dict[str, int]:
+        summed: dict[str, int] = {}
+        for line in lines:
+            for key, n in line[field].items():
+                summed[key] = summed.get(key, 0) + n
+        return summed
+
+    assert tui_updates == 1
+    assert by_type("sent_by_type") == {
+        "web:snapshot": 1,
+        "web:error": 1,
+        "web:pong": 1,
+        "web:update": web_updates,
+        "tui:snapshot": 1,
+        "tui:update": tui_updates,
+    }
+    assert total("sent") == 4 + web_updates + tui_updates
+    assert total("bytes_sent") == received_bytes
+    assert by_type("received_by_type") == {"invalid": 1, "ping": 1}
+    assert total("received") == 2
+    assert (total("dropped"), total("resyncs"), total("kicks"), total("errors")) == (0, 0, 0, 0)
+    assert total("updates_received") >= 2
+    last = lines[-1]
+    assert last["connections"] == {"web": 0, "tui": 0}
+    assert last["level"] == "INFO"
+    assert 0.5 <= last["interval_s"] <= 3

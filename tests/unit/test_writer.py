@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from realtime.writer import SocketWriter
+from realtime.writer import TOTALS, SocketWriter
 
 
 class GatedSend:
@@ -91,3 +91,23 @@ async def test_a_failing_send_marks_the_writer_closed() -> None:
     writer = SocketWriter(broken, limit=4, on_overflow_drained=lambda: None)
     writer.write(frame(1))
     assert writer.closed
+
+
+async def test_process_totals_count_written_bytes_and_dropped_frames() -> None:
+    before = (TOTALS.frames, TOTALS.bytes, TOTALS.dropped)
+    send = GatedSend()
+    writer = SocketWriter(send, limit=2, on_overflow_drained=lambda: None)
+    writer.write({"type": "websocket.send", "text": "abc"})  # 3 bytes
+    writer.write({"type": "websocket.send", "text": "\u00e9t\u00e9"})  # 5 bytes in UTF-8
+    writer.write({"type": "websocket.send", "bytes": b"\x00\x01"})  # 2 bytes
+    send.writable.clear()
+    writer.write({"type": "websocket.send", "bytes": b"1234"})  # in flight, written later
+    writer.write(frame(1))  # queued, written later
+    writer.write(frame(2))  # queued
+    writer.write(frame(3))  # over the limit: the two queued and this one are dropped
+    send.writable.set()
+    while writer.backlogged:  # noqa: ASYNC110  # stepping the loop until the drain task ends
+        await asyncio.sleep(0)
+    moved = (TOTALS.frames - before[0], TOTALS.bytes - before[1], TOTALS.dropped - before[2])
+    assert moved == (4, 3 + 5 + 2 + 4, 3)
+    assert writer.sent == 4
