@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -279,6 +281,47 @@ async def test_a_kick_is_counted(observed: tuple[Stack, int]) -> None:
     _, after = scrape(port)
     assert value(after, "dashboard_kicks_total") - value(before, "dashboard_kicks_total") == 1
     assert value(after, "dashboard_client_subscriptions", channel="account") == 0
+
+
+# --- promtool -----------------------------------------------------------------------------------
+
+
+def promtool_check(text: str) -> str:
+    """Run `promtool check metrics` on an exposition; fail unless it exits 0. Returns its lint."""
+    promtool = shutil.which("promtool")
+    # Not a skip: CI installs it (.ci/run, Debian's `prometheus` package), and a skipped check
+    # would let a malformed exposition through unnoticed.
+    assert promtool, "promtool is not installed: apt-get install prometheus (it provides promtool)"
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    lint = result.stdout + result.stderr
+    assert result.returncode == 0, lint
+    return lint
+
+
+async def test_live_scrapes_pass_promtool(observed: tuple[Stack, int]) -> None:
+    stack, metrics_port = observed
+    port = stack.web_ports[0]
+    # given traffic, so that every labelled family has samples (histograms included)
+    tick(stack, "BNBUSDT", 5.0)
+    wait_quiet(stack)
+    async with connect(stack.ws_url(port, type="tui", format="msgpack")) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await receive(ws)) == {"type": "pong"}
+        tick(stack, "BNBUSDT", 6.0)
+        await updates_until(ws, wait_quiet(stack))
+        for metrics_of in (port, metrics_port):
+            # when the real scrape goes through promtool, then it passes without a finding
+            status, text = get(metrics_of, "/metrics")
+            assert status == 200, text
+            assert promtool_check(text) == ""
 
 
 # --- the web.stats line -------------------------------------------------------------------------
