@@ -23,6 +23,7 @@ $(SECRET_FILE):
 run: install $(SECRET_FILE)
 	$(RUN_ENV) $(PY) scripts/preflight.py --create-database
 	$(RUN_ENV) $(PY) manage.py migrate --no-input
+	$(RUN_ENV) $(PY) manage.py demo_access --password-file .dev-admin-password
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(RUN_ENV) $(BIN)/honcho start -f Procfile
 
 lint: install

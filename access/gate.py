@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 
 from access import metrics
 from access.credentials import (
@@ -32,6 +33,7 @@ from dashboard_project.config import Settings
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_FORBIDDEN: Final = 4403
 CLOSE_TOO_MANY: Final = 4429
+CLOSE_TRY_AGAIN: Final = 1013  # RFC 6455 "try again later": the credential store is unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,15 @@ def process_limits(config: Settings) -> AccessLimits:
 
 async def admit(scope: dict[str, Any], limits: AccessLimits) -> Admission | Refusal:
     """Decide whether a WebSocket handshake may proceed (contract section 4, close codes)."""
+    try:
+        return await _admit(scope, limits)
+    except DatabaseError:
+        # PostgreSQL away: no one new is admitted (open sockets keep their updates); the client
+        # retries with its backoff. Not 4401: its credential may well be good.
+        return Refusal(CLOSE_TRY_AGAIN, "credentials cannot be checked now; retry shortly")
+
+
+async def _admit(scope: dict[str, Any], limits: AccessLimits) -> Admission | Refusal:
     address = client_address(scope)
     if limits.auth_blocked(address):
         return Refusal(CLOSE_TOO_MANY, "too many failed authentications; try again later")

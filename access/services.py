@@ -85,3 +85,27 @@ def origin_allow(*, origin: str, note: str = "") -> AllowedOrigin:
         origin=normalized, defaults={"enabled": True, "note": note}
     )
     return allowed
+
+
+DEMO_TOKEN_NAME = "demo"  # noqa: S105  # a token's name, not a secret
+
+
+def demo_access_ensure(*, username: str, password: str) -> tuple[bool, str]:
+    """The local demo: a superuser (created once) and a fresh `demo` staff token.
+
+    Returns whether the user was created and the token's raw key. The previous demo token is
+    deleted, so that only the key printed last works.
+    """
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    user = user_model.objects.filter(username=username).first()
+    created = user is None
+    if user is None:
+        user = user_model.objects.create_superuser(username=username, password=password)
+    else:  # the password file is the truth: it may have been deleted and made anew
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    ApiToken.objects.filter(name=DEMO_TOKEN_NAME).delete()
+    _token, raw_key = token_issue(name=DEMO_TOKEN_NAME, owner=user, staff=True)
+    return created, raw_key

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     debug: bool = False
     secret_key: str = ""
     allowed_hosts: CommaList = ["localhost", "127.0.0.1", "[::1]"]
+    # Served over HTTPS (directly or behind a TLS proxy setting X-Forwarded-Proto): secure
+    # cookies and HSTS. Off by default because `make run` serves plain HTTP on loopback.
+    https: bool = False
     shutdown_timeout_s: PositiveSeconds = 10.0  # contract section 8: both processes exit in 10 s
 
     # --- stores ----------------------------------------------------------------------------
@@ -133,9 +136,35 @@ class Settings(BaseSettings):
     leader_lease_ms: PositiveMs = 3000  # standby takes over within 5 s (contract section 8)
     leader_renew_ms: PositiveMs = 1000
 
-    # --- abuse limits ----------------------------------------------------------------------
+    # --- access control and abuse limits (docs/SECURITY.md) ----------------------------------
+    # Token and origin lookups are cached this long per process, and every web process re-checks
+    # the tokens and origins of its open sockets this often: revoking a token or disabling an
+    # origin closes its sockets within cache + recheck (<= 4 s by default; the issue asks 5 s).
+    access_cache_s: PositiveSeconds = Field(2.0, le=60)
+    access_recheck_s: PositiveSeconds = Field(2.0, le=60)
+    # Client messages per connection: a dashboard sends a handful per minute (subscribe,
+    # refresh, ping); 10/s with a burst of 20 leaves room for a UI that re-subscribes in a burst.
     client_messages_per_s: float = Field(10.0, gt=0, le=10_000)
     client_messages_burst: int = Field(20, ge=1, le=100_000)
+    # Sustained abuse: this many refused messages within `client_abuse_window_s` closes with 4429
+    # (a 100 msg/s flood gets there in about half a second; a client 50 % over its rate in 10 s).
+    client_abuse_refusals: int = Field(50, ge=1, le=1_000_000)
+    client_abuse_window_s: PositiveSeconds = 10.0
+    # Per web process. A desk's traders share an office address; 200 dashboards behind one NAT
+    # is a large desk. A token is one program or person: 50 sockets is far above normal use.
+    ws_max_connections_per_ip: int = Field(200, ge=1, le=1_000_000)
+    ws_max_connections_per_token: int = Field(50, ge=1, le=1_000_000)
+    # New WebSocket connections per client address: a reload storm of a dozen tabs passes, a
+    # reconnect loop without backoff does not.
+    ws_connects_per_ip_per_s: float = Field(20.0, gt=0, le=1_000_000)
+    ws_connects_burst: int = Field(50, ge=1, le=1_000_000)
+    # Failed authentications (bad, expired or revoked token) per client address: past this many
+    # in the window, every attempt from the address is refused (4429 / HTTP 429) until it ends.
+    auth_failures_per_ip: int = Field(10, ge=1, le=1_000_000)
+    auth_failure_window_s: PositiveSeconds = 60.0
+    # Addresses whose X-Forwarded-For is believed (uvicorn): the reverse proxy, so that the limits
+    # above see the client's address, not the proxy's. Comma-separated IPs or "*".
+    forwarded_allow_ips: str = "127.0.0.1"
 
     # --- demo desk simulator ---------------------------------------------------------------
     simulator_symbols: int = Field(20, ge=1, le=10_000)

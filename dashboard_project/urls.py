@@ -5,13 +5,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from dashboard_project import views
-from realtime.api import ClientsView, StateView
+from realtime.api import ClientsView, DebugView, StateView
 
 urlpatterns = [
     path("health", views.health, name="health"),
     path("health/ready", views.health_ready, name="health-ready"),
     path("metrics", views.metrics, name="metrics"),
-    path("debug", views.debug, name="debug"),
+    path("debug", DebugView.as_view(), name="debug"),
     path("api/v1/state", StateView.as_view(), name="state"),
     path("api/v1/clients", ClientsView.as_view(), name="clients"),
     path("api/v1/", include("history.urls")),

@@ -22,6 +22,9 @@ import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from access import gate
+from access.gate import Admission
+from access.metrics import WS_REFUSED
 from aggregation.events import StateUpdate
 from aggregation.keys import CADENCES, RedisNames
 from aggregation.shared_snapshot import SharedSnapshot
@@ -48,6 +51,7 @@ class Member(Protocol):
 
     client_id: str
     cadence: str
+    admission: Admission | None
 
     def deliver(self, event: StateUpdate, changes: dict[str, Any]) -> bool:
         """Called for every update of the member's cadence; must not block.
@@ -103,6 +107,7 @@ class Hub:
             loop.create_task(self._heartbeat(), name="hub-presence"),
             loop.create_task(self._watchdog(), name="hub-watchdog"),
             loop.create_task(self._gc_policy(), name="hub-gc"),
+            loop.create_task(self._access_recheck(), name="hub-access"),
         ]
         log.info("hub started", extra={"web_process": self.process_id, "seq": self.mirror.seq})
 
@@ -244,6 +249,25 @@ class Hub:
             self._reloading = None
         for member in tuple(self._by_id.values()):
             member.catch_up()
+
+    async def _access_recheck(self) -> None:
+        """Close sockets whose token was revoked or expired or whose origin was disabled.
+
+        One query per round for the whole process (not per socket): the bound on how long
+        withdrawn access keeps a socket open is `access_recheck_s` (+ the lookup cache for new
+        connections, `access_cache_s`).
+        """
+        while True:
+            await asyncio.sleep(self.config.access_recheck_s)
+            try:
+                closing = await gate.recheck(tuple(self._by_id.values()))
+            except Exception as exc:  # database away: keep serving; the next round retries
+                log.warning("access re-check failed", extra={"error": str(exc)})
+                continue
+            for member, code in closing:
+                log.info("access withdrawn", extra={"client": member.client_id, "code": code})
+                WS_REFUSED.labels(str(code)).inc()
+                await member.close_with(code)
 
     async def _heartbeat(self) -> None:
         while True:

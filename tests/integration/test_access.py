@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -157,3 +158,27 @@ def test_admin_normalizes_origins(client: Client) -> None:
         "/admin/access/allowedorigin/add/", {"origin": "desk.example", "enabled": "on", "note": ""}
     )
     assert b"not an origin" in response.content
+
+
+def test_demo_access_creates_the_admin_once_and_a_fresh_token(tmp_path: Path) -> None:
+    password_file = tmp_path / "pw"
+    first, second = StringIO(), StringIO()
+    call_command("demo_access", "--password-file", str(password_file), stdout=first)
+    call_command("demo_access", "--password-file", str(password_file), stdout=second)
+    password = password_file.read_text().strip()
+    admin = User.objects.get(username="admin")
+    assert admin.is_superuser
+    assert admin.check_password(password)
+    assert "created" in first.getvalue()
+    assert "kept" in second.getvalue()
+    keys = [
+        line.split("--token ")[1].strip()
+        for out in (first, second)
+        for line in out.getvalue().splitlines()
+        if "--token " in line
+    ]
+    assert len(keys) == 2
+    assert token_authenticate(keys[0]) is None  # replaced by the second
+    token = token_authenticate(keys[1])
+    assert token is not None
+    assert token.is_staff_token

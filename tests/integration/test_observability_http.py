@@ -90,8 +90,9 @@ def test_metrics_serves_ipv6_loopback(client: Client) -> None:
 
 def test_metrics_refuses_other_addresses(client: Client) -> None:
     response = client.get("/metrics", REMOTE_ADDR="10.1.2.3")
-    assert response.status_code == 403
-    assert response.json()["error"] == "forbidden"
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    assert response["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_metrics_public_serves_everyone(client: Client, settings: Any) -> None:
@@ -172,11 +173,11 @@ def write_snapshot(store: redis.Redis, prefix: str) -> None:
 def test_debug_refuses_anonymous_and_non_staff(
     client: Client, django_user_model: type[User], prefix: str
 ) -> None:
-    assert client.get("/debug").status_code == 403
+    assert client.get("/debug").status_code == 401
     client.force_login(django_user_model.objects.create_user("quant", "", "pw-1"))
     response = client.get("/debug")
     assert response.status_code == 403
-    assert response.json()["error"] == "forbidden"
+    assert response.json()["error"] == "permission_denied"
 
 
 def test_debug_serves_staff_the_whole_state(staff: Client, prefix: str, store: redis.Redis) -> None:
@@ -195,7 +196,7 @@ def test_debug_serves_staff_the_whole_state(staff: Client, prefix: str, store: r
 
 
 def test_state_refuses_anonymous(client: Client, prefix: str) -> None:
-    assert client.get("/api/v1/state").status_code == 403
+    assert client.get("/api/v1/state").status_code == 401
 
 
 def test_state_serves_the_snapshot_data(user: Client, prefix: str, store: redis.Redis) -> None:
@@ -211,7 +212,7 @@ def test_state_serves_the_snapshot_data(user: Client, prefix: str, store: redis.
 def test_clients_refuses_anonymous_and_non_staff(user: Client, prefix: str) -> None:
     assert user.get("/api/v1/clients").status_code == 403
     user.logout()
-    assert user.get("/api/v1/clients").status_code == 403
+    assert user.get("/api/v1/clients").status_code == 401
 
 
 def test_clients_lists_presence_for_staff(staff: Client, prefix: str, store: redis.Redis) -> None:

@@ -1,0 +1,106 @@
+"""The admin page of connected clients (presence registry) and its kick action."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import User
+from django.test import Client
+
+from aggregation.keys import RedisNames
+from realtime.hub import CONTROL
+from realtime.presence import ClientInfo, publish_presence
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+URL = "/admin/realtime/connectedclient/"
+
+
+@pytest.fixture
+def prefix(settings: Any, redis_url: str) -> Iterator[str]:
+    """A deployment prefix of this test's own; its keys are deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    settings.CONFIG = settings.CONFIG.model_copy(update={"redis_key_prefix": name})
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{name}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def present(redis_url: str, prefix: str) -> None:
+    """One web process's presence list with one client, as its hub would publish it."""
+    import redis.asyncio as aioredis
+
+    async def publish() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        info = ClientInfo(
+            id="web-1-abcd",
+            type="tui",
+            format="msgpack",
+            subscriptions=["market_data:BTCUSDT"],
+            remote_addr="203.0.113.5",
+            connected_at="2026-11-24T00:00:00.000Z",
+            process="web-1",
+            messages_sent=42,
+        )
+        await publish_presence(client, prefix=prefix, process="web-1", clients=[info])
+        await client.aclose()
+
+    asyncio.run(publish())
+
+
+def test_staff_see_every_connected_client(
+    client: Client, django_user_model: type[User], prefix: str, redis_url: str
+) -> None:
+    present(redis_url, prefix)
+    client.force_login(django_user_model.objects.create_user("ops", "", "pw", is_staff=True))
+    index = client.get("/admin/").content.decode()
+    assert URL in index
+    page = client.get(URL).content.decode()
+    for text in ("web-1-abcd", "tui", "msgpack", "market_data:BTCUSDT", "203.0.113.5", "42"):
+        assert text in page
+
+
+def test_non_staff_do_not(client: Client, django_user_model: type[User], prefix: str) -> None:
+    client.force_login(django_user_model.objects.create_user("quant", "", "pw"))
+    assert client.get(URL).status_code == 302  # to the admin login
+
+
+def test_kick_asks_the_web_processes_to_close_the_client(
+    client: Client, django_user_model: type[User], prefix: str
+) -> None:
+    # given a listener on the control group, as every hub is
+    layer = get_channel_layer()
+    group = RedisNames(prefix).group(CONTROL)
+
+    async def listen() -> str:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        return channel
+
+    async def receive(channel: str) -> dict[str, Any]:
+        return dict(await asyncio.wait_for(layer.receive(channel), 5))
+
+    loop = asyncio.new_event_loop()
+    try:
+        channel = loop.run_until_complete(listen())
+        client.force_login(django_user_model.objects.create_user("ops", "", "pw", is_staff=True))
+        # when staff press Kick
+        response = client.post(f"{URL}kick/", {"client_id": "web-1-abcd"})
+        assert response.status_code == 302
+        # then the hubs hear it
+        message = loop.run_until_complete(receive(channel))
+        assert message == {"type": "client.kick", "client_id": "web-1-abcd"}
+        assert client.post(f"{URL}kick/", {"client_id": ""}).status_code == 302  # no crash
+        assert client.get(f"{URL}kick/").status_code == 405
+    finally:
+        loop.run_until_complete(layer.group_discard(group, channel))
+        loop.close()
