@@ -46,7 +46,7 @@ def capture(
             )
             row.click()
             page.wait_for_function(
-                "Number(document.getElementById('chart').dataset.bars) > 0", timeout=20_000
+                "() => Number(document.getElementById('chart').dataset.bars) > 0", timeout=20_000
             )
             page.wait_for_timeout(4000)  # let candles, orders and flashes fill in
             output.parent.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,12 @@
   const epochSeconds = (timestamp) => Date.parse(timestamp) / 1000;
 
   class SymbolChart {
-    constructor(container, note, label, historyPath) {
+    constructor(container, note, label, historyPath, signal) {
       this.container = container;
       this.note = note;
       this.label = label;
       this.historyPath = historyPath;
+      this.signal = signal;
       this.chart = null;
       this.series = null;
       this.symbol = null;
@@ -75,6 +76,7 @@
       try {
         const response = await fetch(`${this.historyPath}?${query}`, {
           credentials: "same-origin", headers: { Accept: "application/json" },
+          signal: this.signal,
         });
         if (response.ok) {
           candles = (await response.json()).data || [];
@@ -82,6 +84,7 @@
           problem = `history unavailable (HTTP ${response.status}); showing live prices`;
         }
       } catch (error) {
+        if (this.signal.aborted) return; // the page is leaving
         problem = "history unavailable; showing live prices";
       }
       if (generation !== this.generation) return; // the user picked another symbol meanwhile

@@ -27,9 +27,12 @@
     account: $("account"), balances: document.querySelector("#balances tbody"),
   };
 
+  // Aborted when the user logs out, so that no history request fails half-way (a 401 after the
+  // session is gone) while the page is leaving.
+  const requests = new AbortController();
   const state = new DashboardState();
   const chart = new window.SymbolChart($("chart"), $("chart-note"), $("chart-symbol"),
-    config.historyPath);
+    config.historyPath, requests.signal);
   const open24h = new Map(); // symbol -> price 24 h ago (from hourly candles)
 
   // --- the connection ------------------------------------------------------------------------
@@ -138,7 +141,7 @@
     if (result.snapshot) {
       attempt = 0;
       setConnection("live");
-      if (open24h.size === 0) load24hOpens();
+      if (!opensLoaded) load24hOpens();
     }
     lastUpdateAt = now;
     const latency = now - Date.parse(frame.timestamp);
@@ -411,7 +414,9 @@
 
   // --- 24 h change: the open of the hourly candle 24 h ago, from the history API -------------
 
+  let opensLoaded = false;
   async function load24hOpens() {
+    opensLoaded = true;
     const symbols = Object.keys((state.data && state.data.market_data) || {});
     const queue = [...symbols];
     const worker = async () => {
@@ -422,13 +427,16 @@
           from: new Date(Date.now() - 24 * 3600 * 1000).toISOString(),
         });
         try {
-          const response = await fetch(`${config.historyPath}?${query}`,
-            { credentials: "same-origin", headers: { Accept: "application/json" } });
+          const response = await fetch(`${config.historyPath}?${query}`, {
+            credentials: "same-origin", headers: { Accept: "application/json" },
+            signal: requests.signal,
+          });
           if (!response.ok) continue;
           const candles = (await response.json()).data || [];
           if (candles.length) open24h.set(symbol, candles[candles.length - 1].open);
         } catch (error) {
-          // history unavailable: the column shows "–"
+          if (requests.signal.aborted) return;
+          // otherwise history is unavailable: the column shows "–"
         }
       }
     };
@@ -458,6 +466,7 @@
     reconnectNow();
   });
   el.reconnect.addEventListener("click", reconnectNow);
+  document.getElementById("logout-form").addEventListener("submit", () => requests.abort());
 
   connect();
 })();
