@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, WebSocket
 
 from aggregation.core.changes import ChangeConflict, apply_changes
-from tests.browser.conftest import Desk, log_in
+from tests.browser.conftest import Desk, create_user, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
@@ -184,3 +184,12 @@ def test_the_page_applies_changes_exactly_as_the_core_does(page: Page, desk: Des
         )
         # then they agree
         assert got == expected, (snapshot, changes)
+
+
+def test_staff_users_get_a_link_to_the_admin(page: Page, desk: Desk) -> None:
+    # given a staff user
+    staff = Desk(stack=desk.stack, port=desk.port, username=create_user(desk.stack, staff=True))
+    # when they log in, then the header links to the admin
+    log_in(page, staff)
+    page.click("a[href='/admin/']")
+    page.wait_for_url(re.compile(r"/admin/$"))
