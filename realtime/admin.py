@@ -13,7 +13,6 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
-from realtime.hub import kick_client
 from realtime.models import ConnectedClient
 from realtime.selectors import client_list
 
@@ -75,6 +74,10 @@ class ConnectedClientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # djang
         if not client_id or len(client_id) > 200:
             messages.error(request, "no client given")
         else:
+            # Imported here: Django imports admin modules in every process (the worker too), and
+            # the hub brings the web process's metrics, which no other process may export.
+            from realtime.hub import kick_client
+
             async_to_sync(kick_client)(
                 get_channel_layer(), prefix=settings.CONFIG.redis_key_prefix, client_id=client_id
             )

@@ -12,3 +12,6 @@ class ConnectedClient(models.Model):
         managed = False  # no table: realtime.admin reads the presence registry instead
         default_permissions = ("view",)
         verbose_name = "connected client"
+
+    def __str__(self) -> str:
+        return f"connected client {self.pk}"

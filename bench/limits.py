@@ -1,0 +1,280 @@
+"""Abuse limits under a flood: what each limit does, and what a polite client sees meanwhile.
+
+Starts a worker, a web process (default limits) and the demo desk on their own Redis prefix and
+database, then runs four floods, each from its own client address (X-Forwarded-For from
+loopback, the trusted proxy), while a polite client on another address pings every 50 ms and
+receives the desk's updates:
+
+1. messages: one socket sends 5,000 pings as fast as it can;
+2. connect: 400 connection attempts from one address, 50 at a time;
+3. failed auth: 300 attempts with random wrong tokens from one address;
+4. connections: 260 sockets held open from one address.
+
+Prints, per flood, what the flooder got and the polite client's ping round trip (p50/p99/max)
+and longest gap between updates; the last line is one JSON object of the figures.
+Run: `.venv/bin/python bench/limits.py` (about a minute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import websockets
+from psycopg import sql
+from websockets.exceptions import ConnectionClosed
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.fanout import raise_fd_limit  # noqa: E402
+from tests.processes import (  # noqa: E402
+    ManagedProcess,
+    free_port,
+    issue_token,
+    run_command,
+    wait_until,
+)
+
+_address = iter(f"198.18.{n // 250}.{n % 250 + 1}" for n in range(60_000))
+
+
+async def attempt(url: str, address: str) -> int | None:
+    """One connection: None if admitted (a snapshot came), else the close code."""
+    try:
+        async with websockets.connect(
+            url, additional_headers={"X-Forwarded-For": address}, open_timeout=10
+        ) as ws:
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+            except ConnectionClosed:
+                return ws.close_code
+            return None
+    except (OSError, websockets.InvalidStatus):
+        return -1
+
+
+class Polite:
+    """A well-behaved client: a ping every 50 ms, and the desk's updates."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.rtts: list[float] = []
+        self.update_gaps: list[float] = []
+        self._pinged = 0.0
+        self._last_update = 0.0
+        self._pong = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Hold the connection until `stop` is set."""
+        async with websockets.connect(
+            self.url, additional_headers={"X-Forwarded-For": next(_address)}
+        ) as ws:
+            await ws.recv()
+            self._last_update = time.monotonic()
+            reader = asyncio.create_task(self._read(ws))
+            while not stop.is_set():
+                self._pong.clear()
+                self._pinged = time.monotonic()
+                await ws.send('{"type":"ping"}')
+                await asyncio.wait_for(self._pong.wait(), 10)
+                await asyncio.sleep(0.05)  # the client's pace
+            reader.cancel()
+
+    async def _read(self, ws: Any) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            now = time.monotonic()
+            if frame["type"] == "pong":
+                self.rtts.append(now - self._pinged)
+                self._pong.set()
+            elif frame["type"] == "update":
+                self.update_gaps.append(now - self._last_update)
+                self._last_update = now
+
+    def figures(self) -> dict[str, float]:
+        """Round trips and update gaps since the last call, in ms; then forget them."""
+        rtts = sorted(self.rtts) or [0.0]
+        out = {
+            "ping_p50_ms": round(statistics.median(rtts) * 1000, 2),
+            "ping_p99_ms": round(rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))] * 1000, 2),
+            "ping_max_ms": round(rtts[-1] * 1000, 2),
+            "update_gap_max_ms": round(max(self.update_gaps or [0.0]) * 1000, 1),
+        }
+        self.rtts, self.update_gaps = [], []
+        return out
+
+
+async def flood_messages(url: str) -> dict[str, Any]:
+    """One socket sending pings as fast as it can."""
+    kinds: Counter[str] = Counter()
+    started = time.monotonic()
+    async with websockets.connect(
+        url, additional_headers={"X-Forwarded-For": next(_address)}, max_queue=None
+    ) as ws:
+        await ws.recv()
+        sent = 0
+        try:
+            for _ in range(5000):
+                await ws.send('{"type":"ping"}')
+                sent += 1
+            async for raw in ws:
+                frame = json.loads(raw)
+                kinds[frame.get("code", frame["type"])] += 1
+        except ConnectionClosed:
+            pass
+        return {
+            "sent_before_close": sent,
+            "pongs": kinds["pong"],
+            "rate_limited_errors": kinds["rate_limited"],
+            "close_code": ws.close_code,
+            "closed_after_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+
+
+async def flood_connects(url: str, attempts: int, batch: int) -> dict[str, Any]:
+    """`attempts` connections from one address, `batch` at a time; tally the outcomes."""
+    address = next(_address)
+    outcomes: Counter[str] = Counter()
+    started = time.monotonic()
+    for first in range(0, attempts, batch):
+        count = min(batch, attempts - first)
+        results = await asyncio.gather(*(attempt(url, address) for _ in range(count)))
+        outcomes.update("admitted" if r is None else str(r) for r in results)
+    return {
+        "attempts": attempts,
+        **dict(outcomes),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+async def flood_bad_tokens(base: str, attempts: int) -> dict[str, Any]:
+    """Random wrong tokens from one address, one after another."""
+    address = next(_address)
+    outcomes: list[int | None] = []
+    for _ in range(attempts):
+        outcomes.append(await attempt(f"{base}&token=dsk_{secrets.token_urlsafe(32)}", address))
+    return {
+        "attempts": attempts,
+        "refused_4401": outcomes.count(4401),
+        "refused_4429": outcomes.count(4429),
+        "first_4429_at": outcomes.index(4429) + 1 if 4429 in outcomes else None,
+    }
+
+
+async def hold_connections(url: str, count: int) -> dict[str, Any]:
+    """Open `count` sockets from one address and keep them; tally admitted and refused."""
+    address = next(_address)
+    opened: list[Any] = []
+    refused: Counter[int] = Counter()
+    for _ in range(count):
+        ws = await websockets.connect(url, additional_headers={"X-Forwarded-For": address})
+        try:
+            await asyncio.wait_for(ws.recv(), 10)
+            opened.append(ws)
+        except ConnectionClosed:
+            refused[ws.close_code or 0] += 1
+        # (one at a time, under the connect-rate burst only because the refusals are counted)
+    for ws in opened:
+        await ws.close()
+    return {"attempts": count, "admitted": len(opened), **{str(k): v for k, v in refused.items()}}
+
+
+async def run(port: int, token: str) -> dict[str, Any]:
+    """Every flood with the polite client watching."""
+    base = f"ws://127.0.0.1:{port}/ws?type=web&format=json"
+    url = f"{base}&token={token}"
+    polite = Polite(url)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(polite.run(stop))
+    await asyncio.sleep(3)  # a baseline period for the polite client (a measurement window)
+    results: dict[str, Any] = {"baseline": polite.figures()}
+    floods = {
+        "messages": flood_messages(url),
+        "connect_rate": flood_connects(url, 400, 50),
+        "failed_auth": flood_bad_tokens(base, 300),
+        "connections_per_ip": hold_connections(url, 260),
+    }
+    for name, flood in floods.items():
+        results[name] = {"flooder": await flood, "polite": polite.figures()}
+        # let the address windows pass for the next flood's polite figures (new addresses anyway)
+    stop.set()
+    await watcher
+    return results
+
+
+def main() -> None:
+    """Start the stack, run the floods, print the figures; the last line is JSON."""
+    raise_fd_limit()
+    url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
+    server = os.environ.get("DASHBOARD_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+    prefix = f"limits-{uuid.uuid4().hex[:8]}"
+    database = prefix.replace("-", "_")
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    port = free_port()
+    env = {
+        "DASHBOARD_SECRET_KEY": "bench",
+        "DASHBOARD_REDIS_URL": url,
+        "DASHBOARD_DATABASE_URL": f"{server}/{database}",
+        "DASHBOARD_REDIS_KEY_PREFIX": prefix,
+        "DASHBOARD_INPUT_PREFIX": f"{prefix}:",
+        "DASHBOARD_LOG_LEVEL": "WARNING",
+        "DASHBOARD_WORKER_METRICS_PORT": "0",
+        "DASHBOARD_ORDER_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
+        "DASHBOARD_ACCOUNT_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
+        "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://127.0.0.1:{free_port()}",
+        "DASHBOARD_PORT": str(port),
+    }
+    logs = Path("/tmp") / prefix
+    logs.mkdir()
+    processes: list[ManagedProcess] = []
+    try:
+        run_command(["migrate", "--no-input"], env=env, timeout=300)
+        token = issue_token(f"{prefix}-bench", env=env)
+        for command in ("run_aggregator", "serve", "simulate"):
+            processes.append(ManagedProcess([command], env=env, log_path=logs / command))
+        wait_until(lambda: _answers(port), timeout=60, what="the web process")
+        results = asyncio.run(run(port, token))
+    finally:
+        for process in processes:
+            process.terminate()
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+    for name, figures in results.items():
+        print(f"{name:>20}: {figures}")
+    flat = {
+        f"{name}_{part}_{key}": value
+        for name, figures in results.items()
+        if name != "baseline"
+        for part, values in figures.items()
+        for key, value in values.items()
+    }
+    flat.update({f"baseline_{k}": v for k, v in results["baseline"].items()})
+    print(json.dumps(flat))
+
+
+def _answers(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
