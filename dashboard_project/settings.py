@@ -116,9 +116,12 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
 # WhiteNoise serves app static files straight from the apps (no collectstatic step to forget).
+# STATIC_ROOT is set only where `collectstatic` has filled it: WhiteNoise warns about (and the
+# test suite fails on) a STATIC_ROOT that does not exist.
 WHITENOISE_USE_FINDERS = True
+_COLLECTED = BASE_DIR / "staticfiles"
+STATIC_ROOT = _COLLECTED if _COLLECTED.is_dir() else None
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
