@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from contextvars import ContextVar
 from typing import Any
 
@@ -36,6 +37,31 @@ class ErrorCount(logging.Filter):
         return True
 
 
+# An API key (`dsk_` + 43 URL-safe characters) or any `token=` query value: servers log request
+# paths (uvicorn logs each WebSocket handshake with its query string), and a key in a log file
+# is a leaked key.
+_SECRET = re.compile(r"(dsk_|token=)[^\s&\"'\\]+")
+
+
+def redact(text: str) -> str:
+    """`text` with every API key and `token=` value replaced by a marker."""
+    return _SECRET.sub(r"\1[redacted]", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Removes API keys from every record: its message and any string field (extras)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Called for each record the handler emits; never drops one."""
+        message = record.getMessage()
+        if "dsk_" in message or "token=" in message:
+            record.msg, record.args = redact(message), None
+        for key, value in list(vars(record).items()):
+            if isinstance(value, str) and key != "msg" and ("dsk_" in value or "token=" in value):
+                setattr(record, key, redact(value))
+        return True
+
+
 def logging_config(level: str) -> dict[str, Any]:
     """Return the dictConfig for every process: JSON lines with time, level, logger, message."""
     return {
@@ -44,6 +70,7 @@ def logging_config(level: str) -> dict[str, Any]:
         "filters": {
             "request_id": {"()": RequestIdFilter},
             "error_count": {"()": ErrorCount},
+            "redact_secrets": {"()": RedactSecrets},
         },
         "formatters": {
             "json": {
@@ -57,7 +84,7 @@ def logging_config(level: str) -> dict[str, Any]:
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
-                "filters": ["request_id", "error_count"],
+                "filters": ["request_id", "error_count", "redact_secrets"],
             },
         },
         "root": {"handlers": ["stderr"], "level": level},

@@ -344,3 +344,12 @@ async def test_an_oversized_message_closes_1009(guarded: Stack, address: str) ->
         assert (await receive(ws))["code"] == "too_large"
         await ws.wait_closed()
         assert ws.close_code == 1009
+
+
+def test_keys_never_reach_the_web_process_log(guarded: Stack) -> None:
+    # every test above connected with keys in the query string, which servers log
+    (web,) = [p for p in guarded.processes if p.args == ["serve"]]
+    output = web.output()
+    assert "WebSocket /ws?" in output  # the handshakes were logged ...
+    assert guarded.token not in output  # ... without their keys
+    assert "token=[redacted]" in output

@@ -1,0 +1,38 @@
+"""API keys never reach a log line (dashboard_project.logconfig.RedactSecrets)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from dashboard_project.logconfig import RedactSecrets, redact
+
+KEY = "dsk_Zm9vYmFyYmF6cXV4LXF1dXgtY29ycmVjdC1ob3JzZQ"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            f'"WebSocket /ws?token={KEY}&type=tui" [accepted]',
+            '"WebSocket /ws?token=[redacted]&type=tui" [accepted]',
+        ),
+        (f"Authorization: Bearer {KEY}", "Authorization: Bearer dsk_[redacted]"),
+        ("/ws?token=%00%01 x", "/ws?token=[redacted] x"),
+        ("/ws?type=web", "/ws?type=web"),
+    ],
+)
+def test_redact_removes_keys_and_token_values(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_the_filter_redacts_the_message_its_arguments_and_extra_fields() -> None:
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, "x", 1, "%s - %s", ("1.2.3.4", f"/ws?token={KEY}"), None
+    )
+    record.color_message = f"/ws?token={KEY}"
+    assert RedactSecrets().filter(record) is True
+    assert KEY not in record.getMessage()
+    assert KEY not in record.color_message
+    assert record.getMessage() == "1.2.3.4 - /ws?token=[redacted]"
