@@ -67,6 +67,12 @@ class DashboardClient:
                     async for message in ws:
                         await self._handle(message)
                 self.view.status = f"closed ({ws.close_code}); reconnecting"
+            except websockets.ConnectionClosed as exc:
+                # 4401/4403/4429 carry the server's reason (a bad token, a channel not allowed)
+                received = exc.rcvd
+                reason = f": {received.reason}" if received is not None and received.reason else ""
+                code = received.code if received is not None else "no close frame"
+                self.view.status = f"closed ({code}{reason}); reconnecting"
             except (OSError, websockets.WebSocketException, TimeoutError) as exc:
                 self.view.status = f"reconnecting ({type(exc).__name__})"
             finally:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 from textual.widgets import DataTable, Static, TabbedContent
 
@@ -52,3 +55,23 @@ async def test_tui_follows_the_live_desk(fresh_stack: Stack) -> None:
         assert market.row_count == 20
         await pilot.press("q")
     assert app.return_code in (0, None)
+
+
+async def test_tui_client_shows_why_the_server_refused_it(fresh_stack: Stack) -> None:
+    from realtime.tui.client import DashboardClient
+
+    stack = fresh_stack
+    stack.start_worker()
+    port = stack.start_web()
+    client = DashboardClient(stack.ws_url(port, auth=False, type="tui"), token="dsk_wrong")
+    task = asyncio.create_task(client.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while "4401" not in client.view.status:
+            assert asyncio.get_running_loop().time() < deadline, client.view.status
+            await asyncio.sleep(0.05)  # polling the client's status
+        assert "invalid, expired or revoked token" in client.view.status
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
