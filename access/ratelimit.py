@@ -9,7 +9,11 @@ The few lines below are property-tested in tests/unit/test_ratelimit.py.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -63,50 +67,53 @@ class EventWindow:
             self.times.popleft()
 
 
-class KeyedBuckets:
-    """One TokenBucket per key (a client address), the least recently used dropped past `size`.
+class _LeastRecentlyUsed(Generic[T]):
+    """A dict of per-key limiters bounded at `size`, dropping the least recently used key.
 
     Bounded so that a flood from many addresses cannot grow memory; a dropped key starts again
-    with a full bucket, which only ever errs towards letting a client in.
+    fresh, which only ever errs towards letting a client in.
     """
 
+    def __init__(self, size: int, make: Callable[[], T]) -> None:
+        self.size, self.make = size, make
+        self.entries: OrderedDict[str, T] = OrderedDict()
+
+    def get(self, key: str) -> T:
+        """The key's limiter, made on first use."""
+        found = self.entries.get(key)
+        if found is None:
+            found = self.entries[key] = self.make()
+            if len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        else:
+            self.entries.move_to_end(key)
+        return found
+
+
+class KeyedBuckets:
+    """One TokenBucket per key (a client address)."""
+
     def __init__(self, *, rate: float, burst: int, size: int = 100_000) -> None:
-        self.rate, self.burst, self.size = rate, burst, size
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._buckets = _LeastRecentlyUsed(size, lambda: TokenBucket(rate, burst))
 
     def take(self, key: str, now: float) -> bool:
         """Take one token from `key`'s bucket at `now`."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
-            if len(self._buckets) > self.size:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-        return bucket.take(now)
+        return self._buckets.get(key).take(now)
 
 
 class KeyedWindows:
-    """One EventWindow per key, bounded like KeyedBuckets (failed authentications per address)."""
+    """One EventWindow per key (failed authentications per address)."""
 
     def __init__(self, *, limit: int, window: float, size: int = 100_000) -> None:
-        self.limit, self.window, self.size = limit, window, size
-        self._windows: OrderedDict[str, EventWindow] = OrderedDict()
+        self._windows = _LeastRecentlyUsed(size, lambda: EventWindow(limit, window))
 
     def add(self, key: str, now: float) -> int:
         """Record one event for `key`; return its count in the window."""
-        found = self._windows.get(key)
-        if found is None:
-            found = self._windows[key] = EventWindow(self.limit, self.window)
-            if len(self._windows) > self.size:
-                self._windows.popitem(last=False)
-        else:
-            self._windows.move_to_end(key)
-        return found.add(now)
+        return self._windows.get(key).add(now)
 
     def full(self, key: str, now: float) -> bool:
         """Whether `key` reached the limit within the window."""
-        found = self._windows.get(key)
+        found = self._windows.entries.get(key)
         return found is not None and found.full(now)
 
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.test import Client
@@ -23,16 +20,9 @@ URL = "/admin/realtime/connectedclient/"
 
 
 @pytest.fixture
-def prefix(settings: Any, redis_url: str) -> Iterator[str]:
-    """A deployment prefix of this test's own; its keys are deleted afterwards."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    settings.CONFIG = settings.CONFIG.model_copy(update={"redis_key_prefix": name})
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{name}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+def prefix(deployment_prefix: str) -> str:
+    """This test's deployment prefix (tests/integration/conftest.py)."""
+    return deployment_prefix
 
 
 def present(redis_url: str, prefix: str) -> None:

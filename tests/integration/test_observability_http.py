@@ -4,7 +4,6 @@ test client, against the real Redis and PostgreSQL."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,16 +18,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 @pytest.fixture
-def prefix(settings: Any, redis_url: str) -> Iterator[str]:
-    """A deployment prefix of this test's own; its keys are deleted afterwards."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    settings.CONFIG = settings.CONFIG.model_copy(update={"redis_key_prefix": name})
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{name}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+def prefix(deployment_prefix: str) -> str:
+    """This test's deployment prefix (tests/integration/conftest.py)."""
+    return deployment_prefix
 
 
 @pytest.fixture

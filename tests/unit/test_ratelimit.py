@@ -91,7 +91,7 @@ def test_keyed_buckets_are_independent_and_bounded() -> None:
     assert buckets.take("b", 0.0)
     for key in ("c", "d", "e"):
         buckets.take(key, 0.0)
-    assert len(buckets._buckets) == 3
+    assert len(buckets._buckets.entries) == 3
     assert buckets.take("a", 0.0)  # evicted, so it starts again full: errs towards letting in
 
 
