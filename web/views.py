@@ -6,13 +6,13 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 
-@require_GET
+@require_safe
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """Called for `GET /`: the live dashboard for a logged-in user."""
+    """Called for `GET /` (and HEAD): the live dashboard for a logged-in user."""
     config = {
         "wsPath": "/ws",
         "historyPath": "/api/v1/history",

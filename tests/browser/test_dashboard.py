@@ -87,39 +87,51 @@ def test_a_market_row_opens_its_chart_with_live_prices(page: Page, desk: Desk) -
     log_in(page, desk)
     page.wait_for_selector("#market tbody tr[data-symbol=BTCUSDT]")
     # when a row is clicked
-    history = []
-    page.on("response", lambda r: history.append(r) if "/api/v1/history" in r.url else None)
-    page.click("#market tbody tr[data-symbol=BTCUSDT]")
-    # then the chart fetches that symbol's candles and draws at least the live price
+    with page.expect_response(
+        lambda r: "/api/v1/history" in r.url and "interval=1m" in r.url and "BTCUSDT" in r.url
+    ) as candles:
+        page.click("#market tbody tr[data-symbol=BTCUSDT]")
+    # then the chart fetches that symbol's candles and draws them, then the live price
+    assert candles.value.status == 200
     page.wait_for_selector("#chart[data-symbol=BTCUSDT]")
+    page.wait_for_function(
+        "() => !document.getElementById('chart-note').textContent.startsWith('Loading')"
+    )
     page.wait_for_function("() => Number(document.getElementById('chart').dataset.bars) > 0")
     page.wait_for_selector("#chart canvas")
-    candles = [r for r in history if "interval=1m" in r.url and "symbol=BTCUSDT" in r.url]
-    assert candles
-    assert candles[0].status == 200
     assert page.locator("#market tbody tr.selected").get_attribute("data-symbol") == "BTCUSDT"
 
 
-@pytest.mark.parametrize("fmt", ["json", "msgpack"])
-def test_both_wire_formats_follow_the_desk(page: Page, desk: Desk, fmt: str) -> None:
-    # given a logged-in trader
-    sockets: list[WebSocket] = []
-    page.on("websocket", lambda ws: sockets.append(ws))
-    log_in(page, desk)
-    # when they pick a format, then the page reconnects in it and stays live
+def switch_format(page: Page, sockets: list[WebSocket], fmt: str) -> WebSocket:
+    """Pick `fmt` in the header; the WebSocket the page then opens in it."""
     page.select_option("#format-select", fmt)
     page.wait_for_function("(f) => localStorage.getItem('dashboard.format') === f", arg=fmt)
     deadline = time.monotonic() + 10
     while not (sockets and f"format={fmt}" in sockets[-1].url) and time.monotonic() < deadline:
         page.wait_for_timeout(50)
-    socket = sockets[-1]
-    assert f"format={fmt}" in socket.url
+    assert f"format={fmt}" in sockets[-1].url
+    return sockets[-1]
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_both_wire_formats_follow_the_desk(page: Page, desk: Desk, fmt: str) -> None:
+    # given a logged-in trader who took the other format
+    sockets: list[WebSocket] = []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    log_in(page, desk)
+    switch_format(page, sockets, "json" if fmt == "msgpack" else "msgpack")
+    page.wait_for_selector("#conn-state[data-state=live]")
+    # when they pick this format, then the page reconnects in it and stays live
+    socket = switch_format(page, sockets, fmt)
     frames: list[str | bytes] = []
     socket.on("framereceived", lambda frame: frames.append(frame))
     page.wait_for_selector("#conn-state[data-state=live]")
     seq = int(page.inner_text("#seq"))
     page.wait_for_function(SEQ_ABOVE, arg=seq)
-    assert frames
+    deadline = time.monotonic() + 5  # frame events reach Python after the page has them
+    while len(frames) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert len(frames) >= 2
     assert all(isinstance(f, bytes if fmt == "msgpack" else str) for f in frames)
     # and the choice survives a reload
     page.reload()

@@ -278,7 +278,11 @@
       cell(row, 7, F.volume(m.volume_24h), "num");
       if (chart.symbol === symbol) chart.tick(m);
     }
-    if (!only || keys.length !== only.size) prune(marketRows, new Set(symbols)); // deleted
+    if (!only || keys.length !== only.size) { // a symbol was deleted
+      const present = new Set(symbols);
+      prune(marketRows, present);
+      for (const symbol of lastPrices.keys()) if (!present.has(symbol)) lastPrices.delete(symbol);
+    }
     if (!only || added) {
       symbols.forEach((symbol) => el.market.appendChild(marketRows.get(symbol))); // sorted
     }
