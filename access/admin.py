@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
+from access.login import login_throttled
 from access.models import AllowedOrigin, ApiToken
 from access.services import normalize_origin, token_issue
 
@@ -103,3 +104,7 @@ class AllowedOriginAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # django-
     form = AllowedOriginForm
     list_display = ("origin", "enabled", "note", "created_at")
     list_filter = ("enabled",)
+
+
+# Admin's login form gets the same per-address failure limit as the dashboard's.
+admin.site.login = login_throttled(admin.site.login)  # type: ignore[method-assign]

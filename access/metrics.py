@@ -32,7 +32,7 @@ WS_REFUSED: Final = Counter(
 )
 for _limit in get_args(Limit):
     RATE_LIMIT_HITS.labels(_limit)
-for _entry in ("ws", "http"):
+for _entry in ("ws", "http", "login"):
     AUTH_FAILURES.labels(_entry)
 for _code in ("4401", "4403", "4429"):
     WS_REFUSED.labels(_code)

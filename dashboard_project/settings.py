@@ -5,6 +5,7 @@ Nothing here is tuned by hand: every value an operator may change is a field of 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dj_database_url
@@ -179,3 +180,6 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOGGING = logging_config(CONFIG.log_level)
+# Python warnings (Django's, a library's) become JSON log lines like everything else, instead of
+# plain text on stderr. (Under pytest, the suite's filterwarnings still turns them into errors.)
+logging.captureWarnings(True)

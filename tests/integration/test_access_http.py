@@ -200,3 +200,18 @@ def test_http_responses_carry_security_headers(client: Client) -> None:
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
     assert response["Cross-Origin-Opener-Policy"] == "same-origin"
+
+
+@pytest.mark.parametrize("path", ["/login", "/admin/login/"])
+def test_failed_logins_block_the_address(
+    client: Client, settings: Any, django_user_model: type[User], path: str
+) -> None:
+    settings.CONFIG = settings.CONFIG.model_copy(update={"auth_failures_per_ip": 3})
+    django_user_model.objects.create_user("trader", "", "right-password-1", is_staff=True)
+    wrong = {"username": "trader", "password": "guess"}
+    for _ in range(3):
+        assert client.post(path, wrong, REMOTE_ADDR=OUTSIDE).status_code == 200  # form again
+    right = {"username": "trader", "password": "right-password-1"}
+    assert client.post(path, right, REMOTE_ADDR=OUTSIDE).status_code == 429
+    # another address logs in
+    assert client.post(path, right, REMOTE_ADDR="203.0.113.12").status_code == 302
