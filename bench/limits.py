@@ -2,13 +2,14 @@
 
 Starts a worker, a web process (default limits) and the demo desk on their own Redis prefix and
 database, then runs four floods, each from its own client address (X-Forwarded-For from
-loopback, the trusted proxy), while a polite client on another address pings every 50 ms and
+loopback, the trusted proxy), while a polite client on another address pings every 200 ms and
 receives the desk's updates:
 
-1. messages: one socket sends 5,000 pings as fast as it can;
+1. messages: 40 sockets (each its own address) send 5,000 pings each as fast as they can;
 2. connect: 400 connection attempts from one address, 50 at a time;
 3. failed auth: 300 attempts with random wrong tokens from one address;
-4. connections: 260 sockets held open from one address.
+4. connections: 260 sockets opened from one address at 18 a second (under the connect rate)
+   and held.
 
 Prints, per flood, what the flooder got and the polite client's ping round trip (p50/p99/max)
 and longest gap between updates; the last line is one JSON object of the figures.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import secrets
 import statistics
@@ -65,7 +67,7 @@ async def attempt(url: str, address: str) -> int | None:
 
 
 class Polite:
-    """A well-behaved client: a ping every 50 ms, and the desk's updates."""
+    """A well-behaved client: a ping every 200 ms, and the desk's updates."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -88,7 +90,7 @@ class Polite:
                 self._pinged = time.monotonic()
                 await ws.send('{"type":"ping"}')
                 await asyncio.wait_for(self._pong.wait(), 10)
-                await asyncio.sleep(0.05)  # the client's pace
+                await asyncio.sleep(0.2)  # the client's pace: 5 messages/s, under the limit
             reader.cancel()
 
     async def _read(self, ws: Any) -> None:
@@ -104,8 +106,11 @@ class Polite:
 
     def figures(self) -> dict[str, float]:
         """Round trips and update gaps since the last call, in ms; then forget them."""
-        rtts = sorted(self.rtts) or [0.0]
+        if not self.rtts:
+            return {"pings": 0}
+        rtts = sorted(self.rtts)
         out = {
+            "pings": len(rtts),
             "ping_p50_ms": round(statistics.median(rtts) * 1000, 2),
             "ping_p99_ms": round(rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))] * 1000, 2),
             "ping_max_ms": round(rtts[-1] * 1000, 2),
@@ -115,8 +120,20 @@ class Polite:
         return out
 
 
-async def flood_messages(url: str) -> dict[str, Any]:
-    """One socket sending pings as fast as it can."""
+async def flood_messages(url: str, sockets: int) -> dict[str, Any]:
+    """`sockets` sockets at once, each sending pings as fast as it can; totals and extremes."""
+    results = await asyncio.gather(*(flood_one_socket(url) for _ in range(sockets)))
+    return {
+        "sockets": sockets,
+        "closed_4429": sum(r["close_code"] == 4429 for r in results),
+        "pongs_per_socket_max": max(r["pongs"] for r in results),
+        "rate_limited_errors_per_socket_max": max(r["rate_limited_errors"] for r in results),
+        "closed_after_ms_max": max(r["closed_after_ms"] for r in results),
+    }
+
+
+async def flood_one_socket(url: str) -> dict[str, Any]:
+    """One socket sending pings as fast as it can until the server closes it."""
     kinds: Counter[str] = Counter()
     started = time.monotonic()
     async with websockets.connect(
@@ -172,44 +189,80 @@ async def flood_bad_tokens(base: str, attempts: int) -> dict[str, Any]:
     }
 
 
-async def hold_connections(url: str, count: int) -> dict[str, Any]:
-    """Open `count` sockets from one address and keep them; tally admitted and refused."""
+async def hold_connections(urls: list[str], count: int, per_s: float) -> dict[str, Any]:
+    """Open `count` sockets from one address, `per_s` a second, and keep them; tally them.
+
+    The sockets take turns over `urls` (one token each), so that the per-token limit is not
+    what stops them first.
+    """
     address = next(_address)
     opened: list[Any] = []
     refused: Counter[int] = Counter()
-    for _ in range(count):
-        ws = await websockets.connect(url, additional_headers={"X-Forwarded-For": address})
+    for index in range(count):
+        await asyncio.sleep(1 / per_s)  # the pace of the attempts, under the connect rate
+        ws = await websockets.connect(
+            urls[index % len(urls)], additional_headers={"X-Forwarded-For": address}
+        )
         try:
             await asyncio.wait_for(ws.recv(), 10)
             opened.append(ws)
         except ConnectionClosed:
             refused[ws.close_code or 0] += 1
-        # (one at a time, under the connect-rate burst only because the refusals are counted)
     for ws in opened:
         await ws.close()
     return {"attempts": count, "admitted": len(opened), **{str(k): v for k, v in refused.items()}}
 
 
-async def run(port: int, token: str) -> dict[str, Any]:
+def polite_process(url: str, pipe: Any) -> None:
+    """The polite client in a process of its own, so that the floods' client-side work does
+    not delay its measurements; answers each request on `pipe` with its figures so far."""
+    import uvloop
+
+    async def serve() -> None:
+        polite = Polite(url)
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(polite.run(stop))
+        loop = asyncio.get_running_loop()
+        while True:
+            request = await loop.run_in_executor(None, pipe.recv)
+            if request == "stop":
+                stop.set()
+                await watcher
+                pipe.send(polite.figures())
+                return
+            pipe.send(polite.figures())
+
+    uvloop.run(serve())
+
+
+async def run(port: int, tokens: list[str]) -> dict[str, Any]:
     """Every flood with the polite client watching."""
     base = f"ws://127.0.0.1:{port}/ws?type=web&format=json"
-    url = f"{base}&token={token}"
-    polite = Polite(url)
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(polite.run(stop))
+    urls = [f"{base}&token={token}" for token in tokens]
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    watcher = multiprocessing.get_context("spawn").Process(
+        target=polite_process, args=(urls[0], theirs)
+    )
+    watcher.start()
+
+    def polite_figures(final: bool = False) -> dict[str, Any]:
+        ours.send("stop" if final else "figures")
+        figures: dict[str, Any] = ours.recv()
+        return figures
+
     await asyncio.sleep(3)  # a baseline period for the polite client (a measurement window)
-    results: dict[str, Any] = {"baseline": polite.figures()}
+    results: dict[str, Any] = {"baseline": polite_figures()}
     floods = {
-        "messages": flood_messages(url),
-        "connect_rate": flood_connects(url, 400, 50),
-        "failed_auth": flood_bad_tokens(base, 300),
-        "connections_per_ip": hold_connections(url, 260),
+        "messages": lambda: flood_messages(urls[1], 40),
+        "connect_rate": lambda: flood_connects(urls[1], 400, 50),
+        "failed_auth": lambda: flood_bad_tokens(base, 300),
+        "connections_per_ip": lambda: hold_connections(urls[1:], 260, 18),
     }
     for name, flood in floods.items():
-        results[name] = {"flooder": await flood, "polite": polite.figures()}
-        # let the address windows pass for the next flood's polite figures (new addresses anyway)
-    stop.set()
-    await watcher
+        print(f"flood: {name} ...", file=sys.stderr, flush=True)
+        results[name] = {"flooder": await flood(), "polite": polite_figures()}
+    polite_figures(final=True)
+    watcher.join(timeout=30)
     return results
 
 
@@ -229,7 +282,7 @@ def main() -> None:
         "DASHBOARD_DATABASE_URL": f"{server}/{database}",
         "DASHBOARD_REDIS_KEY_PREFIX": prefix,
         "DASHBOARD_INPUT_PREFIX": f"{prefix}:",
-        "DASHBOARD_LOG_LEVEL": "WARNING",
+        "DASHBOARD_LOG_LEVEL": os.environ.get("DASHBOARD_LOG_LEVEL", "WARNING"),
         "DASHBOARD_WORKER_METRICS_PORT": "0",
         "DASHBOARD_ORDER_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
         "DASHBOARD_ACCOUNT_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
@@ -241,11 +294,12 @@ def main() -> None:
     processes: list[ManagedProcess] = []
     try:
         run_command(["migrate", "--no-input"], env=env, timeout=300)
-        token = issue_token(f"{prefix}-bench", env=env)
+        # the polite client's token, and six for the floods (per-token limits are per token)
+        tokens = [issue_token(f"{prefix}-bench-{n}", env=env) for n in range(7)]
         for command in ("run_aggregator", "serve", "simulate"):
             processes.append(ManagedProcess([command], env=env, log_path=logs / command))
         wait_until(lambda: _answers(port), timeout=60, what="the web process")
-        results = asyncio.run(run(port, token))
+        results = asyncio.run(run(port, tokens))
     finally:
         for process in processes:
             process.terminate()
