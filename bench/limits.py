@@ -28,6 +28,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +253,7 @@ async def run(port: int, tokens: list[str]) -> dict[str, Any]:
 
     await asyncio.sleep(3)  # a baseline period for the polite client (a measurement window)
     results: dict[str, Any] = {"baseline": polite_figures()}
-    floods = {
+    floods: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
         "messages": lambda: flood_messages(urls[1], 40),
         "connect_rate": lambda: flood_connects(urls[1], 400, 50),
         "failed_auth": lambda: flood_bad_tokens(base, 300),
