@@ -34,13 +34,15 @@ from realtime.mirror import ProcessMirror
 from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
 from realtime.protocol import Format
 from realtime.stats import WebStats
+from realtime.watchdog import DeafnessCheck
 
 log = logging.getLogger(__name__)
 
 CONTROL: Final = "control"  # the group every hub joins for admin messages (kicks)
-# The watchdog: if the shared snapshot's seq has moved on while the hub heard nothing for this
-# long, the hub's subscription is dead (seen when Redis cut it repeatedly mid-reconnect:
-# connected, yet subscribed to nothing) and is rebuilt. Far above the 100 ms tui cadence.
+# The watchdog (realtime/watchdog.py): if the shared snapshot's seq stays ahead while the hub
+# hears nothing for this long, the hub's subscription is dead (seen when Redis cut it repeatedly
+# mid-reconnect: connected, yet subscribed to nothing) and is rebuilt. Far above the 100 ms tui
+# cadence.
 _DEAF_AFTER_S: Final = 3.0
 _GC_FREEZE_EVERY_S: Final = 10.0
 _GC_FULL_EVERY_S: Final = 600.0  # one full collection (a stall) per 10 min reclaims frozen garbage
@@ -151,15 +153,19 @@ class Hub:
     async def _watchdog(self) -> None:
         """Rebuild the subscription if updates stopped arriving while the state moved on."""
         loop = asyncio.get_running_loop()
+        deafness = DeafnessCheck(_DEAF_AFTER_S)
         while True:
             await asyncio.sleep(1.0)
             self.stats.tick(self)  # the web.stats line, when its interval has passed
-            if loop.time() - self._last_event < _DEAF_AFTER_S:
-                continue
             try:
                 shared_seq = int(await self.redis.get(self.names.seq) or 0)
-                if shared_seq <= self.mirror.seq:
-                    continue  # nothing happened: silence is right
+                if not deafness.observe(
+                    now=loop.time(),
+                    shared_seq=shared_seq,
+                    mirror_seq=self.mirror.seq,
+                    last_event=self._last_event,
+                ):
+                    continue
                 log.warning(
                     "hub heard no update while the state moved; resubscribing",
                     extra={"mirror_seq": self.mirror.seq, "shared_seq": shared_seq},
