@@ -36,6 +36,7 @@ class Credential:
     channels: frozenset[str] | None = None  # None: every channel
     history: bool = True
     staff: bool = False
+    session_key: str | None = None  # the login session a browser came with (re-checked)
 
     def allows_channel(self, channel: str) -> bool:
         """Whether this credential may take `channel` (a channel name, not narrowed)."""
@@ -127,6 +128,32 @@ async def aallowed_origins() -> frozenset[str]:
 def enabled_origins() -> frozenset[str]:
     """The enabled origins, uncached (the open-socket re-check)."""
     return frozenset(AllowedOrigin.objects.filter(enabled=True).values_list("origin", flat=True))
+
+
+def live_session_keys(keys: Iterable[str]) -> set[str]:
+    """Which of these login sessions still exist, unexpired, for an active user (uncached).
+
+    One query for the sessions and one for their users, whatever their number. Assumes the
+    database session engine (Django's default, which this project keeps).
+    """
+    from django.contrib.auth import SESSION_KEY, get_user_model
+    from django.contrib.sessions.models import Session
+
+    wanted = set(keys)
+    if not wanted:
+        return set()
+    owners: dict[str, str] = {}
+    for session in Session.objects.filter(session_key__in=wanted, expire_date__gt=timezone.now()):
+        user_id = session.get_decoded().get(SESSION_KEY)
+        if user_id is not None:
+            owners[session.session_key] = str(user_id)
+    active = {
+        str(pk)
+        for pk in get_user_model()
+        .objects.filter(pk__in=set(owners.values()), is_active=True)
+        .values_list("pk", flat=True)
+    }
+    return {key for key, user_id in owners.items() if user_id in active}
 
 
 def active_token_ids(ids: Iterable[int]) -> set[int]:

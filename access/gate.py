@@ -25,6 +25,7 @@ from access.credentials import (
     atoken_credential,
     bearer_key,
     enabled_origins,
+    live_session_keys,
 )
 from access.ratelimit import ConnectionCounts, KeyedBuckets, KeyedWindows
 from access.services import normalize_origin
@@ -159,7 +160,13 @@ async def _admit(scope: dict[str, Any], limits: AccessLimits) -> Admission | Ref
         return Admission(credential, address, listed_origin)
     user = scope.get("user")
     if user is not None and user.is_authenticated and user.is_active:
-        credential = Credential(kind="session", name=user.get_username(), staff=user.is_staff)
+        session = scope.get("session")
+        credential = Credential(
+            kind="session",
+            name=user.get_username(),
+            staff=user.is_staff,
+            session_key=getattr(session, "session_key", None),
+        )
         return Admission(credential, address, listed_origin)
     return Refusal(CLOSE_UNAUTHORIZED, "a token (Authorization: Bearer or token=) or a login")
 
@@ -174,22 +181,32 @@ GuardedT = TypeVar("GuardedT", bound=Guarded)
 
 
 async def recheck(members: Sequence[GuardedT]) -> list[tuple[GuardedT, int]]:
-    """The open connections whose token was revoked or expired, or whose origin was disabled."""
+    """The open connections whose token was revoked or expired, whose login session ended (log
+    out, expiry, a deactivated user), or whose origin was disabled."""
     admitted = [m for m in members if m.admission is not None]
     token_ids = {
         m.admission.credential.token_id
         for m in admitted
         if m.admission is not None and m.admission.credential.token_id is not None
     }
+    session_keys = {
+        m.admission.credential.session_key
+        for m in admitted
+        if m.admission is not None and m.admission.credential.session_key is not None
+    }
     listed = any(m.admission is not None and m.admission.listed_origin for m in admitted)
     active = await database_sync_to_async(active_token_ids)(token_ids) if token_ids else set()
+    live = await database_sync_to_async(live_session_keys)(session_keys) if session_keys else set()
     enabled = await database_sync_to_async(enabled_origins)() if listed else frozenset()
     closing: list[tuple[GuardedT, int]] = []
     for member in admitted:
         admission = member.admission
         assert admission is not None
         token_id = admission.credential.token_id
-        if token_id is not None and token_id not in active:
+        session_key = admission.credential.session_key
+        token_gone = token_id is not None and token_id not in active
+        session_gone = session_key is not None and session_key not in live
+        if token_gone or session_gone:
             closing.append((member, CLOSE_UNAUTHORIZED))
         elif admission.listed_origin is not None and admission.listed_origin not in enabled:
             closing.append((member, CLOSE_FORBIDDEN))

@@ -175,6 +175,28 @@ async def test_a_logged_in_browser_needs_no_token(guarded: Stack, address: str) 
     assert await close_code(guarded.ws_url(auth=False), address, origin=host(guarded)) == 4401
 
 
+async def test_logging_out_closes_the_sessions_open_socket_within_5_s(
+    guarded: Stack, address: str
+) -> None:
+    cookie = session_cookie(guarded, f"{guarded.prefix}-leaving")
+    async with connect(
+        guarded.ws_url(auth=False),
+        origin=host(guarded),
+        additional_headers=headers(address, Cookie=cookie),
+    ) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+        # when the user logs out (elsewhere: another tab; logout deletes the session)
+        key = cookie.split("=", 1)[1]
+        guarded.manage(
+            "shell",
+            "-c",
+            "from django.contrib.sessions.models import Session; "
+            f"Session.objects.filter(session_key='{key}').delete()",
+        )
+        # then the page's socket closes as unauthorized
+        assert await closed_within(ws, 5) == 4401
+
+
 # --- origins --------------------------------------------------------------------------------
 
 
@@ -208,7 +230,11 @@ async def test_an_allowed_origin_is_admitted_until_disabled(guarded: Stack, addr
             f"AllowedOrigin.objects.filter(origin='{origin}').update(enabled=False)",
         )
         assert await closed_within(ws, 5) == 4403
-    assert await close_code(guarded.ws_url(), address, origin=origin) == 4403
+    # and new connections from it are refused once the lookup cache (2 s) has expired
+    deadline = time.monotonic() + 5
+    while await close_code_or_none(guarded.ws_url(), next(_addresses), origin=origin) is None:
+        assert time.monotonic() < deadline, "the disabled origin is still admitted"
+        await asyncio.sleep(0.1)  # polling interval
 
 
 async def test_revoking_a_token_closes_its_open_socket_within_5_s(

@@ -215,3 +215,25 @@ def test_failed_logins_block_the_address(
     assert client.post(path, right, REMOTE_ADDR=OUTSIDE).status_code == 429
     # another address logs in
     assert client.post(path, right, REMOTE_ADDR="203.0.113.12").status_code == 302
+
+
+def test_live_sessions_are_those_of_active_users_not_logged_out(
+    client: Client, django_user_model: type[User]
+) -> None:
+    from django.contrib.sessions.models import Session
+
+    from access.credentials import live_session_keys
+
+    alice = django_user_model.objects.create_user("alice", "", "pw-1")
+    bob = django_user_model.objects.create_user("bob", "", "pw-2")
+    keys = {}
+    for user in (alice, bob):
+        client.force_login(user)
+        keys[user.username] = client.session.session_key
+        client.cookies.clear()
+    assert live_session_keys([*keys.values(), "no-such-session"]) == set(keys.values())
+    bob.is_active = False
+    bob.save()
+    assert live_session_keys(keys.values()) == {keys["alice"]}
+    Session.objects.filter(session_key=keys["alice"]).delete()  # what logging out does
+    assert live_session_keys(keys.values()) == set()
