@@ -242,10 +242,16 @@ async def test_redis_restart(topology: Stack, private_redis: PrivateRedis) -> No
         seq_before = stack.seq()
         # when Redis restarts and forgets everything (no persistence)
         private_redis.stop()
-        await asyncio.sleep(1.0)  # the outage lasts a second (a duration, not a wait)
+        # then every web process says it is not ready, naming Redis
+        for port in stack.web_ports:
+            status, body = await asyncio.to_thread(readiness, port)
+            assert status == 503
+            assert body["checks"]["redis"]["status"] == "down", body
         private_redis.start()
         # then every process recovers by itself and clients get a fresh snapshot
         wait_until(lambda: stack.seq() > seq_before, timeout=30, what="the state again")
+        for port in stack.web_ports:
+            wait_until(lambda p=port: readiness(p)[0] == 200, timeout=30, what="readiness")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and any(  # noqa: ASYNC110
             f.snapshots == b for f, b in zip(followers, before, strict=True)
@@ -306,6 +312,18 @@ async def test_postgres_refusing_the_recorder_for_60_s_loses_no_tick(topology: S
     wait_until(lambda: _rows(dsn) >= appended, timeout=60, what="the backlog to be recorded")
     print(f"history rows {_rows(dsn)}, appended by the workers {appended}")
     assert _rows(dsn) == appended
+
+
+def readiness(port: int) -> tuple[int, dict[str, Any]]:
+    """`GET /health/ready` of a web process: its status and body."""
+    from urllib.error import HTTPError
+    from urllib.request import urlopen
+
+    try:
+        with urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def _rows(dsn: str) -> int:
