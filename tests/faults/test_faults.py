@@ -298,11 +298,18 @@ async def test_postgres_refusing_the_recorder_for_60_s_loses_no_tick(topology: S
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
         )
         try:
+            # the web processes say they are not ready, naming the database
+            for port in stack.web_ports:
+                status, body = await asyncio.to_thread(readiness, port)
+                assert status == 503
+                assert body["checks"]["database"]["status"] == "down", body
             await asyncio.sleep(60)  # the outage's length is the test's subject, not a wait
         finally:
             admin.execute(
                 sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name))
             )
+    for port in stack.web_ports:
+        wait_until(lambda p=port: readiness(p)[0] == 200, timeout=30, what="readiness")
     simulator.terminate()
     wait_quiet(stack, quiet_s=1.0, timeout=30)
     # then, once the stream drains, every change the workers logged is in the tables
