@@ -112,17 +112,19 @@ class AccessLimits:
                 self.per_token.release(token)
 
 
-_limits: dict[int, AccessLimits] = {}
+# One entry per configuration object (a process has one; tests swap settings.CONFIG). The
+# object is kept alongside, so that its id cannot be reused by another while the entry lives.
+_limits: dict[int, tuple[Settings, AccessLimits]] = {}
 _limits_lock = threading.Lock()
 
 
 def process_limits(config: Settings) -> AccessLimits:
-    """This process's limits for `config` (one per configuration object, created on first use)."""
+    """This process's limits for `config`, created on first use."""
     with _limits_lock:
         found = _limits.get(id(config))
         if found is None:
-            found = _limits[id(config)] = AccessLimits(config)
-        return found
+            found = _limits[id(config)] = (config, AccessLimits(config))
+        return found[1]
 
 
 async def admit(scope: dict[str, Any], limits: AccessLimits) -> Admission | Refusal:
