@@ -43,8 +43,14 @@ from tests.processes import (  # noqa: E402
 CONNECT_BATCH = 100
 
 
-async def run_clients(ports: list[int], path: str, count: int, stop: Any, out: Any) -> None:
-    """Hold `count` connections until `stop` is set; report frames, silences and last seqs."""
+async def run_clients(
+    ports: list[int], path: str, count: int, quiet: Any, stop: Any, out: Any
+) -> None:
+    """Hold `count` connections until `stop` is set; report frames, silences and last seqs.
+
+    Silences count only until `quiet` is set: then the desk is stopped on purpose, and the
+    state settling for seconds with nothing to send is not a client left without updates.
+    """
     from bench.wsload import LeanClient, connect
 
     frames = [0] * count
@@ -75,6 +81,8 @@ async def run_clients(ports: list[int], path: str, count: int, stop: Any, out: A
     while not stop.is_set():
         await asyncio.sleep(1.0)
         now = time.monotonic()
+        if quiet.is_set():
+            continue
         for i in range(count):
             gaps[i] = max(gaps[i], now - last_frame[i])
     closed = sum(1 for c in clients if c.closed.done())
@@ -92,13 +100,15 @@ async def run_clients(ports: list[int], path: str, count: int, stop: Any, out: A
     )
 
 
-def client_process(ports: list[int], path: str, count: int, stop: Any, out: Any) -> None:
+def client_process(
+    ports: list[int], path: str, count: int, quiet: Any, stop: Any, out: Any
+) -> None:
     """The load generator's entry point."""
     import uvloop
 
     raise_fd_limit()
     sys.path.insert(0, str(ROOT))
-    uvloop.run(run_clients(ports, path, count, stop, out))
+    uvloop.run(run_clients(ports, path, count, quiet, stop, out))
 
 
 def main() -> None:
@@ -155,8 +165,10 @@ def main() -> None:
         start("simulator", "simulate")
         wait_until(lambda: all(_port_open(p) for p in ports), timeout=60, what="web")
         ctx = multiprocessing.get_context("spawn")
-        out, stop = ctx.Queue(), ctx.Event()
-        loader = ctx.Process(target=client_process, args=(ports, path, args.clients, stop, out))
+        out, quiet, stop = ctx.Queue(), ctx.Event(), ctx.Event()
+        loader = ctx.Process(
+            target=client_process, args=(ports, path, args.clients, quiet, stop, out)
+        )
         loader.start()
         samples: list[dict[str, float]] = []
         started = time.monotonic()
@@ -176,6 +188,7 @@ def main() -> None:
                 + " ".join(f"{row[name]:>9.1f}" for name in processes)
             )
         # Delivery: stop the desk, let the state settle, and check every client has its seq.
+        quiet.set()
         processes["simulator"].terminate()
         final_seq = _settled_seq(client, prefix)
         time.sleep(1.0)  # one web cadence and more for the last update to reach every client
