@@ -156,17 +156,21 @@ def live_session_keys(keys: Iterable[str]) -> set[str]:
     return {key for key, user_id in owners.items() if user_id in active}
 
 
-def active_token_ids(ids: Iterable[int]) -> set[int]:
-    """Which of these tokens are still active, uncached (the open-socket re-check)."""
+def active_token_channels(ids: Iterable[int]) -> dict[int, frozenset[str] | None]:
+    """The channels of those of these tokens still active (None: every channel), uncached.
+
+    For the open-socket re-check: a token missing from the answer was revoked or expired; one
+    whose channels shrank may no longer cover what its sockets take.
+    """
     wanted = set(ids)
     if not wanted:
-        return set()
-    now = timezone.now()
-    return set(
+        return {}
+    rows = (
         ApiToken.objects.filter(id__in=wanted, revoked_at__isnull=True)
-        .exclude(expires_at__lte=now)
-        .values_list("id", flat=True)
+        .exclude(expires_at__lte=timezone.now())
+        .values_list("id", "channels")
     )
+    return {pk: frozenset(channels) if channels else None for pk, channels in rows}
 
 
 def bearer_key(header: str | None) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -21,7 +21,7 @@ from access import metrics
 from access.credentials import (
     Credential,
     aallowed_origins,
-    active_token_ids,
+    active_token_channels,
     atoken_credential,
     bearer_key,
     enabled_origins,
@@ -178,13 +178,18 @@ class Guarded(Protocol):
 
     admission: Admission | None
 
+    @property
+    def subscription(self) -> Mapping[str, object]:
+        """The channels it takes (names as keys)."""
+
 
 GuardedT = TypeVar("GuardedT", bound=Guarded)
 
 
 async def recheck(members: Sequence[GuardedT]) -> list[tuple[GuardedT, int]]:
-    """The open connections whose token was revoked or expired, whose login session ended (log
-    out, expiry, a deactivated user), or whose origin was disabled."""
+    """The open connections whose token was revoked or expired (4401) or no longer covers their
+    channels (4403), whose login session ended (log out, expiry, a deactivated user: 4401), or
+    whose origin was disabled (4403)."""
     admitted = [m for m in members if m.admission is not None]
     token_ids = {
         m.admission.credential.token_id
@@ -197,7 +202,7 @@ async def recheck(members: Sequence[GuardedT]) -> list[tuple[GuardedT, int]]:
         if m.admission is not None and m.admission.credential.session_key is not None
     }
     listed = any(m.admission is not None and m.admission.listed_origin for m in admitted)
-    active = await database_sync_to_async(active_token_ids)(token_ids) if token_ids else set()
+    active = await database_sync_to_async(active_token_channels)(token_ids) if token_ids else {}
     live = await database_sync_to_async(live_session_keys)(session_keys) if session_keys else set()
     enabled = await database_sync_to_async(enabled_origins)() if listed else frozenset()
     closing: list[tuple[GuardedT, int]] = []
@@ -208,11 +213,21 @@ async def recheck(members: Sequence[GuardedT]) -> list[tuple[GuardedT, int]]:
         session_key = admission.credential.session_key
         token_gone = token_id is not None and token_id not in active
         session_gone = session_key is not None and session_key not in live
+        scope_shrank = (
+            token_id is not None
+            and not token_gone
+            and _outside(member.subscription, active[token_id])
+        )
+        origin_gone = admission.listed_origin is not None and admission.listed_origin not in enabled
         if token_gone or session_gone:
             closing.append((member, CLOSE_UNAUTHORIZED))
-        elif admission.listed_origin is not None and admission.listed_origin not in enabled:
+        elif scope_shrank or origin_gone:
             closing.append((member, CLOSE_FORBIDDEN))
     return closing
+
+
+def _outside(subscription: Mapping[str, object], allowed: frozenset[str] | None) -> bool:
+    return allowed is not None and any(name not in allowed for name in subscription)
 
 
 def forbidden_channels(credential: Credential, channels: Iterable[str]) -> list[str]:

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 import msgpack
@@ -54,6 +55,10 @@ class Member(Protocol):
     client_id: str
     cadence: str
     admission: Admission | None
+
+    @property
+    def subscription(self) -> Mapping[str, object]:
+        """The channels it takes (names as keys)."""
 
     def deliver(self, event: StateUpdate, changes: dict[str, Any]) -> bool:
         """Called for every update of the member's cadence; must not block.

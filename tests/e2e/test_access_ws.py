@@ -263,6 +263,34 @@ async def test_a_scoped_token_gets_its_channels_and_no_others(guarded: Stack, ad
         assert await closed_within(ws, 5) == 4403
 
 
+async def test_narrowing_a_tokens_channels_closes_sockets_taking_others(
+    guarded: Stack, address: str
+) -> None:
+    key = guarded.issue_token("narrowed", "--channels", "market_data", "account")
+    name = f"{guarded.prefix}-narrowed"
+    async with (
+        connect(guarded.ws_url(token=key), additional_headers=headers(address)) as both,
+        connect(
+            guarded.ws_url(token=key, channels="market_data"), additional_headers=headers(address)
+        ) as market_only,
+    ):
+        await receive(both)
+        await receive(market_only)
+        # when an admin takes `account` away from the token
+        guarded.manage(
+            "shell",
+            "-c",
+            "from access.models import ApiToken; "
+            f"ApiToken.objects.filter(name='{name}').update(channels=['market_data'])",
+        )
+        # then the socket taking `account` closes; the other one stays
+        assert await closed_within(both, 5) == 4403
+        await market_only.send('{"type":"ping"}')
+        frame = await receive(market_only)
+        while frame["type"] != "pong":  # updates may come first
+            frame = await receive(market_only)
+
+
 # --- limits ---------------------------------------------------------------------------------
 
 
