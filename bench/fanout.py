@@ -36,6 +36,7 @@ from tests.processes import (  # noqa: E402
     UNLIMITED_CLIENTS_ENV,
     ManagedProcess,
     free_port,
+    isolated_env,
     issue_token,
     run_command,
     wait_until,
@@ -173,22 +174,15 @@ def run_level(args: argparse.Namespace, clients: int, idle_rss_kib: int) -> dict
     prefix = f"fanout-{uuid.uuid4().hex[:8]}"
     run_id = uuid.uuid4().hex[:6]
     port = free_port()
-    closed = f"127.0.0.1:{free_port()}"
-    env = {
-        "DASHBOARD_SECRET_KEY": "bench",
-        "DASHBOARD_REDIS_URL": url,
-        "DASHBOARD_REDIS_KEY_PREFIX": prefix,
-        "DASHBOARD_INPUT_PREFIX": f"{prefix}:",
-        "DASHBOARD_WORKER_METRICS_PORT": "0",
-        "DASHBOARD_LOG_LEVEL": "WARNING",
-        "DASHBOARD_ORDER_SERVICE_GRPC": closed,
-        "DASHBOARD_ACCOUNT_SERVICE_GRPC": closed,
-        "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://{closed}",
-        "DASHBOARD_PORT": str(port),
-        "DASHBOARD_WEB_SERVER": args.server,
-        "DASHBOARD_CHANNEL_LAYER_BACKEND": args.layer,
+    env = isolated_env(
+        prefix=prefix,
+        redis_url=url,
+        DASHBOARD_LOG_LEVEL="WARNING",
+        DASHBOARD_PORT=str(port),
+        DASHBOARD_WEB_SERVER=args.server,
+        DASHBOARD_CHANNEL_LAYER_BACKEND=args.layer,
         **UNLIMITED_CLIENTS_ENV,
-    }
+    )
     logs = Path("/tmp") / prefix
     logs.mkdir()
     worker = ManagedProcess(["run_aggregator"], env=env, log_path=logs / "worker.log")

@@ -29,7 +29,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import ManagedProcess, free_port, wait_until  # noqa: E402
+from tests.processes import ManagedProcess, isolated_env, wait_until  # noqa: E402
 
 SYMBOLS = [f"SYM{i}USDT" for i in range(20)]
 BATCH = 200  # ticks per pipeline round trip
@@ -85,19 +85,12 @@ def main() -> None:
     args = parser.parse_args()
     url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    closed = f"127.0.0.1:{free_port()}"
-    env = {
-        "DASHBOARD_SECRET_KEY": "bench",
-        "DASHBOARD_REDIS_URL": url,
-        "DASHBOARD_REDIS_KEY_PREFIX": prefix,
-        "DASHBOARD_INPUT_PREFIX": f"{prefix}:",
-        "DASHBOARD_WORKER_METRICS_PORT": "0",
-        "DASHBOARD_LOG_LEVEL": "INFO",
-        "DASHBOARD_ORDER_SERVICE_GRPC": closed,
-        "DASHBOARD_ACCOUNT_SERVICE_GRPC": closed,
-        "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://{closed}",
-        "DASHBOARD_HISTORY_STREAM_MAXLEN": "5000000",
-    }
+    env = isolated_env(
+        prefix=prefix,
+        redis_url=url,
+        DASHBOARD_LOG_LEVEL="INFO",
+        DASHBOARD_HISTORY_STREAM_MAXLEN="5000000",
+    )
     log_path = Path(f"/tmp/{prefix}-worker.log")
     worker = ManagedProcess(["run_aggregator"], env=env, log_path=log_path)
     client = redis.Redis.from_url(url)

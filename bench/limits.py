@@ -32,9 +32,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import websockets
-from psycopg import sql
 from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,8 +42,10 @@ from bench.fanout import raise_fd_limit  # noqa: E402
 from tests.processes import (  # noqa: E402
     ManagedProcess,
     free_port,
+    isolated_env,
     issue_token,
     run_command,
+    scratch_database,
     wait_until,
 )
 
@@ -273,41 +273,29 @@ def main() -> None:
     url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
     server = os.environ.get("DASHBOARD_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
     prefix = f"limits-{uuid.uuid4().hex[:8]}"
-    database = prefix.replace("-", "_")
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     port = free_port()
-    env = {
-        "DASHBOARD_SECRET_KEY": "bench",
-        "DASHBOARD_REDIS_URL": url,
-        "DASHBOARD_DATABASE_URL": f"{server}/{database}",
-        "DASHBOARD_REDIS_KEY_PREFIX": prefix,
-        "DASHBOARD_INPUT_PREFIX": f"{prefix}:",
-        "DASHBOARD_LOG_LEVEL": os.environ.get("DASHBOARD_LOG_LEVEL", "WARNING"),
-        "DASHBOARD_WORKER_METRICS_PORT": "0",
-        "DASHBOARD_ORDER_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
-        "DASHBOARD_ACCOUNT_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
-        "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://127.0.0.1:{free_port()}",
-        "DASHBOARD_PORT": str(port),
-    }
-    logs = Path("/tmp") / prefix
-    logs.mkdir()
-    processes: list[ManagedProcess] = []
-    try:
-        run_command(["migrate", "--no-input"], env=env, timeout=300)
-        # the polite client's token, and six for the floods (per-token limits are per token)
-        tokens = [issue_token(f"{prefix}-bench-{n}", env=env) for n in range(7)]
-        for command in ("run_aggregator", "serve", "simulate"):
-            processes.append(ManagedProcess([command], env=env, log_path=logs / command))
-        wait_until(lambda: _answers(port), timeout=60, what="the web process")
-        results = asyncio.run(run(port, tokens))
-    finally:
-        for process in processes:
-            process.terminate()
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
+    with scratch_database(server, prefix.replace("-", "_")) as database_url:
+        env = isolated_env(
+            prefix=prefix,
+            redis_url=url,
+            DASHBOARD_DATABASE_URL=database_url,
+            DASHBOARD_LOG_LEVEL=os.environ.get("DASHBOARD_LOG_LEVEL", "WARNING"),
+            DASHBOARD_PORT=str(port),
+        )
+        logs = Path("/tmp") / prefix
+        logs.mkdir()
+        processes: list[ManagedProcess] = []
+        try:
+            run_command(["migrate", "--no-input"], env=env, timeout=300)
+            # the polite client's token, and six for the floods (per-token limits are per token)
+            tokens = [issue_token(f"{prefix}-bench-{n}", env=env) for n in range(7)]
+            for command in ("run_aggregator", "serve", "simulate"):
+                processes.append(ManagedProcess([command], env=env, log_path=logs / command))
+            wait_until(lambda: _answers(port), timeout=60, what="the web process")
+            results = asyncio.run(run(port, tokens))
+        finally:
+            for process in processes:
+                process.terminate()
     for name, figures in results.items():
         print(f"{name:>20}: {figures}")
     flat = {

@@ -26,7 +26,6 @@ from typing import Any
 
 import psycopg
 import redis
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,7 +35,9 @@ from tests.processes import (  # noqa: E402
     UNLIMITED_CLIENTS_ENV,
     ManagedProcess,
     free_port,
+    isolated_env,
     issue_token,
+    scratch_database,
     wait_until,
 )
 
@@ -125,93 +126,80 @@ def main() -> None:
     url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
     server = os.environ.get("DASHBOARD_SOAK_PG", "postgres://postgres@127.0.0.1:5432")
     prefix = f"soak-{uuid.uuid4().hex[:8]}"
-    database = prefix.replace("-", "_")
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    env = {
-        "DASHBOARD_SECRET_KEY": "soak",
-        "DASHBOARD_REDIS_URL": url,
-        "DASHBOARD_DATABASE_URL": f"{server}/{database}",
-        "DASHBOARD_REDIS_KEY_PREFIX": prefix,
-        "DASHBOARD_INPUT_PREFIX": f"{prefix}:",
-        "DASHBOARD_LOG_LEVEL": "WARNING",
-        "DASHBOARD_WORKER_METRICS_PORT": "0",
-        "DASHBOARD_RECORDER_METRICS_PORT": "0",
-        "DASHBOARD_ORDER_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
-        "DASHBOARD_ACCOUNT_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
-        "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://127.0.0.1:{free_port()}",
-        "DASHBOARD_SIMULATOR_TICKS_PER_S": str(args.rate),
-        **UNLIMITED_CLIENTS_ENV,
-    }
-    logs = Path("/tmp") / prefix
-    logs.mkdir()
-    processes: dict[str, ManagedProcess] = {}
-    client = redis.Redis.from_url(url)
-
-    def start(name: str, command: str, **extra: str) -> None:
-        processes[name] = ManagedProcess([command], env={**env, **extra}, log_path=logs / name)
-
-    try:
-        migrate = ManagedProcess(["migrate", "--no-input"], env=env, log_path=logs / "migrate")
-        assert migrate.process.wait(timeout=120) == 0, migrate.output()
-        path = f"/ws?type=web&format=json&token={issue_token(f'{prefix}-soak', env=env)}"
-        ports = [free_port(), free_port()]
-        start("web1", "serve", DASHBOARD_PORT=str(ports[0]))
-        start("web2", "serve", DASHBOARD_PORT=str(ports[1]))
-        start("worker1", "run_aggregator")
-        wait_until(lambda: client.get(f"{prefix}:worker:leader"), timeout=60, what="a leader")
-        start("worker2", "run_aggregator")
-        start("recorder", "run_recorder")
-        start("simulator", "simulate")
-        wait_until(lambda: all(_port_open(p) for p in ports), timeout=60, what="web")
-        ctx = multiprocessing.get_context("spawn")
-        out, quiet, stop = ctx.Queue(), ctx.Event(), ctx.Event()
-        loader = ctx.Process(
-            target=client_process, args=(ports, path, args.clients, quiet, stop, out)
+    with scratch_database(server, prefix.replace("-", "_")) as database_url:
+        env = isolated_env(
+            prefix=prefix,
+            redis_url=url,
+            DASHBOARD_DATABASE_URL=database_url,
+            DASHBOARD_LOG_LEVEL="WARNING",
+            DASHBOARD_SIMULATOR_TICKS_PER_S=str(args.rate),
+            **UNLIMITED_CLIENTS_ENV,
         )
-        loader.start()
-        samples: list[dict[str, float]] = []
-        started = time.monotonic()
-        print(
-            f"soak: {args.clients} clients on 2 web processes, {args.rate:g} ticks/s, "
-            f"{args.minutes:g} min; RSS MiB every {sample_s:g} s"
-        )
-        print(f"{'t_s':>6} " + " ".join(f"{name:>9}" for name in processes))
-        while time.monotonic() - started < seconds:
-            time.sleep(sample_s)  # a sampling period, not a wait for a condition
-            dead = [name for name, p in processes.items() if not p.alive()]
-            assert not dead, f"processes died: {dead}"
-            row = {name: proc_stat(p.pid)[1] / 1024 for name, p in processes.items()}
-            samples.append(row)
+        logs = Path("/tmp") / prefix
+        logs.mkdir()
+        processes: dict[str, ManagedProcess] = {}
+        client = redis.Redis.from_url(url)
+
+        def start(name: str, command: str, **extra: str) -> None:
+            processes[name] = ManagedProcess([command], env={**env, **extra}, log_path=logs / name)
+
+        try:
+            migrate = ManagedProcess(["migrate", "--no-input"], env=env, log_path=logs / "migrate")
+            assert migrate.process.wait(timeout=120) == 0, migrate.output()
+            path = f"/ws?type=web&format=json&token={issue_token(f'{prefix}-soak', env=env)}"
+            ports = [free_port(), free_port()]
+            start("web1", "serve", DASHBOARD_PORT=str(ports[0]))
+            start("web2", "serve", DASHBOARD_PORT=str(ports[1]))
+            start("worker1", "run_aggregator")
+            wait_until(lambda: client.get(f"{prefix}:worker:leader"), timeout=60, what="a leader")
+            start("worker2", "run_aggregator")
+            start("recorder", "run_recorder")
+            start("simulator", "simulate")
+            wait_until(lambda: all(_port_open(p) for p in ports), timeout=60, what="web")
+            ctx = multiprocessing.get_context("spawn")
+            out, quiet, stop = ctx.Queue(), ctx.Event(), ctx.Event()
+            loader = ctx.Process(
+                target=client_process, args=(ports, path, args.clients, quiet, stop, out)
+            )
+            loader.start()
+            samples: list[dict[str, float]] = []
+            started = time.monotonic()
             print(
-                f"{time.monotonic() - started:>6.0f} "
-                + " ".join(f"{row[name]:>9.1f}" for name in processes)
+                f"soak: {args.clients} clients on 2 web processes, {args.rate:g} ticks/s, "
+                f"{args.minutes:g} min; RSS MiB every {sample_s:g} s"
             )
-        # Delivery: stop the desk, let the state settle, and check every client has its seq.
-        quiet.set()
-        processes["simulator"].terminate()
-        final_seq = _settled_seq(client, prefix)
-        time.sleep(1.0)  # one web cadence and more for the last update to reach every client
-        stop.set()
-        result = out.get(timeout=120)
-        loader.join(timeout=60)
-        last_seqs = result.pop("last_seqs")
-        result["delivery_pct"] = round(
-            100.0 * sum(1 for s in last_seqs if s == final_seq) / len(last_seqs), 2
-        )
-        recorded = _count_ticks(f"{server}/{database}")
-        queue = int(client.xlen(f"{prefix}:history"))
-    finally:
-        for process in processes.values():
-            process.terminate()
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            print(f"{'t_s':>6} " + " ".join(f"{name:>9}" for name in processes))
+            while time.monotonic() - started < seconds:
+                time.sleep(sample_s)  # a sampling period, not a wait for a condition
+                dead = [name for name, p in processes.items() if not p.alive()]
+                assert not dead, f"processes died: {dead}"
+                row = {name: proc_stat(p.pid)[1] / 1024 for name, p in processes.items()}
+                samples.append(row)
+                print(
+                    f"{time.monotonic() - started:>6.0f} "
+                    + " ".join(f"{row[name]:>9.1f}" for name in processes)
+                )
+            # Delivery: stop the desk, let the state settle, and check every client has its seq.
+            quiet.set()
+            processes["simulator"].terminate()
+            final_seq = _settled_seq(client, prefix)
+            time.sleep(1.0)  # one web cadence and more for the last update to reach every client
+            stop.set()
+            result = out.get(timeout=120)
+            loader.join(timeout=60)
+            last_seqs = result.pop("last_seqs")
+            result["delivery_pct"] = round(
+                100.0 * sum(1 for s in last_seqs if s == final_seq) / len(last_seqs), 2
             )
+            recorded = _count_ticks(database_url)
+            queue = int(client.xlen(f"{prefix}:history"))
+        finally:
+            for process in processes.values():
+                process.terminate()
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
     # Growth from the first sample after warm-up (the second one) to the last.
     base = samples[1] if len(samples) > 2 else samples[0]
     growth = {

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -32,6 +33,47 @@ def wait_until(condition: Callable[[], object], *, timeout: float, what: str) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def isolated_env(*, prefix: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a deployment of its own on a shared Redis (plus `extra`).
+
+    Its own key prefix and input channels (pub/sub is not scoped by database number), no
+    metrics ports to collide on, and each backend on a loopback port of its own where nothing
+    listens unless the test's simulator serves it.
+    """
+    return {
+        "DASHBOARD_SECRET_KEY": "test-only-secret-key",
+        "DASHBOARD_REDIS_URL": redis_url,
+        "DASHBOARD_REDIS_KEY_PREFIX": prefix,
+        "DASHBOARD_INPUT_PREFIX": f"{prefix}:",
+        "DASHBOARD_WORKER_METRICS_PORT": "0",
+        "DASHBOARD_RECORDER_METRICS_PORT": "0",
+        "DASHBOARD_ORDER_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
+        "DASHBOARD_ACCOUNT_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
+        "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://127.0.0.1:{free_port()}",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def scratch_database(server: str, name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on `server` (postgres://user@host:port); its URL.
+
+    Dropped on exit, whatever connections are still open to it.
+    """
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def run_command(args: list[str], *, env: dict[str, str], timeout: float = 120) -> str:

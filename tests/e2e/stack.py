@@ -19,7 +19,14 @@ import websockets
 from psycopg import sql
 from websockets.asyncio.client import ClientConnection
 
-from tests.processes import ManagedProcess, free_port, issue_token, run_command, wait_until
+from tests.processes import (
+    ManagedProcess,
+    free_port,
+    isolated_env,
+    issue_token,
+    run_command,
+    wait_until,
+)
 
 
 class Stack:
@@ -33,18 +40,11 @@ class Stack:
         self.redis = redis.Redis.from_url(redis_url)
         self.processes: list[ManagedProcess] = []
         self.web_ports: list[int] = []
-        self.env = {
-            "DASHBOARD_SECRET_KEY": "e2e",
-            "DASHBOARD_DATABASE_URL": e2e_database_url(),
-            "DASHBOARD_REDIS_URL": redis_url,
-            "DASHBOARD_REDIS_KEY_PREFIX": self.prefix,
-            "DASHBOARD_INPUT_PREFIX": self.input_prefix,
-            "DASHBOARD_WORKER_METRICS_PORT": "0",
-            "DASHBOARD_RECORDER_METRICS_PORT": "0",
-            "DASHBOARD_ORDER_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
-            "DASHBOARD_ACCOUNT_SERVICE_GRPC": f"127.0.0.1:{free_port()}",
-            "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://127.0.0.1:{free_port()}",
-        }
+        self.env = isolated_env(
+            prefix=self.prefix,
+            redis_url=redis_url,
+            DASHBOARD_DATABASE_URL=e2e_database_url(),
+        )
 
     def start(self, command: str, name: str, **env: str) -> ManagedProcess:
         """Start `manage.py command` with the stack's environment (plus `env`)."""

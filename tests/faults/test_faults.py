@@ -24,7 +24,7 @@ from psycopg import sql
 
 from aggregation.core.changes import apply_changes
 from tests.e2e.stack import Stack, connect, decode, wait_quiet
-from tests.processes import free_port, wait_until
+from tests.processes import free_port, scratch_database, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.faults]
 
@@ -139,31 +139,26 @@ def topology(private_redis: PrivateRedis, tmp_path: Path) -> Iterator[Stack]:
     db = settings.DATABASES["default"]
     server = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}"
     name = f"faults_{int(time.time() * 1000)}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    stack = Stack(redis_url=private_redis.url, log_dir=tmp_path)
-    stack.env["DASHBOARD_DATABASE_URL"] = f"{server}/{name}"
-    stack.env["DASHBOARD_SIMULATOR_TICKS_PER_S"] = "100"
-    stack.env["DASHBOARD_HISTORY_CLAIM_IDLE_S"] = "2"
-    try:
-        migrate = stack.start("migrate", "migrate")
-        assert migrate.process.wait(timeout=120) == 0, migrate.output()
-        migrate.terminate()  # exited already; closes its log
-        stack.processes.remove(migrate)
-        stack.start_worker("worker-1")
-        stack.start_worker("worker-2")
-        stack.start_web("web-1")
-        stack.start_web("web-2")
-        stack.start("run_recorder", "recorder")
-        stack.start_simulator()
-        wait_until(lambda: stack.seq() > 0, timeout=30, what="the simulator's ticks")
-        yield stack
-    finally:
-        stack.stop()
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with scratch_database(server, name) as database_url:
+        stack = Stack(redis_url=private_redis.url, log_dir=tmp_path)
+        stack.env["DASHBOARD_DATABASE_URL"] = database_url
+        stack.env["DASHBOARD_SIMULATOR_TICKS_PER_S"] = "100"
+        stack.env["DASHBOARD_HISTORY_CLAIM_IDLE_S"] = "2"
+        try:
+            migrate = stack.start("migrate", "migrate")
+            assert migrate.process.wait(timeout=120) == 0, migrate.output()
+            migrate.terminate()  # exited already; closes its log
+            stack.processes.remove(migrate)
+            stack.start_worker("worker-1")
+            stack.start_worker("worker-2")
+            stack.start_web("web-1")
+            stack.start_web("web-2")
+            stack.start("run_recorder", "recorder")
+            stack.start_simulator()
+            wait_until(lambda: stack.seq() > 0, timeout=30, what="the simulator's ticks")
+            yield stack
+        finally:
+            stack.stop()
 
 
 def urls(stack: Stack) -> list[str]:

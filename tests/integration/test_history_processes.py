@@ -25,7 +25,7 @@ from psycopg import sql
 from aggregation.history_log import HistoryLog
 from aggregation.keys import RedisNames
 from history.stream_group import GROUP
-from tests.processes import ManagedProcess, wait_until
+from tests.processes import ManagedProcess, scratch_database, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -204,24 +204,19 @@ def outage_db(tmp_path: Path) -> Iterator[str]:
     name = f"history_outage_{uuid.uuid4().hex[:8]}"
     db = connection.settings_dict
     server = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = f"{server}/{name}"
-    try:
-        migrate = ManagedProcess(
-            ["migrate", "history", "--no-input"],
-            env={"DASHBOARD_SECRET_KEY": "test", "DASHBOARD_DATABASE_URL": dsn},
-            log_path=tmp_path / "migrate.log",
-        )
-        assert migrate.process.wait(timeout=60) == 0, migrate.output()
-        migrate.terminate()
-        yield dsn
-    finally:
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            allow_connections(admin, name, allowed=True)
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with scratch_database(server, name) as dsn:
+        try:
+            migrate = ManagedProcess(
+                ["migrate", "history", "--no-input"],
+                env={"DASHBOARD_SECRET_KEY": "test", "DASHBOARD_DATABASE_URL": dsn},
+                log_path=tmp_path / "migrate.log",
             )
+            assert migrate.process.wait(timeout=60) == 0, migrate.output()
+            migrate.terminate()
+            yield dsn
+        finally:  # a test may have left connections refused; the drop needs them allowed
+            with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+                allow_connections(admin, name, allowed=True)
 
 
 def allow_connections(admin: psycopg.Connection[Any], name: str, *, allowed: bool) -> None:

@@ -9,24 +9,15 @@ import orjson
 import pytest
 import redis
 
-from tests.processes import ManagedProcess, free_port, wait_until
+from tests.processes import ManagedProcess, isolated_env, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
 def worker_env(key_prefix: str, redis_url: str) -> dict[str, str]:
-    closed = f"127.0.0.1:{free_port()}"  # backends nowhere: the worker must not care
-    return {
-        "DASHBOARD_SECRET_KEY": "test",
-        "DASHBOARD_REDIS_URL": redis_url,
-        "DASHBOARD_REDIS_KEY_PREFIX": key_prefix.rstrip(":"),
-        "DASHBOARD_INPUT_PREFIX": key_prefix,
-        "DASHBOARD_WORKER_METRICS_PORT": "0",
-        "DASHBOARD_ORDER_SERVICE_GRPC": closed,
-        "DASHBOARD_ACCOUNT_SERVICE_GRPC": closed,
-        "DASHBOARD_STRATEGY_SERVICE_HTTP": f"http://{closed}",
-    }
+    # backends nowhere: the worker must not care
+    return isolated_env(prefix=key_prefix.rstrip(":"), redis_url=redis_url)
 
 
 def _leader(client: redis.Redis, prefix: str) -> bytes | None:
