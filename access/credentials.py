@@ -12,18 +12,18 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal, TypeVar, cast
 
 from cachetools import TTLCache
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from access.models import KEY_PREFIX, AllowedOrigin, ApiToken, hash_key
+from access.models import AllowedOrigin, ApiToken, hash_key, looks_like_key
 from access.services import token_authenticate
 
 _LAST_USED_EVERY = timedelta(minutes=1)  # last_used_at is for admins, not an audit log
-_MAX_KEY_LENGTH = 128  # issued keys are 47 characters; longer input is refused unhashed
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,56 +73,53 @@ class _Cache:
 
 CACHE = _Cache()
 _LOCK = threading.Lock()
+_MISS = object()
+
+
+def _peek(cache: TTLCache[str, Any], key: str) -> Any:
+    """The cached value, or `_MISS`."""
+    with _LOCK:
+        return cache.get(key, _MISS)
+
+
+def _store(cache: TTLCache[str, T], key: str, value: T) -> T:
+    with _LOCK:
+        cache[key] = value
+    return value
 
 
 def token_credential(raw_key: str) -> Credential | None:
     """The credential of an active token with this raw key, or None (cached). Sync."""
-    if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > _MAX_KEY_LENGTH:
+    if not looks_like_key(raw_key):
         return None
-    digest = hash_key(raw_key)
-    cache = CACHE.tokens()
-    with _LOCK:
-        if digest in cache:
-            return cache[digest]
-    found = _load_token(raw_key)
-    with _LOCK:
-        cache[digest] = found
-    return found
+    cache, digest = CACHE.tokens(), hash_key(raw_key)
+    found = _peek(cache, digest)
+    return _store(cache, digest, _load_token(raw_key)) if found is _MISS else found
 
 
 async def atoken_credential(raw_key: str) -> Credential | None:
-    """`token_credential` from async code: the cache first, the database in a thread."""
-    if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > _MAX_KEY_LENGTH:
+    """`token_credential` from async code: the cache here, a miss in a database thread."""
+    if not looks_like_key(raw_key):
         return None
-    cache = CACHE.tokens()
-    digest = hash_key(raw_key)
-    with _LOCK:
-        if digest in cache:
-            return cache[digest]
-    result: Credential | None = await database_sync_to_async(token_credential)(raw_key)
-    return result
+    found = _peek(CACHE.tokens(), hash_key(raw_key))
+    if found is _MISS:
+        found = await database_sync_to_async(token_credential)(raw_key)
+    return cast(Credential | None, found)
 
 
 def allowed_origins() -> frozenset[str]:
     """The enabled AllowedOrigin entries (cached). Sync."""
     cache = CACHE.origins()
-    with _LOCK:
-        if "all" in cache:
-            return cache["all"]
-    found = enabled_origins()
-    with _LOCK:
-        cache["all"] = found
-    return found
+    found = _peek(cache, "all")
+    return _store(cache, "all", enabled_origins()) if found is _MISS else found
 
 
 async def aallowed_origins() -> frozenset[str]:
-    """`allowed_origins` from async code."""
-    cache = CACHE.origins()
-    with _LOCK:
-        if "all" in cache:
-            return cache["all"]
-    result: frozenset[str] = await database_sync_to_async(allowed_origins)()
-    return result
+    """`allowed_origins` from async code: the cache here, a miss in a database thread."""
+    found = _peek(CACHE.origins(), "all")
+    if found is _MISS:
+        found = await database_sync_to_async(allowed_origins)()
+    return cast(frozenset[str], found)
 
 
 def enabled_origins() -> frozenset[str]:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
@@ -127,17 +127,21 @@ def process_limits(config: Settings) -> AccessLimits:
         return found[1]
 
 
-async def admit(scope: dict[str, Any], limits: AccessLimits) -> Admission | Refusal:
-    """Decide whether a WebSocket handshake may proceed (contract section 4, close codes)."""
+async def admit(
+    scope: dict[str, Any], query: Mapping[str, list[str]], limits: AccessLimits
+) -> Admission | Refusal:
+    """Decide whether a WebSocket handshake (`query`: its parsed query string) may proceed."""
     try:
-        return await _admit(scope, limits)
+        return await _admit(scope, query, limits)
     except DatabaseError:
         # PostgreSQL away: no one new is admitted (open sockets keep their updates); the client
         # retries with its backoff. Not 4401: its credential may well be good.
         return Refusal(CLOSE_TRY_AGAIN, "credentials cannot be checked now; retry shortly")
 
 
-async def _admit(scope: dict[str, Any], limits: AccessLimits) -> Admission | Refusal:
+async def _admit(
+    scope: dict[str, Any], query: Mapping[str, list[str]], limits: AccessLimits
+) -> Admission | Refusal:
     address = client_address(scope)
     if limits.auth_blocked(address):
         return Refusal(CLOSE_TOO_MANY, "too many failed authentications; try again later")
@@ -153,7 +157,8 @@ async def _admit(scope: dict[str, Any], limits: AccessLimits) -> Admission | Ref
             listed_origin = None
         if listed_origin is None or listed_origin not in await aallowed_origins():
             return Refusal(CLOSE_FORBIDDEN, "origin not allowed")
-    raw_key = bearer_key(headers.get("authorization")) or _query_token(scope)
+    tokens = query.get("token")
+    raw_key = bearer_key(headers.get("authorization")) or (tokens[-1] if tokens else None)
     if raw_key:
         credential = await atoken_credential(raw_key)
         if credential is None:
@@ -230,10 +235,13 @@ def _outside(subscription: Mapping[str, object], allowed: frozenset[str] | None)
     return allowed is not None and any(name not in allowed for name in subscription)
 
 
-def forbidden_channels(credential: Credential, channels: Iterable[str]) -> list[str]:
-    """The channels (names, narrowed or not) that `credential` may not take."""
+def channel_refusal(credential: Credential, channels: Iterable[str]) -> Refusal | None:
+    """4403 if `credential` may not take one of `channels` (names, narrowed or not)."""
     names = {channel.split(":", 1)[0] for channel in channels}
-    return sorted(name for name in names if not credential.allows_channel(name))
+    forbidden = sorted(name for name in names if not credential.allows_channel(name))
+    if not forbidden:
+        return None
+    return Refusal(CLOSE_FORBIDDEN, f"channel not permitted: {', '.join(forbidden)}")
 
 
 def client_address(scope: dict[str, Any]) -> str:
@@ -256,12 +264,6 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
         name.decode("latin-1").lower(): value.decode("latin-1")
         for name, value in scope.get("headers", ())
     }
-
-
-def _query_token(scope: dict[str, Any]) -> str | None:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    values = query.get("token")
-    return values[-1] if values else None
 
 
 def _token_key(credential: Credential) -> str | None:

@@ -14,6 +14,14 @@ KEY_PREFIX = "dsk_"  # raw keys look like dsk_<43 url-safe characters>; greppabl
 VISIBLE_PREFIX_LENGTH = 12  # what admin shows to tell tokens apart: "dsk_" + 8 characters
 
 
+MAX_KEY_LENGTH = 128  # issued keys are 47 characters; longer input is refused before hashing
+
+
+def looks_like_key(raw_key: str) -> bool:
+    """Whether `raw_key` could be an issued key at all (cheap; no hashing, no lookup)."""
+    return raw_key.startswith(KEY_PREFIX) and len(raw_key) <= MAX_KEY_LENGTH
+
+
 def hash_key(raw_key: str) -> str:
     """The stored form of a raw key: SHA-256, hex (keys are random, so no salt is needed)."""
     return hashlib.sha256(raw_key.encode()).hexdigest()

@@ -11,7 +11,14 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from access.models import KEY_PREFIX, VISIBLE_PREFIX_LENGTH, AllowedOrigin, ApiToken, hash_key
+from access.models import (
+    KEY_PREFIX,
+    VISIBLE_PREFIX_LENGTH,
+    AllowedOrigin,
+    ApiToken,
+    hash_key,
+    looks_like_key,
+)
 
 
 def token_issue(
@@ -57,7 +64,7 @@ def token_revoke(*, name: str) -> ApiToken:
 
 def token_authenticate(raw_key: str) -> ApiToken | None:
     """The active token whose key this is, or None. Never logs the key."""
-    if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 128:
+    if not looks_like_key(raw_key):
         return None
     digest = hash_key(raw_key)
     token = ApiToken.objects.filter(key_hash=digest).first()

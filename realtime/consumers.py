@@ -6,7 +6,6 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -82,7 +81,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             return
         config = settings.CONFIG
         self.limits = gate.process_limits(config)
-        refusal = await self._admit("channels" in query)
+        refusal = await self._admit(query)
         if refusal is not None:
             await self._refuse_connection(refusal)
             return
@@ -143,12 +142,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self._send_snapshot()
         else:
             assert message.channels is not None
-            forbidden = self._forbidden(message.channels) if message.type == "subscribe" else []
-            if forbidden:
-                await self._close_refused(
-                    Refusal(gate.CLOSE_FORBIDDEN, f"channel not permitted: {', '.join(forbidden)}")
-                )
-                return
+            if message.type == "subscribe":
+                assert self.admission is not None
+                refusal = gate.channel_refusal(self.admission.credential, message.channels)
+                if refusal is not None:
+                    await self._close_refused(refusal)
+                    return
             change = protocol.subscribe if message.type == "subscribe" else protocol.unsubscribe
             old, self.subscription = self.subscription, change(self.subscription, message.channels)
             metrics.resubscribed(old, self.subscription)
@@ -220,18 +219,16 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
     # --- internals -------------------------------------------------------------------------
 
-    async def _admit(self, asked_for_channels: bool) -> Refusal | None:
+    async def _admit(self, query: dict[str, list[str]]) -> Refusal | None:
         """Access control (access.gate): credentials, origin, limits, channel scope."""
-        decision = await gate.admit(self.scope, self.limits)
+        decision = await gate.admit(self.scope, query, self.limits)
         if isinstance(decision, Refusal):
             return decision
         credential = decision.credential
-        if asked_for_channels:
-            forbidden = gate.forbidden_channels(credential, self.subscription.keys())
-            if forbidden:
-                return Refusal(
-                    gate.CLOSE_FORBIDDEN, f"channel not permitted: {', '.join(forbidden)}"
-                )
+        if "channels" in query:
+            refusal = gate.channel_refusal(credential, self.subscription.keys())
+            if refusal is not None:
+                return refusal
         else:  # the default "every channel" means every channel this credential may take
             self.subscription = {
                 name: symbols
@@ -242,10 +239,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         if refusal is None:
             self.admission = decision
         return refusal
-
-    def _forbidden(self, channels: Iterable[str]) -> list[str]:
-        assert self.admission is not None
-        return gate.forbidden_channels(self.admission.credential, channels)
 
     async def _within_rate(self) -> bool:
         """The per-connection token bucket; sustained abuse closes the socket with 4429."""

@@ -407,3 +407,12 @@ def test_keys_never_reach_the_web_process_log(guarded: Stack) -> None:
     assert "WebSocket /ws?" in output  # the handshakes were logged ...
     assert guarded.token not in output  # ... without their keys
     assert "token=[redacted]" in output
+
+
+async def test_a_token_that_cannot_be_checked_closes_1013_not_4401(fresh_stack: Stack) -> None:
+    # given a web process whose database does not answer (it names a database that is not there)
+    db = fresh_stack.env["DASHBOARD_DATABASE_URL"]
+    port = fresh_stack.start_web(DASHBOARD_DATABASE_URL=db.rsplit("/", 1)[0] + "/no_such_db")
+    # when a client presents a token, then it is told to try again later, not that it is refused
+    url = fresh_stack.ws_url(port, auth=False, token="dsk_" + "k" * 43)
+    assert await close_code(url, next(_addresses)) == 1013
