@@ -27,13 +27,13 @@ Send = Callable[[AsgiMessage], Awaitable[None]]
 
 @dataclass
 class WriteTotals:
-    """Every writer's frames and bytes written and frames dropped, process-wide.
+    """Every writer's bytes written and frames dropped, process-wide (frames written are the
+    messages_sent metric, counted once per broadcast rather than per socket).
 
     Plain integers, not Prometheus counters: they grow per client per frame, where a counter
     step (a lock) would cost several times more; the stats line (`realtime.stats`) reads them.
     """
 
-    frames: int = 0
     bytes: int = 0
     dropped: int = 0
 
@@ -89,7 +89,6 @@ class SocketWriter:
             yielded = coroutine.send(None)
         except StopIteration:  # inline, not a method call: this runs per client per frame
             self.sent += 1
-            TOTALS.frames += 1
             TOTALS.bytes += _size(message)
             return
         except Exception:  # the connection is gone; the consumer's disconnect handles it
@@ -102,7 +101,6 @@ class SocketWriter:
     def _count(self, message: AsgiMessage) -> None:
         """Called when a frame was written."""
         self.sent += 1
-        TOTALS.frames += 1
         TOTALS.bytes += _size(message)
 
     async def _finish(
