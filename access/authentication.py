@@ -11,11 +11,13 @@ from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication  # type: ignore[import-untyped]
 from rest_framework.exceptions import (  # type: ignore[import-untyped]
     AuthenticationFailed,
+    PermissionDenied,
     Throttled,
 )
 from rest_framework.permissions import BasePermission  # type: ignore[import-untyped]
 
 from access.credentials import Credential, bearer_key, token_credential
+from access.scopes import Scope
 
 
 class TokenUser:
@@ -89,3 +91,32 @@ class HasHistoryScope(BasePermission):  # type: ignore[misc]  # DRF is untyped
             return False
         credential = request.auth
         return not isinstance(credential, Credential) or credential.history
+
+
+def require_channel(request: Any, channel: str, symbol: str | None) -> None:
+    """403 unless the request's token may read `channel` (for `symbol`; None: every symbol).
+
+    A logged-in user reads every channel; a token only its scope, so a token narrowed to
+    `market_data:BTCUSDT` must name that symbol.
+    """
+    credential = request.auth
+    if not isinstance(credential, Credential):
+        return
+    if not credential.allows(channel, None if symbol is None else frozenset((symbol,))):
+        raise PermissionDenied(_refusal_message(credential.channels, channel, symbol))
+
+
+def request_scope(request: Any) -> Scope:
+    """The channel scope of a DRF request: a token's, or everything for a session."""
+    credential = request.auth
+    return credential.channels if isinstance(credential, Credential) else None
+
+
+def _refusal_message(scope: Scope, channel: str, symbol: str | None) -> str:
+    allowed = None if scope is None else scope.get(channel, frozenset())
+    if not allowed:
+        return f"this token may not read {channel}"
+    shown = ", ".join(sorted(allowed))
+    if symbol is None:
+        return f"this token may read {channel} only for {shown}; name one with symbol="
+    return f"this token may read {channel} only for {shown}"

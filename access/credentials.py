@@ -19,8 +19,11 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from access import scopes
 from access.models import AllowedOrigin, ApiToken, hash_key, looks_like_key
+from access.scopes import Scope
 from access.services import token_authenticate
+from realtime.protocol import Subscription
 
 _LAST_USED_EVERY = timedelta(minutes=1)  # last_used_at is for admins, not an audit log
 T = TypeVar("T")
@@ -33,14 +36,22 @@ class Credential:
     kind: Literal["token", "session"]
     name: str
     token_id: int | None = None
-    channels: frozenset[str] | None = None  # None: every channel
+    channels: Scope = None  # channel -> symbols it may take (None: all); None: every channel
     history: bool = True
     staff: bool = False
     session_key: str | None = None  # the login session a browser came with (re-checked)
 
-    def allows_channel(self, channel: str) -> bool:
-        """Whether this credential may take `channel` (a channel name, not narrowed)."""
-        return self.channels is None or channel in self.channels
+    def allows(self, channel: str, symbols: frozenset[str] | None = None) -> bool:
+        """Whether this credential may take `channel` narrowed to `symbols` (None: all)."""
+        return scopes.covers(self.channels, channel, symbols)
+
+    def narrow(self, subscription: Subscription) -> Subscription:
+        """What of `subscription` this credential may take."""
+        return scopes.narrow(self.channels, subscription)
+
+    def uncovered(self, subscription: Subscription) -> list[str]:
+        """The channels of `subscription` this credential may not take (sorted)."""
+        return scopes.uncovered(self.channels, subscription)
 
 
 class _Cache:
@@ -153,21 +164,19 @@ def live_session_keys(keys: Iterable[str]) -> set[str]:
     return {key for key, user_id in owners.items() if user_id in active}
 
 
-def active_token_channels(ids: Iterable[int]) -> dict[int, frozenset[str] | None]:
-    """The channels of those of these tokens still active (None: every channel), uncached.
+def active_token_channels(ids: Iterable[int]) -> dict[int, Scope]:
+    """The scopes of those of these tokens still usable (None: every channel), uncached.
 
-    For the open-socket re-check: a token missing from the answer was revoked or expired; one
-    whose channels shrank may no longer cover what its sockets take.
+    For the open-socket re-check: a token missing from the answer was revoked, expired or
+    its owner deactivated; one whose channels shrank may no longer cover what its sockets take.
     """
     wanted = set(ids)
     if not wanted:
         return {}
     rows = (
-        ApiToken.objects.filter(id__in=wanted, revoked_at__isnull=True)
-        .exclude(expires_at__lte=timezone.now())
-        .values_list("id", "channels")
+        ApiToken.objects.usable(timezone.now()).filter(id__in=wanted).values_list("id", "channels")
     )
-    return {pk: frozenset(channels) if channels else None for pk, channels in rows}
+    return {pk: scopes.parse_scope(channels) for pk, channels in rows}
 
 
 def bearer_key(header: str | None) -> str | None:
@@ -191,7 +200,7 @@ def _load_token(raw_key: str) -> Credential | None:
         kind="token",
         name=token.name,
         token_id=token.pk,
-        channels=frozenset(token.channels) if token.channels else None,
+        channels=scopes.parse_scope(token.channels),
         history=token.can_read_history,
         staff=token.is_staff_token,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 
-from access import metrics
+from access import metrics, scopes
 from access.credentials import (
     Credential,
     aallowed_origins,
@@ -30,6 +30,7 @@ from access.credentials import (
 from access.ratelimit import ConnectionCounts, KeyedBuckets, KeyedWindows
 from access.services import normalize_origin
 from dashboard_project.config import Settings
+from realtime.protocol import Subscription
 
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_FORBIDDEN: Final = 4403
@@ -184,8 +185,8 @@ class Guarded(Protocol):
     admission: Admission | None
 
     @property
-    def subscription(self) -> Mapping[str, object]:
-        """The channels it takes (names as keys)."""
+    def subscription(self) -> Subscription:
+        """The channels it takes, with the symbols of narrowed ones."""
 
 
 GuardedT = TypeVar("GuardedT", bound=Guarded)
@@ -221,7 +222,7 @@ async def recheck(members: Sequence[GuardedT]) -> list[tuple[GuardedT, int]]:
         scope_shrank = (
             token_id is not None
             and not token_gone
-            and _outside(member.subscription, active[token_id])
+            and bool(scopes.uncovered(active[token_id], member.subscription))
         )
         origin_gone = admission.listed_origin is not None and admission.listed_origin not in enabled
         if token_gone or session_gone:
@@ -231,14 +232,9 @@ async def recheck(members: Sequence[GuardedT]) -> list[tuple[GuardedT, int]]:
     return closing
 
 
-def _outside(subscription: Mapping[str, object], allowed: frozenset[str] | None) -> bool:
-    return allowed is not None and any(name not in allowed for name in subscription)
-
-
-def channel_refusal(credential: Credential, channels: Iterable[str]) -> Refusal | None:
-    """4403 if `credential` may not take one of `channels` (names, narrowed or not)."""
-    names = {channel.split(":", 1)[0] for channel in channels}
-    forbidden = sorted(name for name in names if not credential.allows_channel(name))
+def channel_refusal(credential: Credential, subscription: Subscription) -> Refusal | None:
+    """4403 if `credential` may not take all of `subscription` (its channels and symbols)."""
+    forbidden = credential.uncovered(subscription)
     if not forbidden:
         return None
     return Refusal(CLOSE_FORBIDDEN, f"channel not permitted: {', '.join(forbidden)}")

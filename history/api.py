@@ -15,7 +15,7 @@ from rest_framework.request import Request  # type: ignore[import-untyped]
 from rest_framework.response import Response  # type: ignore[import-untyped]
 from rest_framework.views import APIView  # type: ignore[import-untyped]
 
-from access.authentication import HasHistoryScope
+from access.authentication import HasHistoryScope, require_channel
 from history.params import (
     INTERVALS,
     LIMIT_DEFAULT,
@@ -92,7 +92,11 @@ class HistoryView(APIView):  # type: ignore[misc]  # APIView is Any without DRF 
         responses={
             200: OutputSerializer,
             400: OpenApiResponse(ErrorSerializer, description="A bad query parameter."),
-            403: OpenApiResponse(description="Not authenticated."),
+            401: OpenApiResponse(description="No credentials, or a bad token."),
+            403: OpenApiResponse(
+                description="The token has no history scope, or the type (or, for a token "
+                "narrowed to symbols, the symbol) is outside its channels."
+            ),
             503: OpenApiResponse(description="The history database is unreachable."),
         },
         examples=[
@@ -156,6 +160,7 @@ class HistoryView(APIView):  # type: ignore[misc]  # APIView is Any without DRF 
             query = parse_history_query(dict(request.query_params.lists()))
         except InvalidParameter as exc:
             return Response(exc.body(), status=400)
+        require_channel(request, query.type, query.symbol)
         page: Page
         try:
             if query.step is not None and query.symbol is not None:

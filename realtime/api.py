@@ -13,7 +13,8 @@ from rest_framework.request import Request  # type: ignore[import-untyped]
 from rest_framework.response import Response  # type: ignore[import-untyped]
 from rest_framework.views import APIView  # type: ignore[import-untyped]
 
-from access.credentials import Credential
+from access.authentication import request_scope
+from realtime.protocol import filter_snapshot
 from realtime.selectors import client_list, state_dump, state_snapshot
 
 
@@ -24,10 +25,9 @@ class StateView(APIView):  # type: ignore[misc]  # APIView is Any without DRF st
     def get(self, request: Request) -> Response:
         """Called for GET: the shared snapshot's data."""
         data, _seq = async_to_sync(state_snapshot)(config=settings.CONFIG)
-        if isinstance(request.auth, Credential):  # a token sees the channels it may take
-            data = {
-                name: value for name, value in data.items() if request.auth.allows_channel(name)
-            }
+        scope = request_scope(request)
+        if scope is not None:  # a token sees the channels (and symbols) it may take
+            data = filter_snapshot(data, scope)
         return Response(data)
 
 
@@ -39,7 +39,9 @@ class DebugView(APIView):  # type: ignore[misc]  # APIView is Any without DRF st
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Full state dump")
     def get(self, request: Request) -> Response:
         """Called for GET: the state, its seq, the time and per-channel counts."""
-        return Response(async_to_sync(state_dump)(config=settings.CONFIG))
+        return Response(
+            async_to_sync(state_dump)(config=settings.CONFIG, scope=request_scope(request))
+        )
 
 
 class ClientsView(APIView):  # type: ignore[misc]  # APIView is Any without DRF stubs

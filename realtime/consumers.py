@@ -226,15 +226,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             return decision
         credential = decision.credential
         if "channels" in query:
-            refusal = gate.channel_refusal(credential, self.subscription.keys())
+            refusal = gate.channel_refusal(credential, self.subscription)
             if refusal is not None:
                 return refusal
         else:  # the default "every channel" means every channel this credential may take
-            self.subscription = {
-                name: symbols
-                for name, symbols in self.subscription.items()
-                if credential.allows_channel(name)
-            }
+            self.subscription = credential.narrow(self.subscription)
         refusal = self.limits.open(decision)
         if refusal is None:
             self.admission = decision

@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 import msgpack
@@ -33,7 +32,7 @@ from dashboard_project.config import Settings
 from realtime import metrics
 from realtime.mirror import ProcessMirror
 from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
-from realtime.protocol import Format
+from realtime.protocol import Format, Subscription
 from realtime.stats import WebStats
 from realtime.watchdog import DeafnessCheck
 
@@ -57,8 +56,8 @@ class Member(Protocol):
     admission: Admission | None
 
     @property
-    def subscription(self) -> Mapping[str, object]:
-        """The channels it takes (names as keys)."""
+    def subscription(self) -> Subscription:
+        """The channels it takes, with the symbols of narrowed ones."""
 
     def deliver(self, event: StateUpdate, changes: dict[str, Any]) -> bool:
         """Called for every update of the member's cadence; must not block.

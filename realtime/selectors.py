@@ -11,6 +11,7 @@ from aggregation.keys import RedisNames
 from aggregation.shared_snapshot import SharedSnapshot
 from dashboard_project.config import Settings
 from realtime.presence import list_clients
+from realtime.protocol import Subscription, filter_snapshot
 
 
 class StateDump(TypedDict):
@@ -38,9 +39,12 @@ async def state_snapshot(*, config: Settings) -> tuple[dict[str, Any], int]:
         await client.aclose()
 
 
-async def state_dump(*, config: Settings) -> StateDump:
-    """The whole shared snapshot with a timestamp, its seq and the entity count per channel."""
+async def state_dump(*, config: Settings, scope: Subscription | None = None) -> StateDump:
+    """The shared snapshot (what `scope` takes; None: all) with a timestamp, its seq and the
+    entity count per channel."""
     data, seq = await state_snapshot(config=config)
+    if scope is not None:
+        data = filter_snapshot(data, scope)
     # The account is one object (one entity, or none yet); the others count their entries.
     counts = {
         channel: (1 if value else 0) if channel == "account" else len(value)
