@@ -1,7 +1,8 @@
 """Admission of WebSocket connections, the per-process limits, and the re-check of open sockets.
 
 The order of the checks matters: the cheap per-address limits come first, so that a flood is
-refused before it costs a database lookup; a failed token counts against its address.
+refused before it costs a database lookup (of a token or of a session: the ASGI stack only
+parses the session cookie); a failed token counts against its address.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from channels.auth import get_user
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
+from django.http.request import split_domain_port, validate_host
 
 from access import metrics, scopes
 from access.credentials import (
@@ -148,10 +152,13 @@ async def _admit(
         return Refusal(CLOSE_TOO_MANY, "too many failed authentications; try again later")
     if not limits.connect_allowed(address):
         return Refusal(CLOSE_TOO_MANY, "too many connection attempts; slow down")
+    hosts = [value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"host"]
+    if len(hosts) != 1 or not host_allowed(hosts[0]):
+        return Refusal(CLOSE_FORBIDDEN, "host not allowed")
     headers = _headers(scope)
     listed_origin: str | None = None
     origin = headers.get("origin")
-    if origin is not None and not same_host(origin, headers.get("host", "")):
+    if origin is not None and not same_host(origin, hosts[0]):
         try:
             listed_origin = normalize_origin(origin)
         except ValidationError:
@@ -166,16 +173,19 @@ async def _admit(
             limits.auth_failed(address, "ws")
             return Refusal(CLOSE_UNAUTHORIZED, "invalid, expired or revoked token")
         return Admission(credential, address, listed_origin)
-    user = scope.get("user")
-    if user is not None and user.is_authenticated and user.is_active:
-        session = scope.get("session")
-        credential = Credential(
-            kind="session",
-            name=user.get_username(),
-            staff=user.is_staff,
-            session_key=getattr(session, "session_key", None),
-        )
-        return Admission(credential, address, listed_origin)
+    # The session is looked up only now, after the per-address limits: the ASGI stack gives the
+    # scope a lazy session (channels' SessionMiddlewareStack), not a user it resolved already.
+    session = scope.get("session")
+    if session is not None and session.session_key is not None:
+        user = await get_user(scope)
+        if user.is_authenticated and user.is_active:
+            credential = Credential(
+                kind="session",
+                name=user.get_username(),
+                staff=user.is_staff,
+                session_key=session.session_key,
+            )
+            return Admission(credential, address, listed_origin)
     return Refusal(CLOSE_UNAUTHORIZED, "a token (Authorization: Bearer or token=) or a login")
 
 
@@ -244,6 +254,20 @@ def client_address(scope: dict[str, Any]) -> str:
     """The client's address (the proxy's X-Forwarded-For when the server trusts it)."""
     client = scope.get("client") or ("unknown", 0)
     return str(client[0])
+
+
+def host_allowed(host: str) -> bool:
+    """Whether a handshake's Host is one of ALLOWED_HOSTS, as Django checks an HTTP request's.
+
+    Django validates the Host of HTTP requests only; without this, a page on a rebinding
+    domain (evil.example resolving to this server) would pass the origin check as "its own
+    host".
+    """
+    domain, _port = split_domain_port(host)
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:  # Django's own default under DEBUG
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return bool(domain) and validate_host(domain, allowed)
 
 
 def same_host(origin: str, host: str) -> bool:

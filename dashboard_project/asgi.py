@@ -9,16 +9,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard_project.settings")
 # Django must be set up before anything imports models (channels routing, consumers).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # The session (a logged-in browser) is one way to authenticate; access.gate checks it,
-        # the origin and tokens in the consumer, where the close codes can be sent.
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        # The session (a logged-in browser) is one way to authenticate. The stack only parses
+        # the cookie into a lazy session; access.gate looks it up (and checks the origin and
+        # tokens) in the consumer, after the per-address limits and where the close codes can
+        # be sent. Not channels' AuthMiddlewareStack: it queries the session table for every
+        # handshake carrying a sessionid cookie before any limit could refuse it.
+        "websocket": SessionMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

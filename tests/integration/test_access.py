@@ -57,7 +57,7 @@ def test_revoked_and_expired_tokens_are_refused() -> None:
 
 
 def test_unknown_channels_and_bad_expiry_are_refused() -> None:
-    with pytest.raises(ValidationError, match="unknown channel .candles."):
+    with pytest.raises(ValidationError, match="unknown channel 'candles'"):
         token_issue(name="x", channels=["orders", "candles"])
     with pytest.raises(ValidationError):
         token_issue(name="y", expires_days=0)
