@@ -8,6 +8,7 @@ stops start-up with one line naming the key and where it came from, and exit cod
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +27,11 @@ from pydantic_settings import (
 ENV_PREFIX = "DASHBOARD_"
 CONFIG_PATH_ENV = "DASHBOARD_CONFIG"
 CONFIG_EXIT_CODE = 2
+# Settings whose value is never shown in an error, whatever is wrong with it.
+SECRET_SETTINGS = frozenset({"secret_key"})
+# The user-info part of any URL in an error line (scheme://user:password@host): everything up
+# to the last '@' before a space or quote, so that a password holding '@', ':' or '/' goes too.
+_URL_USERINFO_RE = re.compile(r"://[^\s'\"]*@")
 
 # Only used when DASHBOARD_DEBUG is on; any other run must set DASHBOARD_SECRET_KEY.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
@@ -262,9 +268,15 @@ def load_settings() -> Settings:
         return Settings()
     except SettingsError as exc:
         # Raised for environment values that must be JSON (lists) and are not.
-        raise ConfigError(f"invalid configuration: {exc}") from exc
+        raise ConfigError(without_passwords(f"invalid configuration: {exc}")) from None
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, yaml_path)) from exc
+        # `from None`: the pydantic error holds the raw input (a traceback would show it).
+        raise ConfigError(without_passwords(_describe(exc, yaml_path))) from None
+
+
+def without_passwords(text: str) -> str:
+    """`text` with the user and password of every URL in it replaced by `***`."""
+    return _URL_USERINFO_RE.sub("://***@", text)
 
 
 def _describe(exc: ValidationError, yaml_path: str | None) -> str:
@@ -274,6 +286,8 @@ def _describe(exc: ValidationError, yaml_path: str | None) -> str:
         field = str(error["loc"][0])
         if error["type"] == "extra_forbidden":
             message = "unknown setting"
+        elif field in SECRET_SETTINGS:
+            pass  # the problem, never the value
         else:
             message = f"{message} (got {error.get('input')!r})"
     else:  # a check across fields reports "field: problem"
