@@ -24,6 +24,12 @@ from dashboard_project.config import Settings
 _REDIS_TIMEOUT_S: Final = 2.0
 
 
+# What a caller without detail sees of each check: its status and numbers, never an error
+# string (they name hosts, ports and users) or the worker's id (it names its host). A list of
+# what is shown, not of what is hidden, so that a field added later stays private by default.
+PUBLIC_FIELDS: Final = frozenset({"status", "latency_ms", "seq", "age_s", "depth"})
+
+
 class Readiness(TypedDict):
     """The `/health/ready` body."""
 
@@ -96,3 +102,18 @@ async def _check_worker(
         for name, up in sorted((beat.get("backends") or {}).items())
     }
     return worker, backends
+
+
+def without_detail(body: Readiness) -> Readiness:
+    """`body` as an anonymous caller sees it: each check's status, none of its detail."""
+    checks: dict[str, Any] = {}
+    for name, check in body["checks"].items():
+        if name == "backends":  # one entry per backend, each a check
+            checks[name] = {backend: _public(value) for backend, value in check.items()}
+        else:
+            checks[name] = _public(check)
+    return Readiness(status=body["status"], checks=checks)
+
+
+def _public(check: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in check.items() if key in PUBLIC_FIELDS}

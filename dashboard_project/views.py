@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
@@ -13,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from rest_framework.exceptions import APIException  # type: ignore[import-untyped]
 
 from access.authentication import request_credential
-from dashboard_project.readiness import readiness
+from dashboard_project.readiness import readiness, without_detail
 
 SERVICE_NAME = "dashboard-server"
 
@@ -26,9 +27,28 @@ def health(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 async def health_ready(request: HttpRequest) -> JsonResponse:
-    """Readiness: 200 when Redis, PostgreSQL and a live worker answer, else 503; lists each."""
+    """Readiness: 200 when Redis, PostgreSQL and a live worker answer, else 503; lists each.
+
+    Open to anyone (probes carry no credentials); the details of each check only for staff
+    (a session or a token) and loopback callers.
+    """
     body = await readiness(settings.CONFIG)
+    if not await _sees_detail(request):
+        body = without_detail(body)
     return JsonResponse(body, status=200 if body["status"] == "ready" else 503)
+
+
+async def _sees_detail(request: HttpRequest) -> bool:
+    if _is_loopback(request.META.get("REMOTE_ADDR")):
+        return True
+    user = await request.auser()
+    if user.is_active and user.is_staff:
+        return True
+    try:  # a bad token makes the caller anonymous here, not refused: it is a probe
+        credential = await sync_to_async(request_credential)(request)
+    except APIException:
+        return False
+    return credential is not None and credential.staff
 
 
 @require_GET
