@@ -7,7 +7,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,20 @@ class Stack:
         if keys:
             self.redis.delete(*keys)
         self.redis.close()
+
+
+@contextlib.contextmanager
+def running_stack(log_dir: Path, **web_env: str) -> Iterator[Stack]:
+    """A worker and one web process (`web_env` added to its environment), stopped after."""
+    from django.conf import settings
+
+    stack = Stack(redis_url=str(settings.CONFIG.redis_url), log_dir=log_dir)
+    try:
+        stack.start_worker()
+        stack.start_web(**web_env)
+        yield stack
+    finally:
+        stack.stop()
 
 
 @functools.cache

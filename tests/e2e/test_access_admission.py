@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.e2e.stack import Stack, connect, receive
+from tests.e2e.stack import Stack, connect, receive, running_stack
 from tests.e2e.test_access_ws import close_code, close_code_or_none, closed_within, headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -35,15 +35,8 @@ FLOOD = 20  # handshakes in each flood; each must be refused without a lookup
 @pytest.fixture(scope="module")
 def admission(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A worker and one web process with an exact connect budget."""
-    from django.conf import settings
-
-    stack = Stack(redis_url=str(settings.CONFIG.redis_url), log_dir=tmp_path_factory.mktemp("adm"))
-    try:
-        stack.start_worker()
-        stack.start_web(**LIMITS)
+    with running_stack(tmp_path_factory.mktemp("adm"), **LIMITS) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

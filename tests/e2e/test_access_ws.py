@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.stack import Stack, connect, receive
+from tests.e2e.stack import Stack, connect, receive, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,15 +33,8 @@ _addresses = (f"198.51.100.{n}" for n in itertools.count(1))
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A worker and one web process with small limits."""
-    from django.conf import settings
-
-    stack = Stack(redis_url=str(settings.CONFIG.redis_url), log_dir=tmp_path_factory.mktemp("acl"))
-    try:
-        stack.start_worker()
-        stack.start_web(**LIMITS)
+    with running_stack(tmp_path_factory.mktemp("acl"), **LIMITS) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

@@ -21,3 +21,16 @@ def deployment_prefix(settings: Any, redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def fresh_access_state() -> Iterator[None]:
+    """No cached token and origin lookups or per-address counts carried between tests."""
+    from access import gate
+    from access.credentials import CACHE
+
+    CACHE.clear()
+    gate._limits.clear()
+    yield
+    CACHE.clear()
+    gate._limits.clear()

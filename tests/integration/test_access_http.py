@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -12,25 +11,18 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from access import gate
 from access.credentials import CACHE
 from access.models import ApiToken
 from access.services import origin_allow, token_issue, token_revoke
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("fresh_access_state"),
+]
 
 ENDPOINTS = ["/api/v1/state", "/api/v1/history?type=market_data", "/api/v1/clients", "/debug"]
 OUTSIDE = "203.0.113.10"  # a documentation address: not loopback
-
-
-@pytest.fixture(autouse=True)
-def fresh_access_state() -> Iterator[None]:
-    """No cached lookups or per-address counts carried between tests."""
-    CACHE.clear()
-    gate._limits.clear()
-    yield
-    CACHE.clear()
-    gate._limits.clear()
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from typing import Any
@@ -16,7 +15,6 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from access import gate
 from access.credentials import CACHE
 from access.models import ApiToken
 from access.services import token_issue
@@ -26,47 +24,30 @@ from aggregation.keys import RedisNames
 from aggregation.leader import LeaderLease
 from aggregation.shared_snapshot import SharedSnapshot
 from history.models import AccountSnapshot, MarketTick, OrderEvent
+from tests.integration.test_access_http import bearer, issue
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("fresh_access_state"),
+]
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 _ids = itertools.count(1)
 
 
-@pytest.fixture(autouse=True)
-def fresh_access_state() -> Iterator[None]:
-    """No cached lookups or per-address counts carried between tests."""
-    CACHE.clear()
-    gate._limits.clear()
-    yield
-    CACHE.clear()
-    gate._limits.clear()
-
-
-def bearer(key: str) -> dict[str, str]:
-    """Client keyword arguments for `Authorization: Bearer key`."""
-    return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
-
-
-def issue(**options: Any) -> str:
-    """A token's raw key."""
-    return token_issue(name=f"t-{ApiToken.objects.count()}", **options)[1]
+def row(moment: datetime) -> dict[str, Any]:
+    """The fields every stored history row has, as the recorder fills them."""
+    n = next(_ids)
+    return {"stream_ms": n, "stream_seq": 0, "seq": n, "received_at": moment, "time": moment}
 
 
 def tick(symbol: str, price: float) -> MarketTick:
-    """One stored tick, as the recorder would have stored it."""
-    n = next(_ids)
-    moment = T0 + timedelta(seconds=n)
+    """One stored tick."""
+    fields = row(T0 + timedelta(seconds=next(_ids)))
+    record = {"symbol": symbol, "last_price": price}
     return MarketTick(
-        stream_ms=n,
-        stream_seq=0,
-        seq=n,
-        received_at=moment,
-        updated_at=moment,
-        time=moment,
-        record={"symbol": symbol, "last_price": price},
-        symbol=symbol,
-        last_price=price,
+        **fields, updated_at=fields["time"], record=record, symbol=symbol, last_price=price
     )
 
 
@@ -74,13 +55,8 @@ def tick(symbol: str, price: float) -> MarketTick:
 def recorded() -> None:
     """Ticks of two symbols, an order and an account row."""
     MarketTick.objects.bulk_create([tick("BTCUSDT", 1.0), tick("ETHUSDT", 2.0)])
-    n = next(_ids)
     OrderEvent.objects.create(
-        stream_ms=n,
-        stream_seq=0,
-        seq=n,
-        received_at=T0,
-        time=T0,
+        **row(T0),
         record={"id": "o1", "symbol": "BTCUSDT"},
         order_id="o1",
         symbol="BTCUSDT",
@@ -88,16 +64,7 @@ def recorded() -> None:
         quantity=1.0,
         status="NEW",
     )
-    n = next(_ids)
-    AccountSnapshot.objects.create(
-        stream_ms=n,
-        stream_seq=0,
-        seq=n,
-        received_at=T0,
-        time=T0,
-        record={"total_balance": 1.0},
-        total_balance=1.0,
-    )
+    AccountSnapshot.objects.create(**row(T0), record={"total_balance": 1.0}, total_balance=1.0)
 
 
 def assert_forbidden(response: Any) -> None:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from http.cookies import Morsel
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from tests.unit.test_config import _manage
+
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-ROOT = Path(__file__).resolve().parents[2]
 CSRF_COOKIE_AGE_S = 31_449_600  # Django's default: 52 weeks
 
 
@@ -48,23 +45,11 @@ def test_the_session_cookie_is_httponly_and_lax(
 
 def test_https_makes_both_cookies_secure() -> None:
     code = (
-        "import django; django.setup(); from django.conf import settings as s; "
+        "from django.conf import settings as s; "
         "print(s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_HTTPONLY, "
         "s.SECURE_HSTS_SECONDS)"
     )
-    env = {
-        "PATH": os.environ["PATH"],
-        "DASHBOARD_SECRET_KEY": "k",
-        "DASHBOARD_HTTPS": "true",
-        "DJANGO_SETTINGS_MODULE": "dashboard_project.settings",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert result.stdout.split() == ["True", "True", "False", "31536000"]
+    result = _manage({"DASHBOARD_SECRET_KEY": "k", "DASHBOARD_HTTPS": "true"}, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    # the last line: `shell` may first say what it imported
+    assert result.stdout.strip().splitlines()[-1].split() == ["True", "True", "False", "31536000"]

@@ -13,23 +13,16 @@ import redis
 from django.contrib.auth.models import User
 from django.test import Client
 
-from access import gate
-from access.credentials import CACHE
 from access.services import token_issue
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("fresh_access_state"),
+]
 
 OUTSIDE = "203.0.113.20"  # a documentation address: not loopback
 WORKER_ID = "desk-host-7-4242-abcdef"  # as a worker names itself: host, pid, random
-
-
-@pytest.fixture(autouse=True)
-def fresh_access_state() -> Iterator[None]:
-    CACHE.clear()
-    gate._limits.clear()
-    yield
-    CACHE.clear()
-    gate._limits.clear()
 
 
 @pytest.fixture
