@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 import time
 import uuid
@@ -29,7 +28,7 @@ from redis.exceptions import RedisError
 from aggregation import metrics
 from aggregation.backends import Backend, BackendUnavailable
 from aggregation.broadcast import update_event
-from aggregation.core.records import KEY_PATTERN, Accepted, Channel, Rejection, parse_record
+from aggregation.core.records import Accepted, Channel, Rejection, is_key, parse_record
 from aggregation.core.state import TradingState
 from aggregation.feeds.redis_feed import RedisFeed, scan_cache_keys
 from aggregation.history_log import HistoryLog
@@ -47,7 +46,6 @@ _MIRROR: Final = "mirror"  # the state's third cadence: what the shared snapshot
 _FLUSH_S: Final = 0.05  # history flush period: 50 ms batches keep Redis calls few at 30k ticks/s
 _RELOAD_S: Final = 0.05  # orderbook/trades cache-key reloads are batched over this period
 _STRATEGY_RELOAD_MIN_S: Final = 1.0  # on-demand Strategy service calls: at most one a second
-_KEY_RE: Final = re.compile(KEY_PATTERN)
 
 
 class Aggregator:
@@ -100,7 +98,7 @@ class Aggregator:
         """Called for every pub/sub message: validate, apply, record; never raises on input."""
         channel = _CHANNELS.get(kind)
         if channel is None:
-            if kind in _RELOAD_KINDS and _is_key(suffix):
+            if kind in _RELOAD_KINDS and is_key(suffix):
                 self._pending_reloads.add(suffix)
                 self._count(kind, "reload")
             else:
@@ -443,10 +441,6 @@ class Aggregator:
             with contextlib.suppress(Exception):
                 await backend.aclose()
         await self.redis.aclose()
-
-
-def _is_key(text: str) -> bool:
-    return bool(_KEY_RE.match(text))
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

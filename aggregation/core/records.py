@@ -36,8 +36,16 @@ class Channel(StrEnum):
 ALL_CHANNELS: Final = tuple(Channel)
 
 # Symbols, ids and field names become dotted-path segments and URL path segments: no dots.
-KEY_PATTERN: Final = r"^[A-Za-z0-9_\-]{1,64}$"
+# `\A...\Z`, not `^...$`: `$` also matches before a trailing newline, so "BTCUSDT\n" would pass
+# and become a look-alike of BTCUSDT. Anchored so that even a `.match()` elsewhere is exact.
+KEY_PATTERN: Final = r"\A[A-Za-z0-9_\-]{1,64}\Z"
 _KEY_RE: Final = re.compile(KEY_PATTERN)
+
+
+def is_key(text: str) -> bool:
+    """Whether `text` is a valid symbol, id or field name (KEY_PATTERN, the whole string)."""
+    return _KEY_RE.fullmatch(text) is not None
+
 
 # Checked against KEY_PATTERN by `validate_record` itself: Python's `re` on one field costs a
 # third of msgspec's per-field pattern check (bench/core.py), and this is the hot path.
@@ -213,7 +221,7 @@ def validate_record(channel: Channel, obj: object) -> Accepted | Rejection:
 def _accept(channel: Channel, spec: _Spec, obj: dict[str, Any]) -> Accepted | Rejection:
     """Finish validating a schema-valid object: key patterns, extra field names, nulls."""
     for name in spec.key_like_fields:
-        if not _KEY_RE.match(obj[name]):
+        if not is_key(obj[name]):
             return Rejection("invalid_field", name, f"{name} must match {KEY_PATTERN}")
     record: Record = obj
     if None in obj.values() or not obj.keys() <= spec.known_fields:  # else: the fast path
@@ -221,7 +229,7 @@ def _accept(channel: Channel, spec: _Spec, obj: dict[str, Any]) -> Accepted | Re
         for name, value in obj.items():
             if value is None:
                 continue
-            if not _KEY_RE.match(name):  # an extra field's name becomes a dotted-path segment
+            if not is_key(name):  # an extra field's name becomes a dotted-path segment
                 return Rejection(
                     "invalid_field", name[:64], f"field names must match {KEY_PATTERN}"
                 )

@@ -123,6 +123,9 @@ HOSTILE = [
     ),
     ("market_data:BTCUSDT", b"[" * 60_000, "bad_json"),  # nesting, under the size limit
     ("orderbook:../../etc", b"{}", "invalid_channel"),
+    # `$` matches before a trailing newline: these would become look-alikes of BTCUSDT
+    ("market_data:BTCUSDT", b'{"symbol":"BTCUSDT\\n","last_price":1}', "invalid_field"),
+    ("orderbook:BTCUSDT\n", b"{}", "invalid_channel"),
 ]
 
 
