@@ -253,13 +253,15 @@ def test_a_replayed_batch_inserts_nothing_and_a_dead_consumers_entries_are_recla
 def test_malformed_entries_are_acked_and_counted_and_the_rest_recorded(
     recorder: Recorder, redis_url: str, stream: str, redis_client: redis.Redis
 ) -> None:
-    # given good rows around malformed entries and a row PostgreSQL cannot store
+    # given good rows around malformed entries and a record PostgreSQL could not store (the
+    # worker refuses it at ingest; an entry carrying one anyway is refused by validation)
     append(redis_url, stream, ticks(3))
     redis_client.xadd(stream, {"r": b"{not json"})
     redis_client.xadd(stream, {"other": b"field"})
     redis_client.xadd(stream, {"r": orjson.dumps(["trades", 1, 1.7e9, {}])})
     unstorable = {"id": "s-1", "status": "RUNNING", "note": "nul \u0000 inside"}
-    append(redis_url, stream, [("strategies", 9, unstorable), *ticks(3, start=3)])
+    redis_client.xadd(stream, {"r": orjson.dumps(["strategies", 9, 1.7e9, unstorable])})
+    append(redis_url, stream, ticks(3, start=3))
     # when the recorder runs
     drain(recorder)
     # then the good rows are written, the others counted by reason, and nothing is left
@@ -268,10 +270,29 @@ def test_malformed_entries_are_acked_and_counted_and_the_rest_recorded(
         "bad_json": 1,
         "bad_fields": 1,
         "unknown_channel": 1,
-        "refused_by_database": 1,
+        "record_unrepresentable_string": 1,
     }
     assert redis_client.xlen(stream) == 0
     assert redis_client.xpending(stream, GROUP)["pending"] == 0
+
+
+def test_a_row_postgresql_refuses_is_isolated_and_the_rest_written(
+    options: RecorderOptions,
+) -> None:
+    # given a batch with one row jsonb cannot store (NUL), built past the validation
+    good = [
+        StreamRow(1, i, "market_data", i, datetime.now(UTC), '{"symbol":"A","last_price":1}')
+        for i in range(5)
+    ]
+    bad = StreamRow(2, 0, "strategies", 9, datetime.now(UTC), '{"id":"s","status":"\\u0000"}')
+    with psycopg.connect(options.dsn) as conn:
+        staging_create(conn=conn)
+        # when it is written
+        written, refused = history_rows_write_isolating(conn=conn, rows=[*good[:2], bad, *good[2:]])
+    # then only that row is refused, with the database's reason
+    assert written == {"market_data": 5}
+    assert [row for row, _ in refused] == [bad]
+    assert "UntranslatableCharacter" in refused[0][1]
 
 
 def test_postgresql_unreachable_keeps_the_batch_pending_until_it_is_written(

@@ -126,6 +126,27 @@ HOSTILE = [
     # `$` matches before a trailing newline: these would become look-alikes of BTCUSDT
     ("market_data:BTCUSDT", b'{"symbol":"BTCUSDT\\n","last_price":1}', "invalid_field"),
     ("orderbook:BTCUSDT\n", b"{}", "invalid_channel"),
+    # values some encoder on the path (orjson, msgpack, jsonb) cannot carry
+    (
+        "market_data:ZZ",
+        b'{"symbol":"ZZ","last_price":1,"v":100000000000000000000}',
+        "unrepresentable_number",
+    ),
+    (
+        "market_data:ZZ",
+        b'{"symbol":"ZZ","last_price":1,"m":{"a":[-1e30,-10000000000000000000]}}',
+        "unrepresentable_number",
+    ),
+    (
+        "market_data:ZZ",
+        b'{"symbol":"ZZ","last_price":1,"note":"a\\u0000b"}',
+        "unrepresentable_string",
+    ),
+    (
+        "market_data:ZZ",
+        b'{"symbol":"ZZ","last_price":1,"d":' + b"[" * 300 + b"]" * 300 + b"}",
+        "too_deep",
+    ),
 ]
 
 
