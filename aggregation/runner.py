@@ -33,8 +33,8 @@ from aggregation.core.state import TradingState
 from aggregation.feeds.redis_feed import RedisFeed, scan_cache_keys
 from aggregation.history_log import HistoryLog
 from aggregation.keys import CADENCES, RedisNames
-from aggregation.leader import LeaderLease
-from aggregation.shared_snapshot import NotLeader, SharedSnapshot
+from aggregation.leader import LeaderLease, NotLeader
+from aggregation.shared_snapshot import SharedSnapshot
 from aggregation.throttled_log import ThrottledLog
 from dashboard_project.config import Settings
 from dashboard_project.task_health import TaskHealth
@@ -84,7 +84,11 @@ class Aggregator:
         )
         self.shared = SharedSnapshot(self.redis, self.names)
         self.history = HistoryLog(
-            self.redis, stream=self.names.history_stream, capacity=config.history_stream_maxlen
+            self.redis,
+            stream=self.names.history_stream,
+            capacity=config.history_stream_maxlen,
+            leader_key=self.names.leader,
+            owner=self.worker_id,
         )
         self.feed = RedisFeed(
             str(config.redis_url), self.names, on_message=self.ingest, on_connected=self.load_cache
@@ -370,7 +374,10 @@ class Aggregator:
             await self._write_mirror(self.state.take(_MIRROR).changes)
 
     async def _flush_history(self) -> None:
-        await self.history.flush()
+        try:
+            await self.history.flush()
+        except NotLeader:  # another worker leads: what we buffered since is not history
+            self.lease.lose()
 
     # --- periodic input ----------------------------------------------------------------------
 

@@ -512,3 +512,28 @@ async def test_a_worker_whose_tasks_keep_dying_exits_and_releases_the_lease(
     with pytest.raises(TaskCrashLoop, match="tick-"):
         task.result()
     assert await aredis.get(aggregator.names.leader) is None
+
+
+async def test_a_worker_that_lost_its_lease_appends_no_more_history(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    # given a leader whose history is all appended
+    prefix = worker.names.input_prefix
+    stream = worker.names.history_stream
+    for price in (1.0, 2.0, 3.0):
+        await aredis.publish(f"{prefix}market_data:BTCUSDT", tick("BTCUSDT", price))
+    await eventually(lambda: _xlen_is(aredis, stream, 3), what="history appended")
+    # when another worker takes the lease (ours expired during a stall, say) and input goes on
+    # before the old leader notices
+    await aredis.set(worker.names.leader, b"usurper", px=60_000)
+    for price in (4.0, 5.0, 6.0, 7.0):
+        await aredis.publish(f"{prefix}market_data:BTCUSDT", tick("BTCUSDT", price))
+    await eventually(lambda: not worker.leading.is_set(), what="the step-down")
+    await eventually(lambda: worker.history.buffered == 0, what="the buffer flushed or dropped")
+    # then none of the stale leader's rows reached the history: the new leader's seqs own it
+    assert await aredis.xlen(stream) == 3
+    assert worker.history.dropped >= 1  # counted, not silent
+
+
+async def _xlen_is(client: aioredis.Redis, stream: str, n: int) -> bool:
+    return int(await client.xlen(stream)) == n
