@@ -6,7 +6,8 @@ defaults 3 s + 1 s, inside the 5 s of contract section 8.
 
 Fencing: `holds()` is true only while the lease is certainly ours — until `lease_ms` after the
 moment the last successful acquire/renew was *sent*, less a margin for clock drift. The worker
-checks it before every broadcast, and the shared-snapshot write checks ownership in Redis itself.
+checks it before every broadcast, and the shared-snapshot write and the history append check
+ownership in Redis itself, in the same script as the write (`NotLeader` when it is not ours).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+class NotLeader(Exception):
+    """A fenced write found another worker's id in the leader key."""
 
 
 class LeaderLease:

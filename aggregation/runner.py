@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 import time
 import uuid
@@ -29,15 +28,16 @@ from redis.exceptions import RedisError
 from aggregation import metrics
 from aggregation.backends import Backend, BackendUnavailable
 from aggregation.broadcast import update_event
-from aggregation.core.records import KEY_PATTERN, Accepted, Channel, Rejection, parse_record
+from aggregation.core.records import Accepted, Channel, Rejection, is_key, parse_record
 from aggregation.core.state import TradingState
 from aggregation.feeds.redis_feed import RedisFeed, scan_cache_keys
 from aggregation.history_log import HistoryLog
 from aggregation.keys import CADENCES, RedisNames
-from aggregation.leader import LeaderLease
-from aggregation.shared_snapshot import NotLeader, SharedSnapshot
+from aggregation.leader import LeaderLease, NotLeader
+from aggregation.shared_snapshot import SharedSnapshot
 from aggregation.throttled_log import ThrottledLog
 from dashboard_project.config import Settings
+from dashboard_project.task_health import TaskHealth
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,16 @@ _MIRROR: Final = "mirror"  # the state's third cadence: what the shared snapshot
 _FLUSH_S: Final = 0.05  # history flush period: 50 ms batches keep Redis calls few at 30k ticks/s
 _RELOAD_S: Final = 0.05  # orderbook/trades cache-key reloads are batched over this period
 _STRATEGY_RELOAD_MIN_S: Final = 1.0  # on-demand Strategy service calls: at most one a second
-_KEY_RE: Final = re.compile(KEY_PATTERN)
+# A task that dies is restarted with every other one (the worker steps down and leads again). A
+# worker whose tasks died this often within the window is crash-looping — the cause outlives a
+# restart — so it exits, releasing the lease: a standby takes over at once, or the supervisor
+# starts a fresh process (issue 13: a live leader that silently stopped broadcasting).
+_CRASH_LIMIT: Final = 5
+_CRASH_WINDOW_S: Final = 60.0
+
+
+class TaskCrashLoop(RuntimeError):
+    """The worker's tasks keep dying; the process must exit."""
 
 
 class Aggregator:
@@ -75,7 +84,11 @@ class Aggregator:
         )
         self.shared = SharedSnapshot(self.redis, self.names)
         self.history = HistoryLog(
-            self.redis, stream=self.names.history_stream, capacity=config.history_stream_maxlen
+            self.redis,
+            stream=self.names.history_stream,
+            capacity=config.history_stream_maxlen,
+            leader_key=self.names.leader,
+            owner=self.worker_id,
         )
         self.feed = RedisFeed(
             str(config.redis_url), self.names, on_message=self.ingest, on_connected=self.load_cache
@@ -93,6 +106,7 @@ class Aggregator:
         self._reported_counts: Tally[tuple[str, str]] = Tally()
         self._ingest_counter = metrics.INGEST_MESSAGES
         self.leading = asyncio.Event()
+        self.task_health = TaskHealth()
 
     # --- input -------------------------------------------------------------------------------
 
@@ -100,7 +114,7 @@ class Aggregator:
         """Called for every pub/sub message: validate, apply, record; never raises on input."""
         channel = _CHANNELS.get(kind)
         if channel is None:
-            if kind in _RELOAD_KINDS and _is_key(suffix):
+            if kind in _RELOAD_KINDS and is_key(suffix):
                 self._pending_reloads.add(suffix)
                 self._count(kind, "reload")
             else:
@@ -179,6 +193,7 @@ class Aggregator:
             while not stop.is_set():
                 if await self._try_acquire():
                     await self._lead(stop)
+                    await self._exit_if_crash_looping()
                 else:
                     await _wait(stop, self.config.leader_renew_ms / 1000)
         finally:
@@ -225,13 +240,33 @@ class Aggregator:
         ]
         waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
         await asyncio.wait([*waiters, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        failed = False
         for task in [*tasks, *waiters]:
-            if task.done() and not task.cancelled() and task.exception():
-                log.error("worker task failed", exc_info=task.exception())
+            exc = task.exception() if task.done() and not task.cancelled() else None
+            if exc is not None:
+                failed = True
+                self.task_health.failed(task.get_name(), exc)
+                log.error("worker task failed", extra={"task": task.get_name()}, exc_info=exc)
+        if failed:  # say so at once, before the tasks restart
+            with contextlib.suppress(RedisError, OSError):
+                await self._heartbeat()
         done.set()
         self.leading.clear()
         metrics.WORKER_IS_LEADER.set(0)
         await self._step_down(tasks, waiters, stopping=stop.is_set())
+
+    async def _exit_if_crash_looping(self) -> None:
+        deaths = self.task_health.deaths_within(_CRASH_WINDOW_S)
+        if deaths < _CRASH_LIMIT:
+            return
+        tasks = ", ".join(self.task_health.failing(_CRASH_WINDOW_S))
+        log.error(
+            "worker tasks keep failing; exiting so that another worker takes over",
+            extra={"worker": self.worker_id, "deaths": deaths, "tasks": tasks},
+        )
+        with contextlib.suppress(RedisError, OSError):
+            await self.lease.release()
+        raise TaskCrashLoop(f"{deaths} task deaths within {_CRASH_WINDOW_S:.0f} s ({tasks})")
 
     async def _step_down(
         self, tasks: list[asyncio.Task[None]], waiters: list[asyncio.Task[Any]], *, stopping: bool
@@ -277,6 +312,8 @@ class Aggregator:
             "seq": self.state.seq,
             "at": time.time(),
             "backends": {b.name: b.health().up for b in self.backends},
+            # tasks that died lately (and were restarted): readiness names them
+            "failed_tasks": self.task_health.report(self.config.task_failure_report_s),
         }
         await self.redis.set(self.names.heartbeat, orjson.dumps(beat), px=self.lease.lease_ms)
 
@@ -337,7 +374,10 @@ class Aggregator:
             await self._write_mirror(self.state.take(_MIRROR).changes)
 
     async def _flush_history(self) -> None:
-        await self.history.flush()
+        try:
+            await self.history.flush()
+        except NotLeader:  # another worker leads: what we buffered since is not history
+            self.lease.lose()
 
     # --- periodic input ----------------------------------------------------------------------
 
@@ -443,10 +483,6 @@ class Aggregator:
             with contextlib.suppress(Exception):
                 await backend.aclose()
         await self.redis.aclose()
-
-
-def _is_key(text: str) -> bool:
-    return bool(_KEY_RE.match(text))
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

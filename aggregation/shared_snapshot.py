@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from aggregation.core.records import ALL_CHANNELS, Channel
 from aggregation.core.state import Changes, Snapshot, TradingState
 from aggregation.keys import RedisNames
+from aggregation.leader import NotLeader
 
 # Unkeyed channels live in one field of their hash.
 _WHOLE_FIELD: Final = {Channel.ORDERS: "list", Channel.ACCOUNT: "record"}
@@ -41,10 +42,6 @@ end
 redis.call('SET', KEYS[2], ARGV[2])
 return existed
 """
-
-
-class NotLeader(Exception):
-    """The fenced write found another worker's id in the leader key."""
 
 
 class SharedSnapshot:

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     # `/health/ready` calls the worker gone when its heartbeat (written every
     # leader_renew_ms) is older than this: a few missed renewals, not one slow one.
     ready_heartbeat_max_age_s: PositiveSeconds = 5.0
+    # A background task that died (and was restarted) keeps `/health/ready` at 503, naming it,
+    # for this long: long enough for probes every few seconds to see it, short enough that a
+    # task restarted for good is ready again soon. A task dying over and over makes the worker
+    # exit instead (aggregation/runner.py).
+    task_failure_report_s: PositiveSeconds = 10.0
     # One `web.stats` log line per interval, like the worker's per second: a web process has
     # many more, larger counts to tally, and its metrics are scraped anyway. 0: no line. The
     # hub checks once a second, so shorter intervals act as 1 s.

@@ -1,4 +1,6 @@
-"""What `GET /health/ready` checks: Redis, PostgreSQL, the worker's heartbeat and its backends.
+"""What `GET /health/ready` checks: Redis, PostgreSQL, the worker's heartbeat and its backends,
+and whether a background task of the worker or of this process died lately
+(dashboard_project/task_health.py).
 
 Each check reports on its own, so an operator sees every failing dependency at once. A backend
 that is down is listed but does not make the process unready: the contract treats it as a
@@ -18,6 +20,7 @@ from django.db import connection
 
 from aggregation.keys import RedisNames
 from dashboard_project.config import Settings
+from dashboard_project.task_health import PROCESS_TASKS
 
 # A readiness probe must answer well inside the orchestrator's probe timeout (1 s by default in
 # Kubernetes would be tight; probes are usually given a few seconds).
@@ -27,7 +30,11 @@ _REDIS_TIMEOUT_S: Final = 2.0
 # What a caller without detail sees of each check: its status and numbers, never an error
 # string (they name hosts, ports and users) or the worker's id (it names its host). A list of
 # what is shown, not of what is hidden, so that a field added later stays private by default.
-PUBLIC_FIELDS: Final = frozenset({"status", "latency_ms", "seq", "age_s", "depth"})
+# The names of dead background tasks are shown: they are the product's own words, and naming
+# the task is the point of the 503.
+PUBLIC_FIELDS: Final = frozenset(
+    {"status", "latency_ms", "seq", "age_s", "depth", "failed", "failed_tasks"}
+)
 
 
 class Readiness(TypedDict):
@@ -48,6 +55,7 @@ async def readiness(config: Settings) -> Readiness:
     try:
         checks: dict[str, Any] = {"redis": await _check_redis(client)}
         checks["database"] = await sync_to_async(_check_database)()
+        checks["tasks"] = _check_tasks(config)
         if checks["redis"]["status"] == "up":
             worker, backends = await _check_worker(client, names, config)
             checks["worker"] = worker
@@ -59,7 +67,7 @@ async def readiness(config: Settings) -> Readiness:
             checks["history_queue"] = {"depth": None}
     finally:
         await client.aclose()
-    ready = all(checks[name]["status"] == "up" for name in ("redis", "database", "worker"))
+    ready = all(checks[name]["status"] == "up" for name in ("redis", "database", "worker", "tasks"))
     return Readiness(status="ready" if ready else "not_ready", checks=checks)
 
 
@@ -91,11 +99,13 @@ async def _check_worker(
         return {"status": "down", "error": "no worker heartbeat"}, {}
     beat = orjson.loads(raw)
     age = round(max(0.0, time.time() - float(beat["at"])), 3)
+    failed = sorted(beat.get("failed_tasks") or {})  # died lately, restarted since
     worker = {
-        "status": "up" if age <= config.ready_heartbeat_max_age_s else "down",
+        "status": "up" if age <= config.ready_heartbeat_max_age_s and not failed else "down",
         "id": beat.get("worker"),
         "seq": beat.get("seq"),
         "age_s": age,
+        "failed_tasks": failed,
     }
     backends = {
         name: {"status": "up" if up else "down"}
@@ -117,3 +127,9 @@ def without_detail(body: Readiness) -> Readiness:
 
 def _public(check: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in check.items() if key in PUBLIC_FIELDS}
+
+
+def _check_tasks(config: Settings) -> dict[str, Any]:
+    """This process's own background tasks (the web's hub and watchdog): any died lately?"""
+    failed = sorted(PROCESS_TASKS.failing(config.task_failure_report_s))
+    return {"status": "down" if failed else "up", "failed": failed}

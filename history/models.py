@@ -6,9 +6,12 @@ contract makes them optional), the whole record as JSONB (extra fields pass thro
 `seq`, the stream's `received_at`, the record's own `updated_at`, and `time`: the instant the
 API filters, sorts and buckets on (`updated_at` when the producer sent one, else `received_at`).
 
-`(stream_ms, stream_seq)` is the Redis stream entry id and the replay key: writing the same
-entry twice inserts it once. `seq` alone cannot be the key, because after a worker failover a
-new leader may reuse seqs the dead one had already logged.
+Two replay keys, each unique per table: `(stream_ms, stream_seq)`, the Redis stream entry id
+(the recorder writing the same entry twice inserts it once), and `row_key`, chosen by the worker
+when it logs the change (the worker appending the same rows twice — after a lost reply — inserts
+them once; the two copies have different entry ids). `seq` alone cannot be the key, because
+after a worker failover a new leader may reuse seqs the dead one had already logged. `row_key` is
+NULL for rows logged before it existed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import ClassVar, Final
 
 from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
+from django.db.models import Q
 
 # Candle buckets are aligned to this instant (UTC midnight): 1d candles are UTC days.
 CANDLE_ORIGIN: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -34,6 +38,9 @@ class HistoryRow(models.Model):
     updated_at = models.DateTimeField(null=True, help_text="The record's own updated_at.")
     time = models.DateTimeField(help_text="updated_at if the record has one, else received_at.")
     record = models.JSONField(help_text="The record as accepted, extra fields included.")
+    row_key = models.CharField(  # noqa: DJ001 -- NULL for rows logged before row keys: distinct
+        max_length=64, null=True, help_text="The worker's key for this change (replay key)."
+    )
 
     # The model field the API's `symbol` parameter filters on (None: the kind has no key).
     key_field: ClassVar[str | None] = None
@@ -71,8 +78,15 @@ def _indexes(table: str, key: str | None) -> tuple[models.Index, ...]:
     return tuple(indexes)
 
 
-def _replay_key(table: str) -> models.UniqueConstraint:
-    return models.UniqueConstraint(fields=["stream_ms", "stream_seq"], name=f"{table}_stream_id")
+def _replay_keys(table: str) -> tuple[models.UniqueConstraint, ...]:
+    return (
+        models.UniqueConstraint(fields=["stream_ms", "stream_seq"], name=f"{table}_stream_id"),
+        # Partial: rows logged before row keys have none, and adding the constraint to a
+        # populated table then builds an index of only the rows that have one.
+        models.UniqueConstraint(
+            fields=["row_key"], condition=Q(row_key__isnull=False), name=f"{table}_row_key"
+        ),
+    )
 
 
 class MarketTick(HistoryRow):
@@ -89,7 +103,7 @@ class MarketTick(HistoryRow):
     key_field = "symbol"
 
     class Meta:
-        constraints = (_replay_key("hist_tick"),)
+        constraints = _replay_keys("hist_tick")
         indexes = _indexes("hist_tick", "symbol")
 
 
@@ -110,7 +124,7 @@ class OrderEvent(HistoryRow):
     record_keys: ClassVar[dict[str, str]] = {"order_id": "id", "order_type": "type"}
 
     class Meta:
-        constraints = (_replay_key("hist_order"),)
+        constraints = _replay_keys("hist_order")
         indexes = _indexes("hist_order", "symbol")
 
 
@@ -129,7 +143,7 @@ class PositionSnapshot(HistoryRow):
     key_field = "symbol"
 
     class Meta:
-        constraints = (_replay_key("hist_position"),)
+        constraints = _replay_keys("hist_position")
         indexes = _indexes("hist_position", "symbol")
 
 
@@ -144,7 +158,7 @@ class AccountSnapshot(HistoryRow):
     balances = models.JSONField(null=True)
 
     class Meta:
-        constraints = (_replay_key("hist_account"),)
+        constraints = _replay_keys("hist_account")
         indexes = _indexes("hist_account", None)
 
 
@@ -162,7 +176,7 @@ class StrategySnapshot(HistoryRow):
     record_keys: ClassVar[dict[str, str]] = {"strategy_id": "id"}
 
     class Meta:
-        constraints = (_replay_key("hist_strategy"),)
+        constraints = _replay_keys("hist_strategy")
         indexes = _indexes("hist_strategy", "strategy_id")
 
 

@@ -3,7 +3,8 @@
 The batch write runs on a plain psycopg 3 connection (not Django's): COPY into a TEMP staging
 table, then one `INSERT ... SELECT ... ON CONFLICT DO NOTHING` per table, all in one
 transaction. The typed columns are extracted from the JSONB record by PostgreSQL itself, so the
-Python side only streams rows; the unique stream entry id makes a replayed batch harmless.
+Python side only streams rows; the unique stream entry id makes a replayed batch harmless, and
+the unique `row_key` a batch the worker appended twice (ON CONFLICT DO NOTHING covers both).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ _CREATE_STAGING: Final = sql.SQL(
         channel text NOT NULL,
         seq bigint NOT NULL,
         received_at timestamptz NOT NULL,
-        record jsonb NOT NULL
+        record jsonb NOT NULL,
+        row_key text
     ) ON COMMIT DELETE ROWS"""
 ).format(sql.Identifier(STAGING_TABLE))
 _COPY: Final = sql.SQL(
-    "COPY {} (stream_ms, stream_seq, channel, seq, received_at, record) FROM STDIN"
+    "COPY {} (stream_ms, stream_seq, channel, seq, received_at, record, row_key) FROM STDIN"
 ).format(sql.Identifier(STAGING_TABLE))
 # A value PostgreSQL refuses although the record passed validation: a string holding \u0000
 # (jsonb and text cannot store it), an integer past bigint, a timestamp past its range.
@@ -63,17 +65,18 @@ def _insert_statement(channel: str, model: type[HistoryRow]) -> sql.Composed:
     typed = model.typed_fields()
     columns = [
         *("stream_ms", "stream_seq", "seq", "received_at", "updated_at", "time", "record"),
+        "row_key",
         *(field.column for field in typed),
     ]
     return sql.SQL(
         """INSERT INTO {table} ({columns})
         SELECT s.stream_ms, s.stream_seq, s.seq, s.received_at, s.u, coalesce(s.u, s.received_at),
-               s.record, {typed}
+               s.record, s.row_key, {typed}
         FROM (
             SELECT *, (record->>'updated_at')::timestamptz AS u FROM {staging}
             WHERE channel = {channel}
         ) AS s
-        ON CONFLICT (stream_ms, stream_seq) DO NOTHING"""
+        ON CONFLICT DO NOTHING"""
     ).format(
         table=sql.Identifier(model._meta.db_table),
         columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
@@ -165,6 +168,7 @@ def history_rows_write(
                         row.seq,
                         row.received_at,
                         row.record_json,
+                        row.row_key,
                     )
                 )
         for channel in sorted(channels):

@@ -1,8 +1,9 @@
 """Parsing the history stream's entries (written by `aggregation.history_log.HistoryLog`).
 
-An entry has one field `r`: the JSON array `[channel, seq, received_at_epoch, record]`. Anything
-else is malformed: the recorder counts it, logs it and acknowledges it, so that one bad entry can
-never stop the stream from draining.
+An entry has one field `r`: the JSON array `[channel, seq, received_at_epoch, record, row_key]`
+(entries appended before row keys existed have no `row_key`: their replay key is the entry id
+alone). Anything else is malformed: the recorder counts it, logs it and acknowledges it, so that
+one bad entry can never stop the stream from draining.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Final
 
 import orjson
 
-from aggregation.core.records import Channel, Rejection, validate_record
+from aggregation.core.records import Channel, Rejection, is_key, validate_record
 
 _CHANNELS: Final = {channel.value: channel for channel in Channel}
 _BIGINT_MAX: Final = 2**63 - 1
@@ -34,6 +35,7 @@ class StreamRow:
     seq: int
     received_at: datetime
     record_json: str
+    row_key: str | None = None  # the writer's key: unique per table, so a re-append is a no-op
 
     @property
     def entry_id(self) -> str:
@@ -71,9 +73,12 @@ def parse_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StreamRow 
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return Malformed(text_id, "bad_json")
-    if not isinstance(value, list) or len(value) != 4:
+    if not isinstance(value, list) or len(value) not in (4, 5):
         return Malformed(text_id, "not_a_row")
-    channel_name, seq, received, record = value
+    channel_name, seq, received, record = value[:4]
+    row_key = value[4] if len(value) == 5 else None
+    if row_key is not None and not (isinstance(row_key, str) and is_key(row_key)):
+        return Malformed(text_id, "bad_row_key")
     channel = _CHANNELS.get(channel_name) if isinstance(channel_name, str) else None
     if channel is None:
         return Malformed(text_id, "unknown_channel")
@@ -93,4 +98,5 @@ def parse_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StreamRow 
         seq=seq,
         received_at=datetime.fromtimestamp(received, UTC),
         record_json=orjson.dumps(checked.record).decode(),
+        row_key=row_key,
     )

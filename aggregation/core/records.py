@@ -10,8 +10,10 @@ coerced). The stored record is the payload's own JSON object, extra fields inclu
 
 from __future__ import annotations
 
+import math
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -36,8 +38,16 @@ class Channel(StrEnum):
 ALL_CHANNELS: Final = tuple(Channel)
 
 # Symbols, ids and field names become dotted-path segments and URL path segments: no dots.
-KEY_PATTERN: Final = r"^[A-Za-z0-9_\-]{1,64}$"
+# `\A...\Z`, not `^...$`: `$` also matches before a trailing newline, so "BTCUSDT\n" would pass
+# and become a look-alike of BTCUSDT. Anchored so that even a `.match()` elsewhere is exact.
+KEY_PATTERN: Final = r"\A[A-Za-z0-9_\-]{1,64}\Z"
 _KEY_RE: Final = re.compile(KEY_PATTERN)
+
+
+def is_key(text: str) -> bool:
+    """Whether `text` is a valid symbol, id or field name (KEY_PATTERN, the whole string)."""
+    return _KEY_RE.fullmatch(text) is not None
+
 
 # Checked against KEY_PATTERN by `validate_record` itself: Python's `re` on one field costs a
 # third of msgspec's per-field pattern check (bench/core.py), and this is the hot path.
@@ -45,6 +55,18 @@ Key = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 # Finite numbers only: msgspec already refuses NaN/Infinity tokens; the bounds refuse 1e999.
 Number = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
+
+# Every value a record carries, extra fields and nested ones included, must be encodable by every
+# encoder on its path: orjson (JSON frames, the shared snapshot, the history stream), msgpack
+# (MessagePack frames) and PostgreSQL (jsonb, and bigint columns such as `trades`). msgspec keeps
+# any JSON integer, so without this one 2**64 in an extra field failed every broadcast (issue 13).
+# Integers: signed 64-bit, the range all three share (orjson and msgpack also take up to 2**64-1,
+# PostgreSQL's bigint does not).
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**63 - 1
+# Nesting: the record itself is level 1. orjson refuses to encode past 255 levels and a frame
+# wraps a record in at most 4 more; 32 is far more than any desk record needs.
+MAX_DEPTH: Final = 32
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]  # RFC 3339 with an offset
 
@@ -168,7 +190,16 @@ class Accepted(NamedTuple):
 class Rejection:
     """Why a payload was refused: a short machine reason, the field if any, and a detail."""
 
-    reason: Literal["too_large", "bad_json", "not_object", "missing_field", "invalid_field"]
+    reason: Literal[
+        "too_large",
+        "bad_json",
+        "not_object",
+        "missing_field",
+        "invalid_field",
+        "unrepresentable_number",
+        "unrepresentable_string",
+        "too_deep",
+    ]
     field: str | None
     detail: str
 
@@ -211,9 +242,9 @@ def validate_record(channel: Channel, obj: object) -> Accepted | Rejection:
 
 
 def _accept(channel: Channel, spec: _Spec, obj: dict[str, Any]) -> Accepted | Rejection:
-    """Finish validating a schema-valid object: key patterns, extra field names, nulls."""
+    """Finish validating a schema-valid object: key patterns, field names, values, nulls."""
     for name in spec.key_like_fields:
-        if not _KEY_RE.match(obj[name]):
+        if not is_key(obj[name]):
             return Rejection("invalid_field", name, f"{name} must match {KEY_PATTERN}")
     record: Record = obj
     if None in obj.values() or not obj.keys() <= spec.known_fields:  # else: the fast path
@@ -221,12 +252,80 @@ def _accept(channel: Channel, spec: _Spec, obj: dict[str, Any]) -> Accepted | Re
         for name, value in obj.items():
             if value is None:
                 continue
-            if not _KEY_RE.match(name):  # an extra field's name becomes a dotted-path segment
+            if not is_key(name):  # an extra field's name becomes a dotted-path segment
                 return Rejection(
                     "invalid_field", name[:64], f"field names must match {KEY_PATTERN}"
                 )
             record[name] = value
+    for name, value in record.items():
+        # The common scalars inline (this is the hot path: ~0.5 us a record, bench/core.py);
+        # everything else, and every doubt, goes to the full check.
+        kind = type(value)
+        if kind is float:
+            if value - value == 0.0:  # finite: inf - inf and nan - nan are nan
+                continue
+        elif kind is str:
+            if value.isascii() and "\x00" not in value:
+                continue
+        elif kind is int and INT_MIN <= value <= INT_MAX:
+            continue
+        reason = _unencodable(value, 2)
+        if reason is not None:
+            return Rejection(reason, name, _DETAILS[reason])
     return Accepted(channel, None if spec.key_field is None else record[spec.key_field], record)
+
+
+_Unencodable = Literal[
+    "unrepresentable_number", "unrepresentable_string", "too_deep", "invalid_field"
+]
+_DETAILS: Final[dict[str, str]] = {
+    "unrepresentable_number": f"integers must be within [{INT_MIN}, {INT_MAX}], floats finite",
+    "unrepresentable_string": "strings must be valid Unicode without NUL (\\u0000)",
+    "too_deep": f"records may nest at most {MAX_DEPTH} levels",
+    "invalid_field": "values must be JSON values",
+}
+
+
+def _unencodable(value: object, depth: int) -> _Unencodable | None:
+    """Why `value`, at nesting level `depth`, cannot be encoded on every path; None if it can."""
+    if isinstance(value, str):
+        return None if _encodable_str(value) else "unrepresentable_string"
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return None if INT_MIN <= value <= INT_MAX else "unrepresentable_number"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "unrepresentable_number"
+    if not isinstance(value, dict | list):
+        return "invalid_field"  # a backend's decoder handed over something JSON has not
+    if depth > MAX_DEPTH:
+        return "too_deep"
+    items: Iterable[object] = value
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                return "invalid_field"
+            if not _encodable_str(key):
+                return "unrepresentable_string"
+        items = value.values()
+    for item in items:
+        reason = _unencodable(item, depth + 1)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _encodable_str(text: str) -> bool:
+    """No NUL (jsonb and text refuse it) and no lone surrogate (UTF-8 cannot hold one)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _not_object(obj: object) -> Rejection:

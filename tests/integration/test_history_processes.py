@@ -53,7 +53,11 @@ class Publisher(threading.Thread):
 
     async def _publish(self) -> None:
         client = aioredis.Redis.from_url(self.redis_url)
-        log = HistoryLog(client, stream=self.stream, capacity=1_000_000)
+        lease = f"{self.stream}:writer"  # the fence: appends go in while this holds our id
+        await client.set(lease, "test-writer")
+        log = HistoryLog(
+            client, stream=self.stream, capacity=1_000_000, leader_key=lease, owner="test-writer"
+        )
         started = time.monotonic()
         made = 0
         try:

@@ -8,11 +8,13 @@ databases (the rows must be committed for Django's connection to see them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import psycopg
@@ -21,6 +23,7 @@ import redis
 import redis.asyncio as aioredis
 from django.db import connection
 from django.db.models import Sum
+from redis.exceptions import RedisError
 
 from aggregation.history_log import HistoryLog
 from aggregation.keys import RedisNames
@@ -42,7 +45,11 @@ def append(redis_url: str, stream: str, rows: list[Row]) -> None:
     async def run() -> None:
         client = aioredis.Redis.from_url(redis_url)
         try:
-            log = HistoryLog(client, stream=stream, capacity=1_000_000)
+            lease = f"{stream}:writer"  # the fence: appends go in while this holds our id
+            await client.set(lease, "test-writer")
+            log = HistoryLog(
+                client, stream=stream, capacity=1_000_000, leader_key=lease, owner="test-writer"
+            )
             for channel, seq, record in rows:
                 log.record(channel, seq, record)
             assert await log.flush() == 0
@@ -253,13 +260,15 @@ def test_a_replayed_batch_inserts_nothing_and_a_dead_consumers_entries_are_recla
 def test_malformed_entries_are_acked_and_counted_and_the_rest_recorded(
     recorder: Recorder, redis_url: str, stream: str, redis_client: redis.Redis
 ) -> None:
-    # given good rows around malformed entries and a row PostgreSQL cannot store
+    # given good rows around malformed entries and a record PostgreSQL could not store (the
+    # worker refuses it at ingest; an entry carrying one anyway is refused by validation)
     append(redis_url, stream, ticks(3))
     redis_client.xadd(stream, {"r": b"{not json"})
     redis_client.xadd(stream, {"other": b"field"})
     redis_client.xadd(stream, {"r": orjson.dumps(["trades", 1, 1.7e9, {}])})
     unstorable = {"id": "s-1", "status": "RUNNING", "note": "nul \u0000 inside"}
-    append(redis_url, stream, [("strategies", 9, unstorable), *ticks(3, start=3)])
+    redis_client.xadd(stream, {"r": orjson.dumps(["strategies", 9, 1.7e9, unstorable])})
+    append(redis_url, stream, ticks(3, start=3))
     # when the recorder runs
     drain(recorder)
     # then the good rows are written, the others counted by reason, and nothing is left
@@ -268,10 +277,29 @@ def test_malformed_entries_are_acked_and_counted_and_the_rest_recorded(
         "bad_json": 1,
         "bad_fields": 1,
         "unknown_channel": 1,
-        "refused_by_database": 1,
+        "record_unrepresentable_string": 1,
     }
     assert redis_client.xlen(stream) == 0
     assert redis_client.xpending(stream, GROUP)["pending"] == 0
+
+
+def test_a_row_postgresql_refuses_is_isolated_and_the_rest_written(
+    options: RecorderOptions,
+) -> None:
+    # given a batch with one row jsonb cannot store (NUL), built past the validation
+    good = [
+        StreamRow(1, i, "market_data", i, datetime.now(UTC), '{"symbol":"A","last_price":1}')
+        for i in range(5)
+    ]
+    bad = StreamRow(2, 0, "strategies", 9, datetime.now(UTC), '{"id":"s","status":"\\u0000"}')
+    with psycopg.connect(options.dsn) as conn:
+        staging_create(conn=conn)
+        # when it is written
+        written, refused = history_rows_write_isolating(conn=conn, rows=[*good[:2], bad, *good[2:]])
+    # then only that row is refused, with the database's reason
+    assert written == {"market_data": 5}
+    assert [row for row, _ in refused] == [bad]
+    assert "UntranslatableCharacter" in refused[0][1]
 
 
 def test_postgresql_unreachable_keeps_the_batch_pending_until_it_is_written(
@@ -309,3 +337,84 @@ def test_a_vanished_stream_and_group_are_recreated(
     redis_client.delete(stream)  # Redis restarted empty, or the key was flushed
     append(redis_url, stream, ticks(2, start=2))
     record_until(recorder, lambda: MarketTick.objects.count() == 4, "rows after the loss")
+
+
+class ReplyCuttingProxy:
+    """A TCP proxy to Redis on loopback that, when armed, cuts the connection as the next reply
+    arrives from Redis: the command ran, but its client never hears so (a lost reply)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.armed = False
+        self.cuts = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> ReplyCuttingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, replies: bool):
+            while data := await source.read(65536):
+                if replies and self.armed:
+                    self.armed = False
+                    self.cuts += 1
+                    break
+                sink.write(data)
+                await sink.drain()
+            writer.close()
+            up_writer.close()
+
+        await asyncio.gather(
+            pump(reader, up_writer, replies=False),
+            pump(up_reader, writer, replies=True),
+            return_exceptions=True,
+        )
+
+
+def test_a_retried_append_after_a_lost_reply_records_each_row_once(
+    recorder: Recorder, redis_url: str, stream: str, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    leader = RedisNames(key_prefix.rstrip(":")).leader
+    redis_client.set(leader, b"writer")
+    rows = ticks(10)
+
+    async def write_through_a_lossy_link() -> None:
+        url = urlsplit(redis_url)
+        async with ReplyCuttingProxy((url.hostname or "127.0.0.1", url.port or 6379)) as proxy:
+            client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}{url.path}")
+            try:
+                log = HistoryLog(
+                    client, stream=stream, capacity=1_000_000, leader_key=leader, owner="writer"
+                )
+                log.record(*rows[0])
+                await log.flush()  # the script is loaded: the next call is the append itself
+                # given an append whose reply is lost after Redis ran it
+                for row in rows[1:]:
+                    log.record(*row)
+                proxy.armed = True
+                # when the writer retries until the rows are in (as the worker's flush does)
+                for _ in range(5):
+                    with contextlib.suppress(RedisError):
+                        await log.flush()
+                    if not log.buffered:
+                        break
+                assert proxy.cuts == 1
+            finally:
+                await client.aclose()
+
+    asyncio.run(write_through_a_lossy_link())
+    assert redis_client.xlen(stream) > len(rows)  # the stream did get some rows twice
+    # then the recorder writes each row once
+    drain(recorder)
+    assert MarketTick.objects.count() == len(rows)
+    assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == len(rows)

@@ -14,6 +14,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from dashboard_project import readiness as readiness_module
+from dashboard_project.task_health import TaskHealth
+
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
@@ -42,9 +45,22 @@ def user(client: Client, django_user_model: type[User]) -> Client:
     return client
 
 
-def beat(store: redis.Redis, prefix: str, *, age_s: float = 0.0, **backends: bool) -> None:
+def beat(
+    store: redis.Redis,
+    prefix: str,
+    *,
+    age_s: float = 0.0,
+    failed_tasks: dict[str, str] | None = None,
+    **backends: bool,
+) -> None:
     """Write a worker heartbeat as the leader does."""
-    body = {"worker": "w1", "seq": 42, "at": time.time() - age_s, "backends": backends}
+    body = {
+        "worker": "w1",
+        "seq": 42,
+        "at": time.time() - age_s,
+        "backends": backends,
+        "failed_tasks": failed_tasks or {},
+    }
     store.set(f"{prefix}:worker:heartbeat", orjson.dumps(body), px=10_000)
 
 
@@ -133,6 +149,32 @@ def test_not_ready_with_a_stale_heartbeat(client: Client, prefix: str, store: re
     response = client.get("/health/ready")
     assert response.status_code == 503
     assert response.json()["checks"]["worker"]["age_s"] >= 60
+
+
+def test_not_ready_naming_a_worker_task_that_died(
+    client: Client, prefix: str, store: redis.Redis
+) -> None:
+    beat(store, prefix, failed_tasks={"tick-web": "RuntimeError: boom", "flush": "KeyError: 'x'"})
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    worker = response.json()["checks"]["worker"]
+    assert (worker["status"], worker["failed_tasks"]) == ("down", ["flush", "tick-web"])
+
+
+def test_not_ready_naming_a_task_of_this_process_that_died(
+    client: Client, prefix: str, store: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a ready process with a task registry of its own
+    tasks = TaskHealth()
+    monkeypatch.setattr(readiness_module, "PROCESS_TASKS", tasks)
+    beat(store, prefix)
+    assert client.get("/health/ready").status_code == 200
+    # when one of its background tasks dies
+    tasks.failed("hub", RuntimeError("boom"))
+    # then readiness names it
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["tasks"] == {"status": "down", "failed": ["hub"]}
 
 
 def test_not_ready_without_redis(client: Client, settings: Any) -> None:

@@ -56,7 +56,7 @@ def test_a_safe_incoming_id_is_echoed(incoming: str) -> None:
 
 @pytest.mark.parametrize(
     "incoming",
-    ["a" * 65, "", "two words", "id;drop", "<script>", "id\u00e9", "../../etc/passwd%00"],
+    ["a" * 65, "", "two words", "id;drop", "<script>", "id\u00e9", "../../etc/passwd%00", "abc\n"],
 )
 def test_a_hostile_or_oversized_id_is_replaced(incoming: str) -> None:
     response = Client().get("/sync", headers={"X-Request-ID": incoming})

@@ -4,6 +4,7 @@ history log, reconnects. (Two-process failover and SIGTERM: test_worker_processe
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,13 +13,16 @@ import msgpack
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from asgiref.sync import async_to_sync
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
+from django.db import connection
 
 from aggregation.core.changes import apply_changes
-from aggregation.runner import Aggregator
+from aggregation.runner import Aggregator, TaskCrashLoop
 from aggregation.shared_snapshot import SharedSnapshot
 from dashboard_project.config import Settings
+from dashboard_project.readiness import Readiness, readiness
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +127,30 @@ HOSTILE = [
     ),
     ("market_data:BTCUSDT", b"[" * 60_000, "bad_json"),  # nesting, under the size limit
     ("orderbook:../../etc", b"{}", "invalid_channel"),
+    # `$` matches before a trailing newline: these would become look-alikes of BTCUSDT
+    ("market_data:BTCUSDT", b'{"symbol":"BTCUSDT\\n","last_price":1}', "invalid_field"),
+    ("orderbook:BTCUSDT\n", b"{}", "invalid_channel"),
+    # values some encoder on the path (orjson, msgpack, jsonb) cannot carry
+    (
+        "market_data:ZZ",
+        b'{"symbol":"ZZ","last_price":1,"v":100000000000000000000}',
+        "unrepresentable_number",
+    ),
+    (
+        "market_data:ZZ",
+        b'{"symbol":"ZZ","last_price":1,"m":{"a":[-1e30,-10000000000000000000]}}',
+        "unrepresentable_number",
+    ),
+    (
+        "market_data:ZZ",
+        b'{"symbol":"ZZ","last_price":1,"note":"a\\u0000b"}',
+        "unrepresentable_string",
+    ),
+    (
+        "market_data:ZZ",
+        b'{"symbol":"ZZ","last_price":1,"d":' + b"[" * 300 + b"]" * 300 + b"}",
+        "too_deep",
+    ),
 ]
 
 
@@ -383,3 +411,129 @@ async def test_a_new_leader_after_redis_lost_everything_never_reuses_a_seq(
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=15)
+
+
+class BreakingLayer:
+    """The real channel layer, except that its next `failures` group sends raise — a bug in
+    the broadcast path, which kills the tick task that called it."""
+
+    def __init__(self, layer: RedisPubSubChannelLayer, failures: float) -> None:
+        self.layer = layer
+        self.failures = failures
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("injected broadcast bug")
+        await self.layer.group_send(group, message)
+
+
+@pytest.mark.django_db(transaction=True)  # readiness checks the database from a thread
+async def test_a_worker_task_that_dies_is_named_by_readiness_restarted_and_then_ready(
+    worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
+) -> None:
+    # given a leading worker whose next broadcast fails, and a client of the tui cadence
+    config = worker_config.model_copy(update={"task_failure_report_s": 2.0})
+    aggregator = Aggregator(config, layer=BreakingLayer(layer, failures=1), backends=[])
+    stop = asyncio.Event()
+    task = asyncio.create_task(aggregator.run(stop))
+    try:
+        await eventually(lambda: aggregator.feed_connected, what="subscription")
+        tui = await subscribe(layer, aggregator.names.group("tui"))
+        prices = iter(range(1, 100_000))
+
+        async def publish() -> None:
+            symbol = "BTCUSDT"
+            payload = tick(symbol, float(next(prices)))
+            await aredis.publish(f"{aggregator.names.input_prefix}market_data:{symbol}", payload)
+
+        # when a tick task dies of it
+        async def names_it() -> Any:
+            await publish()
+            body = await asyncio.to_thread(probe, config)
+            failed = body["checks"]["worker"].get("failed_tasks")
+            return body["status"] == "not_ready" and failed and body
+
+        body = await eventually(names_it, what="readiness naming the dead task")
+        # then readiness named it (503)
+        assert body["checks"]["worker"]["failed_tasks"] == ["tick-tui"]
+
+        # and the task was restarted: updates reach the cadence's clients again
+        async def update_received() -> bool:
+            await publish()
+            try:
+                event = await asyncio.wait_for(layer.receive(tui), timeout=0.5)
+            except TimeoutError:
+                return False
+            return bool(event["type"] == "state.update")
+
+        await eventually(update_received, what="updates after the restart")
+        # and readiness is back once the restarted task has lived task_failure_report_s
+        await eventually(
+            lambda: _is_ready(config), timeout=config.task_failure_report_s + 5, what="ready"
+        )
+        assert aggregator.leading.is_set()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+
+
+def probe(config: Settings) -> Readiness:
+    """`/health/ready`'s checks, run as the web process runs them: from a thread of its own."""
+    try:
+        return async_to_sync(readiness)(config)
+    finally:
+        connection.close()  # this thread's connection: the test database must be droppable
+
+
+async def _is_ready(config: Settings) -> bool:
+    return (await asyncio.to_thread(probe, config))["status"] == "ready"
+
+
+async def test_a_worker_whose_tasks_keep_dying_exits_and_releases_the_lease(
+    worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
+) -> None:
+    # given a worker whose every broadcast fails (the cause survives each restart)
+    aggregator = Aggregator(worker_config, layer=BreakingLayer(layer, math.inf), backends=[])
+    task = asyncio.create_task(aggregator.run(asyncio.Event()))
+    await eventually(lambda: aggregator.feed_connected, what="subscription")
+    prefix = aggregator.names.input_prefix
+    price = 0.0
+
+    async def exited() -> bool:
+        nonlocal price
+        price += 1
+        await aredis.publish(f"{prefix}market_data:BTCUSDT", tick("BTCUSDT", price))
+        return task.done()
+
+    # when its tasks have died and been restarted over and over
+    await eventually(exited, timeout=30, what="the worker to give up")
+    # then it exits (the command turns this into exit code 1) and a standby may lead at once
+    with pytest.raises(TaskCrashLoop, match="tick-"):
+        task.result()
+    assert await aredis.get(aggregator.names.leader) is None
+
+
+async def test_a_worker_that_lost_its_lease_appends_no_more_history(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    # given a leader whose history is all appended
+    prefix = worker.names.input_prefix
+    stream = worker.names.history_stream
+    for price in (1.0, 2.0, 3.0):
+        await aredis.publish(f"{prefix}market_data:BTCUSDT", tick("BTCUSDT", price))
+    await eventually(lambda: _xlen_is(aredis, stream, 3), what="history appended")
+    # when another worker takes the lease (ours expired during a stall, say) and input goes on
+    # before the old leader notices
+    await aredis.set(worker.names.leader, b"usurper", px=60_000)
+    for price in (4.0, 5.0, 6.0, 7.0):
+        await aredis.publish(f"{prefix}market_data:BTCUSDT", tick("BTCUSDT", price))
+    await eventually(lambda: not worker.leading.is_set(), what="the step-down")
+    await eventually(lambda: worker.history.buffered == 0, what="the buffer flushed or dropped")
+    # then none of the stale leader's rows reached the history: the new leader's seqs own it
+    assert await aredis.xlen(stream) == 3
+    assert worker.history.dropped >= 1  # counted, not silent
+
+
+async def _xlen_is(client: aioredis.Redis, stream: str, n: int) -> bool:
+    return int(await client.xlen(stream)) == n

@@ -196,3 +196,12 @@ def test_logs_are_json_lines_at_the_configured_level() -> None:
     assert lines[0]["logger"] == "x"
     assert lines[0]["count"] == 3
     assert "time" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("redis_key_prefix", "dashboard\n"), ("input_prefix", "desk:\n")],
+)
+def test_key_prefixes_refuse_a_trailing_newline(setting: str, value: str) -> None:
+    with pytest.raises(ValueError, match=setting):
+        Settings(**{setting: value})

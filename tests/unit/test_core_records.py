@@ -164,13 +164,24 @@ def test_timestamps_must_be_rfc3339_with_offset(stamp: object) -> None:
 
 @pytest.mark.parametrize(
     "symbol",
-    ["", "BTC.USDT", "BTC USDT", "../etc/passwd", "a" * 65, "BTC\x00", "ÄBC", "<script>", 42],
+    [
+        *("", "BTC.USDT", "BTC USDT", "../etc/passwd", "a" * 65, "BTC\x00", "ÄBC", "<script>", 42),
+        *("BTCUSDT\n", "\nBTCUSDT", "BTC\nUSDT", "BTCUSDT\r\n"),  # `$` would match before a \n
+    ],
 )
 def test_hostile_symbols_are_rejected(symbol: object) -> None:
     payload = {**GOOD[Channel.MARKET_DATA], "symbol": symbol}
     result = _parse(Channel.MARKET_DATA, orjson.dumps(payload))
     assert isinstance(result, Rejection)
     assert result.field == "symbol"
+
+
+@pytest.mark.parametrize("channel", [Channel.ORDERS, Channel.STRATEGIES])
+def test_ids_with_a_trailing_newline_are_rejected(channel: Channel) -> None:
+    payload = {**GOOD[channel], "id": f"{KEYS[channel]}\n"}
+    result = _parse(channel, orjson.dumps(payload))
+    assert isinstance(result, Rejection)
+    assert result.field == "id"
 
 
 def test_order_symbol_is_checked_too() -> None:
@@ -187,7 +198,7 @@ def test_order_side_must_be_buy_or_sell() -> None:
     assert result.field == "side"
 
 
-@pytest.mark.parametrize("name", ["a.b", "", "x" * 65, "with space"])
+@pytest.mark.parametrize("name", ["a.b", "", "x" * 65, "with space", "venue\n"])
 def test_extra_field_names_that_would_break_paths_are_rejected(name: str) -> None:
     payload = {**GOOD[Channel.MARKET_DATA], name: 1}
     result = _parse(Channel.MARKET_DATA, orjson.dumps(payload))

@@ -29,6 +29,13 @@ def test_a_well_formed_entry_becomes_a_row() -> None:
         record_json=orjson.dumps(TICK).decode(),
     )
     assert row.entry_id == "1714564800000-7"
+    assert row.row_key is None  # logged before row keys: the entry id is its only replay key
+
+
+def test_the_writers_row_key_is_kept() -> None:
+    row = parse_entry(b"1-0", entry(["market_data", 12, 1714564800.25, TICK, "9f3a0c1d-41"]))
+    assert isinstance(row, StreamRow)
+    assert row.row_key == "9f3a0c1d-41"
 
 
 def test_extra_fields_pass_through_and_nulls_are_dropped() -> None:
@@ -65,6 +72,10 @@ def test_extra_fields_pass_through_and_nulls_are_dropped() -> None:
             "record_invalid_field",
         ),
         (b"1-0", entry(["market_data", 1, 1.0e9, [1, 2]]), "record_not_object"),
+        (b"1-0", entry(["market_data", 1, 1.0e9, TICK, 7]), "bad_row_key"),
+        (b"1-0", entry(["market_data", 1, 1.0e9, TICK, "k\n"]), "bad_row_key"),
+        (b"1-0", entry(["market_data", 1, 1.0e9, TICK, "k" * 65]), "bad_row_key"),
+        (b"1-0", entry(["market_data", 1, 1.0e9, TICK, "k", "extra"]), "not_a_row"),
     ],
 )
 def test_malformed_entries_are_named(

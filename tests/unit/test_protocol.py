@@ -63,6 +63,7 @@ def test_valid_messages() -> None:
         ('{"type":"subscribe","channels":["market_data:"]}', ErrorCode.UNKNOWN_CHANNEL),
         ('{"type":"subscribe","channels":["market_data:a:b"]}', ErrorCode.UNKNOWN_CHANNEL),
         ('{"type":"subscribe","channels":["account:x"]}', ErrorCode.UNKNOWN_CHANNEL),
+        ('{"type":"subscribe","channels":["market_data:BTCUSDT\\n"]}', ErrorCode.UNKNOWN_CHANNEL),
         ("x" * 5000, ErrorCode.TOO_LARGE),
     ],
 )
@@ -85,6 +86,8 @@ def test_query_channels() -> None:
     }
     with pytest.raises(ProtocolError):
         protocol.parse_query_channels("orders,nope")
+    with pytest.raises(ProtocolError):  # a look-alike symbol, not BTCUSDT
+        protocol.parse_query_channels("market_data:BTCUSDT\n")
 
 
 def test_subscribe_and_unsubscribe() -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from prometheus_client import start_http_server
 
 from aggregation.backends import build_backends
-from aggregation.runner import Aggregator
+from aggregation.runner import Aggregator, TaskCrashLoop
 
 
 class Command(BaseCommand):
@@ -32,4 +32,7 @@ class Command(BaseCommand):
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         aggregator = Aggregator(config, layer=get_channel_layer(), backends=build_backends(config))
-        await aggregator.run(stop)
+        try:
+            await aggregator.run(stop)
+        except TaskCrashLoop as exc:  # exit 1: the supervisor restarts the process
+            raise CommandError(str(exc)) from exc
