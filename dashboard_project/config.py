@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # deployments (or two test runs) can share one Redis.
     # (also the channel-layer group names, which allow only these characters)
     redis_key_prefix: str = Field("dashboard", pattern=r"^[A-Za-z0-9_\-.]{1,64}$")
+    # `make run` and `make test` on a machine without Redis or PostgreSQL
+    # (dashboard_project.embedded): `auto` starts a private server from a dev wheel for a store
+    # whose URL is not set when nothing listens at its default address; `always` does so even
+    # when something listens there; `never` fails as before. A URL that is set is used as given.
+    embedded: Literal["auto", "always", "never"] = "auto"
+    embedded_dir: str = ".data"  # the embedded servers' data, relative to the checkout
 
     # Prepended to every input channel and cache key of contract 3.1 (`market_data:BTCUSDT`
     # becomes `{input_prefix}market_data:BTCUSDT`). Empty in production, where producers use the
