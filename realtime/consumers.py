@@ -18,7 +18,7 @@ from access.metrics import WS_REFUSED, limit_hit
 from access.ratelimit import EventWindow, TokenBucket
 from aggregation.broadcast import rfc3339_now
 from aggregation.events import StateUpdate
-from realtime import metrics, protocol
+from realtime import clientlog, metrics, protocol
 from realtime.hub import Hub, get_hub
 from realtime.presence import ClientInfo
 from realtime.protocol import (
@@ -103,6 +103,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self._send_snapshot()
         self.hub.register(self)
         metrics.connected(self.cadence, self.subscription)
+        clientlog.connected(self)
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, for any reason."""
@@ -114,6 +115,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self.hub.unregister(self)
             self.writer.close()
             metrics.disconnected(self.cadence, self.subscription)
+            clientlog.closed(self, code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called for each client frame."""
