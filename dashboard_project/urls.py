@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+import dashboard_project.openapi  # noqa: F401  (registers the schema's bearer scheme)
 from dashboard_project import views
 from realtime.api import ClientsView, DebugView, StateView
 
