@@ -19,6 +19,7 @@ from typing import IO
 
 import pytest
 
+from dashboard_project import embedded
 from tests.e2e.stack import connect, receive
 from tests.processes import ROOT, free_port, wait_until
 
@@ -67,10 +68,7 @@ def get(port: int, path: str, token: str) -> tuple[int, dict[str, object]]:
 
 
 def listens(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    return embedded.listens(f"tcp://127.0.0.1:{port}")
 
 
 async def test_make_run_on_embedded_servers_and_restart(tmp_path: Path) -> None:

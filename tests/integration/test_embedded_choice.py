@@ -6,7 +6,6 @@ default pointed at a port where nothing listens (`Defaults`, where the settings'
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import redis
 from django.conf import settings
 
 from dashboard_project.config import Settings
-from dashboard_project.embedded import Defaults, embedded_stores
+from dashboard_project.embedded import Defaults, embedded_stores, listens
 from tests.processes import ROOT, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.embedded]
@@ -30,12 +29,6 @@ def unset_urls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DASHBOARD_EMBEDDED_DIR", str(tmp_path / "data"))
     return tmp_path / "data"
-
-
-def listens(url: str) -> bool:
-    parts = urlsplit(url)
-    with socket.socket() as sock:
-        return sock.connect_ex((parts.hostname or "", parts.port or 0)) == 0
 
 
 def test_the_defaults_are_the_settings_defaults() -> None:
