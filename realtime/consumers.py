@@ -20,7 +20,7 @@ from aggregation.broadcast import rfc3339_now
 from aggregation.events import StateUpdate
 from realtime import clientlog, metrics, protocol
 from realtime.hub import Hub, get_hub
-from realtime.presence import ClientInfo
+from realtime.presence import ClientInfo, identity
 from realtime.protocol import (
     Continuity,
     ErrorCode,
@@ -197,6 +197,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     def info(self) -> ClientInfo:
         """This connection's presence entry."""
         client = self.scope.get("client") or ("", 0)
+        user, token = identity(getattr(self.admission, "credential", None))
         return ClientInfo(
             id=self.client_id,
             type=self.cadence,
@@ -206,6 +207,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             connected_at=self.connected_at,
             process=self.hub.process_id,
             messages_sent=self.writer.sent,
+            user=user,
+            token=token,
         )
 
     async def kick(self) -> None:

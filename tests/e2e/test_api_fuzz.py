@@ -8,6 +8,7 @@ own auth checks.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -68,5 +69,9 @@ def test_schemathesis_finds_nothing(fuzzed: tuple[Stack, str], tmp_path: Path) -
     )
     (tmp_path / "schemathesis.log").write_text(done.stdout + done.stderr, encoding="utf-8")
     assert done.returncode == 0, done.stdout[-12000:] + done.stderr[-3000:]
-    assert "Operations:       4 selected / 4 total" in done.stdout, done.stdout[-3000:]
-    assert "No issues found" in done.stdout, done.stdout[-3000:]
+    assert "Operations:       7 selected / 7 total" in done.stdout, done.stdout[-3000:]
+    # The closing line: "No issues found", or only warnings (the kicks by token and by user
+    # answer 404 for every generated name: no client is connected while fuzzing).
+    closing = done.stdout.strip().splitlines()[-1]
+    assert re.search(r" (No issues found|\d+ warnings?) in ", closing), done.stdout[-3000:]
+    assert not re.search(r"failure|error", closing), done.stdout[-3000:]
