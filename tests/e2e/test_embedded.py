@@ -119,7 +119,12 @@ async def test_make_run_on_embedded_servers_and_restart(tmp_path: Path) -> None:
             # Ctrl-C, as a terminal sends it to the whole foreground process group.
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGINT)
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+                raise
     output = log_path.read_text()
     for port in dict(ANNOUNCED.findall(output)).values():
         assert not listens(int(port)), f"an embedded server still listens on {port}"
