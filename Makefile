@@ -20,11 +20,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 $(SECRET_FILE):
 	$(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 
+# preflight starts embedded PostgreSQL and Redis servers (data in .data/) where none is configured
+# or listening, runs the command after `--` against them, and stops them when it ends (Ctrl-C).
+PREFLIGHT = $(PY) scripts/preflight.py --create-database --
+
 run: install $(SECRET_FILE)
-	$(RUN_ENV) $(PY) scripts/preflight.py --create-database
-	$(RUN_ENV) $(PY) manage.py migrate --no-input
-	$(RUN_ENV) $(PY) manage.py demo_access --password-file .dev-admin-password
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(RUN_ENV) $(BIN)/honcho start -f Procfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(RUN_ENV) $(PREFLIGHT) sh -c '\
+		python manage.py migrate --no-input && \
+		python manage.py demo_access --password-file .dev-admin-password && \
+		exec honcho start -f Procfile'
 
 lint: install
 	$(BIN)/ruff check .
@@ -33,9 +37,7 @@ lint: install
 	$(PY) manage.py makemigrations --check --dry-run --settings=tests.settings
 
 test: lint
-	DASHBOARD_SECRET_KEY="$${DASHBOARD_SECRET_KEY:-test-only-secret-key}" \
-		$(PY) scripts/preflight.py --create-database
-	$(BIN)/pytest
+	DASHBOARD_SECRET_KEY="$${DASHBOARD_SECRET_KEY:-test-only-secret-key}" $(PREFLIGHT) $(BIN)/pytest
 
 format: install
 	$(BIN)/ruff format .
@@ -67,4 +69,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis  # .data/ (embedded servers' data) stays

@@ -17,12 +17,14 @@ import yaml
 from pydantic import AnyUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
-    YamlConfigSettingsSource,
 )
+
+from dashboard_project.legacy_yaml import translate_legacy
 
 ENV_PREFIX = "DASHBOARD_"
 CONFIG_PATH_ENV = "DASHBOARD_CONFIG"
@@ -73,6 +75,12 @@ class Settings(BaseSettings):
     # deployments (or two test runs) can share one Redis.
     # (also the channel-layer group names, which allow only these characters)
     redis_key_prefix: str = Field("dashboard", pattern=r"^[A-Za-z0-9_\-.]{1,64}$")
+    # `make run` and `make test` on a machine without Redis or PostgreSQL
+    # (dashboard_project.embedded): `auto` starts a private server from a dev wheel for a store
+    # whose URL is not set when nothing listens at its default address; `always` does so even
+    # when something listens there; `never` fails as before. A URL that is set is used as given.
+    embedded: Literal["auto", "always", "never"] = "auto"
+    embedded_dir: str = ".data"  # the embedded servers' data, relative to the checkout
 
     # Prepended to every input channel and cache key of contract 3.1 (`market_data:BTCUSDT`
     # becomes `{input_prefix}market_data:BTCUSDT`). Empty in production, where producers use the
@@ -181,6 +189,23 @@ class Settings(BaseSettings):
     simulator_symbols: int = Field(20, ge=1, le=10_000)
     simulator_ticks_per_s: float = Field(50.0, gt=0, le=1_000_000)
 
+    # The earlier service's values are accepted as it documented them (docs/MIGRATING.md):
+    # `debug`, `warn` in any case, and a Redis address without a scheme (`localhost:6379`).
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            upper = value.strip().upper()
+            return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(upper, upper)
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_default_scheme(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() and "://" not in value:
+            return f"redis://{value.strip()}"
+        return value
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
@@ -229,10 +254,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Order the layers: init arguments > environment > config.yaml > defaults."""
         yaml_path = os.environ.get(CONFIG_PATH_ENV) or None
+        # The file as read, with the earlier service's nested keys translated (legacy_yaml).
+        values, _ = translate_legacy(_read_yaml(yaml_path))
         return (
             init_settings,
             env_settings,
-            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path),
+            InitSettingsSource(settings_cls, init_kwargs=values),
         )
 
 
@@ -245,9 +272,10 @@ def _origin(field: str, yaml_path: str | None) -> str:
     return field
 
 
-def _check_yaml(yaml_path: str | None) -> None:
+def _check_yaml(yaml_path: str | None) -> dict[str, Any]:
+    """The mapping in the config file (empty without one); ConfigError naming what is wrong."""
     if not yaml_path:
-        return
+        return {}
     path = Path(yaml_path)
     if not path.is_file():
         raise ConfigError(f"{CONFIG_PATH_ENV}: no such file: {yaml_path}")
@@ -260,6 +288,15 @@ def _check_yaml(yaml_path: str | None) -> None:
         ) from exc
     if loaded is not None and not isinstance(loaded, dict):
         raise ConfigError(f"{CONFIG_PATH_ENV}: {yaml_path} must hold a mapping of keys to values")
+    return loaded or {}
+
+
+def _read_yaml(yaml_path: str | None) -> dict[str, Any]:
+    """The config file's mapping; empty if it cannot be read (`load_settings` said why first)."""
+    try:
+        return _check_yaml(yaml_path)
+    except ConfigError:
+        return {}
 
 
 def load_settings() -> Settings:
@@ -268,15 +305,18 @@ def load_settings() -> Settings:
     Raises ConfigError whose message is one line naming the key, its origin and the problem.
     """
     yaml_path = os.environ.get(CONFIG_PATH_ENV) or None
-    _check_yaml(yaml_path)
+    _, notices = translate_legacy(_check_yaml(yaml_path))
+    for notice in notices:
+        print(f"config: {yaml_path}: {notice}", file=sys.stderr)
     try:
-        return Settings()
+        config = Settings()
     except SettingsError as exc:
         # Raised for environment values that must be JSON (lists) and are not.
         raise ConfigError(without_passwords(f"invalid configuration: {exc}")) from None
     except ValidationError as exc:
         # `from None`: the pydantic error holds the raw input (a traceback would show it).
         raise ConfigError(without_passwords(_describe(exc, yaml_path))) from None
+    return config
 
 
 def without_passwords(text: str) -> str:

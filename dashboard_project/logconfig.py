@@ -7,6 +7,8 @@ import re
 from contextvars import ContextVar
 from typing import Any
 
+import pythonjsonlogger.json
+
 # The id of the HTTP request being served in this context (`dashboard_project.request_id` sets
 # it); None outside a request: WebSocket traffic, the hub's tasks, the worker. Defined here, not
 # beside the middleware, because settings import this module before Django is set up.
@@ -62,6 +64,27 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+# The level as the earlier service (zerolog) wrote it, so that queries on its logs keep working.
+LEVEL_NAMES = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+
+
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """One JSON object per record; `level` in lower case (`LEVEL_NAMES`)."""
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        """Called for each record: the configured fields, then the level renamed."""
+        super().add_fields(log_data, record, message_dict)
+        log_data["level"] = LEVEL_NAMES.get(record.levelno, record.levelname.lower())
+
+
 def logging_config(level: str) -> dict[str, Any]:
     """Return the dictConfig for every process: JSON lines with time, level, logger, message."""
     return {
@@ -74,7 +97,7 @@ def logging_config(level: str) -> dict[str, Any]:
         },
         "formatters": {
             "json": {
-                "()": "pythonjsonlogger.json.JsonFormatter",
+                "()": JsonFormatter,
                 "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
                 "timestamp": False,

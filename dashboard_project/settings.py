@@ -177,6 +177,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "History and state of the trading desk's real-time hub.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "dashboard_project.openapi.add_error_responses",
+    ],
 }
 
 LOGGING = logging_config(CONFIG.log_level)

@@ -7,7 +7,7 @@ import ipaddress
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 # DRF ships no type information (djangorestframework-stubs is not a dependency): Any to mypy.
@@ -19,10 +19,18 @@ from dashboard_project.readiness import readiness, without_detail
 SERVICE_NAME = "dashboard-server"
 
 
-@require_GET
+@require_http_methods(["GET", "HEAD", "OPTIONS"])
 def health(request: HttpRequest) -> JsonResponse:
-    """Liveness: answers while the process serves HTTP, whatever its dependencies say."""
-    return JsonResponse({"status": "ok", "service": SERVICE_NAME})
+    """Liveness: answers while the process serves HTTP, whatever its dependencies say.
+
+    HEAD and OPTIONS answer like GET, and any origin may read it, as the earlier service's did
+    (load balancers probe with HEAD; its runbook checks CORS with OPTIONS).
+    """
+    response = JsonResponse({"status": "ok", "service": SERVICE_NAME})
+    response["Access-Control-Allow-Origin"] = "*"
+    if request.method == "OPTIONS":
+        response["Allow"] = "GET, HEAD, OPTIONS"
+    return response
 
 
 @require_GET

@@ -76,6 +76,7 @@ class HistoryView(APIView):  # type: ignore[misc]  # APIView is Any without DRF 
             OpenApiParameter(
                 "symbol",
                 str,
+                pattern=r"^[A-Za-z0-9_-]{1,64}$",
                 description="Symbol (market_data, orders, positions) or strategy id "
                 "(strategies); [A-Za-z0-9_-]{1,64}; not allowed for account.",
             ),
@@ -85,14 +86,22 @@ class HistoryView(APIView):  # type: ignore[misc]  # APIView is Any without DRF 
             OpenApiParameter(
                 "to", OpenApiTypes.DATETIME, description="RFC 3339 with offset; exclusive."
             ),
-            OpenApiParameter("limit", int, description=f"1..{LIMIT_MAX}, default {LIMIT_DEFAULT}."),
-            OpenApiParameter("cursor", str, description="The `next` of the previous page."),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX},
+                description=f"1..{LIMIT_MAX}, default {LIMIT_DEFAULT}.",
+            ),
+            OpenApiParameter(
+                "cursor",
+                str,
+                pattern=r"^[A-Za-z0-9_-]+$",
+                description="The `next` of the previous page.",
+            ),
             OpenApiParameter("interval", str, enum=list(INTERVALS)),
         ],
         responses={
             200: OutputSerializer,
             400: OpenApiResponse(ErrorSerializer, description="A bad query parameter."),
-            401: OpenApiResponse(description="No credentials, or a bad token."),
             403: OpenApiResponse(
                 description="The token has no history scope, or the type (or, for a token "
                 "narrowed to symbols, the symbol) is outside its channels."

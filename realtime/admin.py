@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -13,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
+from realtime.kicks import Target, kick
 from realtime.models import ConnectedClient
 from realtime.selectors import client_list
 
@@ -69,17 +69,22 @@ class ConnectedClientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # djang
         return TemplateResponse(request, "admin/realtime/connected_clients.html", context)
 
     def kick_view(self, request: HttpRequest) -> HttpResponse:
-        """Called for a kick: ask whichever process holds the client to close it with 4000."""
-        client_id = request.POST.get("client_id", "")
-        if not client_id or len(client_id) > 200:
-            messages.error(request, "no client given")
+        """Called for a kick: close one client, or every client of a token or a user (4000)."""
+        given = [(t, request.POST.get(f, "")) for t, f in _KICK_FIELDS if request.POST.get(f)]
+        if len(given) != 1 or len(given[0][1]) > 200:
+            messages.error(request, "give one client, token or user")
         else:
-            # Imported here: Django imports admin modules in every process (the worker too), and
-            # the hub brings the web process's metrics, which no other process may export.
-            from realtime.hub import kick_client
-
-            async_to_sync(kick_client)(
-                get_channel_layer(), prefix=settings.CONFIG.redis_key_prefix, client_id=client_id
-            )
-            messages.success(request, f"asked the web processes to close {client_id}")
+            target, value = given[0]
+            ids = kick(target, value, by=request.user.get_username())
+            if ids:
+                messages.success(request, f"asked the web processes to close {', '.join(ids)}")
+            else:
+                messages.warning(request, f"no connected client of {target} {value}")
         return HttpResponseRedirect(reverse(f"admin:{self._list_name}"))
+
+
+_KICK_FIELDS: tuple[tuple[Target, str], ...] = (
+    ("client", "client_id"),
+    ("token", "token"),
+    ("user", "user"),
+)

@@ -18,9 +18,9 @@ from access.metrics import WS_REFUSED, limit_hit
 from access.ratelimit import EventWindow, TokenBucket
 from aggregation.broadcast import rfc3339_now
 from aggregation.events import StateUpdate
-from realtime import metrics, protocol
+from realtime import clientlog, metrics, protocol
 from realtime.hub import Hub, get_hub
-from realtime.presence import ClientInfo
+from realtime.presence import ClientInfo, identity
 from realtime.protocol import (
     Continuity,
     ErrorCode,
@@ -103,6 +103,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self._send_snapshot()
         self.hub.register(self)
         metrics.connected(self.cadence, self.subscription)
+        clientlog.connected(self)
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, for any reason."""
@@ -114,6 +115,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self.hub.unregister(self)
             self.writer.close()
             metrics.disconnected(self.cadence, self.subscription)
+            clientlog.closed(self, code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called for each client frame."""
@@ -195,6 +197,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     def info(self) -> ClientInfo:
         """This connection's presence entry."""
         client = self.scope.get("client") or ("", 0)
+        user, token = identity(getattr(self.admission, "credential", None))
         return ClientInfo(
             id=self.client_id,
             type=self.cadence,
@@ -204,6 +207,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             connected_at=self.connected_at,
             process=self.hub.process_id,
             messages_sent=self.writer.sent,
+            user=user,
+            token=token,
         )
 
     async def kick(self) -> None:

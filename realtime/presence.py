@@ -30,6 +30,15 @@ class ClientInfo:
     process: str
     messages_sent: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # Who it is: the logged-in user's name for a browser session, the token's name for a token.
+    user: str = ""
+    token: str = ""
+
+
+def identity(credential: Any) -> tuple[str, str]:
+    """(user, token) of a ClientInfo, from the connection's access credential (or None)."""
+    kind, name = getattr(credential, "kind", ""), str(getattr(credential, "name", ""))
+    return (name if kind == "session" else "", name if kind == "token" else "")
 
 
 def presence_key(prefix: str, process: str) -> str:

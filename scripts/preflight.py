@@ -3,11 +3,19 @@
 Run by `make run` and `make test`. On failure it says which service, where it looked and how to
 start one, then exits non-zero. It reads the same settings as the product (config.yaml and
 DASHBOARD_* environment variables).
+
+With a command after `--` it first starts the embedded servers the `embedded` setting asks for
+(dashboard_project.embedded), runs the command with DASHBOARD_*_URL pointing at them, and stops
+them when the command ends (Ctrl-C reaches the command; the servers are stopped after it exits).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +26,9 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard_project.config import ConfigError, load_settings
+from dashboard_project.embedded import embedded_stores
+
+ROOT = Path(__file__).resolve().parent.parent
 
 HOW_TO_START = (
     "start one with `docker compose up -d redis postgres`, or on Debian: "
@@ -58,20 +69,46 @@ def check_postgres(url: str, *, create: bool) -> str | None:
 
 
 def main() -> int:
-    """Check both services; print every problem; return the exit code."""
+    """Check both services (after starting embedded ones); run the command; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--create-database", action="store_true")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- a command to run")
     args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
     try:
         config = load_settings()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if not command:
+        return check(config.redis_url, config.database_url, create=args.create_database)
+    with contextlib.ExitStack() as stack:
+        stack.callback(sys.stdout.flush)
+        try:
+            env = stack.enter_context(
+                embedded_stores(config, root=ROOT, say=lambda line: print(f"preflight: {line}"))
+            )
+        except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+            problem = f"cannot start an embedded server: {_first_line(exc)}"
+            print(f"preflight: {problem}", file=sys.stderr)
+            return 1
+        os.environ.update(env)
+        status = check(
+            env.get("DASHBOARD_REDIS_URL", config.redis_url),
+            env.get("DASHBOARD_DATABASE_URL", config.database_url),
+            create=args.create_database,
+        )
+        return status or run(command)
+    return 1  # not reached: the block returns
+
+
+def check(redis_url: object, database_url: object, *, create: bool) -> int:
+    """Check both services; print every problem; return the exit code."""
     problems = [
         problem
         for problem in (
-            check_redis(str(config.redis_url)),
-            check_postgres(str(config.database_url), create=args.create_database),
+            check_redis(str(redis_url)),
+            check_postgres(str(database_url), create=create),
         )
         if problem
     ]
@@ -81,6 +118,30 @@ def main() -> int:
         print(f"preflight: {HOW_TO_START}", file=sys.stderr)
         return 1
     return 0
+
+
+def run(command: list[str]) -> int:
+    """Run `command` to its end; its exit code.
+
+    Ctrl-C and SIGTERM are the command's to handle (the terminal sends SIGINT to it too; SIGTERM
+    is passed on), so that its processes stop before the servers they use.
+    """
+    child = subprocess.Popen(command)  # noqa: S603 (the Makefile's own command)
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM)),
+    }
+    try:
+        return child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _first_line(exc: BaseException) -> str:
+    stderr = getattr(exc, "stderr", None)
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[-1]
 
 
 if __name__ == "__main__":

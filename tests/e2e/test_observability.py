@@ -435,5 +435,5 @@ async def test_the_web_stats_line_counts_the_traffic(fresh_stack: Stack) -> None
     assert total("updates_received") >= 2
     last = lines[-1]
     assert last["connections"] == {"web": 0, "tui": 0}
-    assert last["level"] == "INFO"
+    assert last["level"] == "info"
     assert 0.5 <= last["interval_s"] <= 3

@@ -25,7 +25,7 @@ def prefix(deployment_prefix: str) -> str:
     return deployment_prefix
 
 
-def present(redis_url: str, prefix: str) -> None:
+def present(redis_url: str, prefix: str, *, token: str = "") -> None:
     """One web process's presence list with one client, as its hub would publish it."""
     import redis.asyncio as aioredis
 
@@ -40,6 +40,7 @@ def present(redis_url: str, prefix: str) -> None:
             connected_at="2026-11-24T00:00:00.000Z",
             process="web-1",
             messages_sent=42,
+            token=token,
         )
         await publish_presence(client, prefix=prefix, process="web-1", clients=[info])
         await client.aclose()
@@ -91,6 +92,38 @@ def test_kick_asks_the_web_processes_to_close_the_client(
         assert message == {"type": "client.kick", "client_id": "web-1-abcd"}
         assert client.post(f"{URL}kick/", {"client_id": ""}).status_code == 302  # no crash
         assert client.get(f"{URL}kick/").status_code == 405
+    finally:
+        loop.run_until_complete(layer.group_discard(group, channel))
+        loop.close()
+
+
+def said(response: Any) -> list[str]:
+    """The admin messages shown on the page a redirect led to."""
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_staff_see_whose_client_it_is_and_kick_by_token(
+    client: Client, django_user_model: type[User], prefix: str, redis_url: str
+) -> None:
+    present(redis_url, prefix, token="quant-notebook")
+    layer = get_channel_layer()
+    group = RedisNames(prefix).group(CONTROL)
+    loop = asyncio.new_event_loop()
+    channel = loop.run_until_complete(layer.new_channel())
+    loop.run_until_complete(layer.group_add(group, channel))
+    try:
+        client.force_login(django_user_model.objects.create_user("ops", "", "pw", is_staff=True))
+        page = client.get(URL).content.decode()
+        assert "token quant-notebook" in page
+        assert 'name="token" value="quant-notebook"' in page
+        response = client.post(f"{URL}kick/", {"token": "quant-notebook"}, follow=True)
+        assert said(response) == ["asked the web processes to close web-1-abcd"]
+        message = loop.run_until_complete(asyncio.wait_for(layer.receive(channel), 5))
+        assert message == {"type": "client.kick", "client_id": "web-1-abcd"}
+        nobody = client.post(f"{URL}kick/", {"user": "nobody"}, follow=True)
+        assert said(nobody) == ["no connected client of user nobody"]
+        both = client.post(f"{URL}kick/", {"user": "a", "token": "b"}, follow=True)
+        assert said(both) == ["give one client, token or user"]
     finally:
         loop.run_until_complete(layer.group_discard(group, channel))
         loop.close()

@@ -192,7 +192,7 @@ def test_logs_are_json_lines_at_the_configured_level() -> None:
     lines = [json.loads(line) for line in result.stderr.strip().splitlines()]
     assert len(lines) == 1
     assert lines[0]["message"] == "shown"
-    assert lines[0]["level"] == "WARNING"
+    assert lines[0]["level"] == "warn"  # lower case, as the earlier service wrote it
     assert lines[0]["logger"] == "x"
     assert lines[0]["count"] == 3
     assert "time" in lines[0]

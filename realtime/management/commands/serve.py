@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from dashboard_project import __version__
 from dashboard_project.config import Settings
+
+log = logging.getLogger("realtime.serve")
 
 APP = "dashboard_project.asgi:application"
 # Frames larger than this are refused by the server itself (close 1009) before they are
@@ -21,6 +25,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         """Called by manage.py: hand over to the configured server until it exits."""
         config: Settings = settings.CONFIG
+        log.info(
+            "starting dashboard server",
+            extra={
+                "event": "web.start",
+                "version": __version__,
+                "server": config.web_server,
+                "address": f"{config.bind_host}:{config.port}",
+            },
+        )
         if config.web_server == "daphne":
             _daphne(config)
         else:
