@@ -537,3 +537,27 @@ async def test_a_worker_that_lost_its_lease_appends_no_more_history(
 
 async def _xlen_is(client: aioredis.Redis, stream: str, n: int) -> bool:
     return int(await client.xlen(stream)) == n
+
+
+async def test_a_cache_reload_never_overwrites_a_newer_published_value(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    # given a tick published at 12:00:05 and a cache key still holding the 12:00:00 one
+    prefix = worker.names.input_prefix
+    newer = {"symbol": "BTCUSDT", "last_price": 2.0, "updated_at": "2026-11-23T12:00:05Z"}
+    older = {"symbol": "BTCUSDT", "last_price": 1.0, "updated_at": "2026-11-23T13:00:00+02:00"}
+    await aredis.publish(f"{prefix}market_data:BTCUSDT", orjson.dumps(newer))
+    await eventually(lambda: worker.state.entity("market_data", "BTCUSDT"), what="the tick")
+    await aredis.set(f"{prefix}market_data:BTCUSDT", orjson.dumps(older))
+    # when an orderbook event makes the worker reload the key
+    await aredis.publish(f"{prefix}orderbook:BTCUSDT", b"{}")
+    # then the older value is refused as stale and the newer one stays
+    await eventually(lambda: worker.ingest_counts().get(("cache", "stale")), what="stale count")
+    assert worker.state.entity("market_data", "BTCUSDT") == newer
+    # and a value without updated_at has nothing to compare: the later arrival wins
+    await aredis.set(f"{prefix}market_data:BTCUSDT", b'{"symbol":"BTCUSDT","last_price":3.0}')
+    await aredis.publish(f"{prefix}orderbook:BTCUSDT", b"{}")
+    await eventually(
+        lambda: worker.state.entity("market_data", "BTCUSDT")["last_price"] == 3.0,
+        what="the stamp-less value applied",
+    )
