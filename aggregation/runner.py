@@ -18,7 +18,6 @@ import time
 import uuid
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, Final
 
 import orjson
@@ -28,7 +27,14 @@ from redis.exceptions import RedisError
 from aggregation import metrics
 from aggregation.backends import Backend, BackendUnavailable
 from aggregation.broadcast import update_event
-from aggregation.core.records import Accepted, Channel, Rejection, is_key, parse_record
+from aggregation.core.records import (
+    Accepted,
+    Channel,
+    Rejection,
+    instant,
+    is_key,
+    parse_record,
+)
 from aggregation.core.state import TradingState
 from aggregation.feeds.redis_feed import RedisFeed, scan_cache_keys
 from aggregation.history_log import HistoryLog
@@ -131,14 +137,14 @@ class Aggregator:
         if self.apply(result, kind):
             stamp = result.record.get("updated_at")
             if stamp is not None:  # producer-to-state lag, for live input only
-                try:
-                    lag = time.time() - datetime.fromisoformat(stamp).timestamp()
-                except ValueError:  # valid RFC 3339 Python cannot read ("...t12:00:00z")
-                    return
+                lag = time.time() - instant(stamp).timestamp()
                 self._lag_max = max(self._lag_max, lag)
 
     def apply(self, accepted: Accepted, source: str) -> bool:
         """Apply one valid record; if it changed the state, log it for history and say so."""
+        if self.state.is_stale(accepted):  # older than what a producer published since
+            self._count(source, "stale")
+            return False
         if not self.state.apply(accepted):
             self._count(source, "unchanged")
             return False

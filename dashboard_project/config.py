@@ -73,7 +73,9 @@ class Settings(BaseSettings):
     database_url: AnyUrl = AnyUrl("postgres://postgres@127.0.0.1:5432/dashboard")
     # Prefix of every Redis key and channel-layer group the product owns, so that two
     # deployments (or two test runs) can share one Redis.
-    # (also the channel-layer group names, which allow only these characters)
+    # (also the channel-layer group names, which allow only these characters). pydantic checks
+    # `pattern` with Rust's regex, whose `$` is the end of the text (Python's also matches before
+    # a final newline): "dashboard\n" is refused (tests/unit/test_config.py).
     redis_key_prefix: str = Field("dashboard", pattern=r"^[A-Za-z0-9_\-.]{1,64}$")
     # `make run` and `make test` on a machine without Redis or PostgreSQL
     # (dashboard_project.embedded): `auto` starts a private server from a dev wheel for a store

@@ -328,6 +328,14 @@ def _encodable_str(text: str) -> bool:
     return True
 
 
+def instant(stamp: str) -> datetime:
+    """The instant of a validated RFC 3339 timestamp (`updated_at`, `created_at`)."""
+    try:
+        return datetime.fromisoformat(stamp)  # twice as fast; misses forms like "…t12:00:00z"
+    except ValueError:
+        return msgspec.convert(stamp, datetime)
+
+
 def _not_object(obj: object) -> Rejection:
     return Rejection("not_object", None, f"expected a JSON object, got {type(obj).__name__}")
 

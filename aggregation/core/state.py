@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aggregation.core.records import ALL_CHANNELS, Accepted, Channel, Record
+from aggregation.core.records import ALL_CHANNELS, Accepted, Channel, Record, instant
 
 # Where an entity lives: (channel,) for the account and the order list, (channel, key) otherwise.
 EntityKey = tuple[str, ...]
@@ -93,6 +93,29 @@ class TradingState:
         table[key] = record
         self._changed(entity_key, changed)
         return True
+
+    def is_stale(self, accepted: Accepted) -> bool:
+        """Whether `accepted` is older than the stored record of its entity, by `updated_at`.
+
+        A backend poll or a cache-key reload may carry a value older than one a producer has
+        published since; it must not overwrite it. Only two timestamps can be compared: when
+        either record lacks `updated_at`, nothing is stale and the later arrival wins, as it
+        always did. Equal instants are not stale (a correction made at the same time applies).
+        """
+        stamp = accepted.record.get("updated_at")
+        if stamp is None:
+            return False
+        channel, key, _ = accepted
+        if channel is _CH_ORDERS:
+            stored = self._orders.get(key or "")
+        elif channel is Channel.ACCOUNT:
+            stored = self._account
+        else:
+            stored = self._tables[channel].get(key or "")
+        before = None if stored is None else stored.get("updated_at")
+        if before is None or before == stamp:
+            return False
+        return instant(stamp) < instant(before)
 
     def load(self, snapshot: Mapping[str, Any], *, seq: int) -> None:
         """Replace the whole state with `snapshot` at `seq` (a standby taking over).

@@ -65,3 +65,21 @@ async def test_an_unencodable_cache_key_is_refused_and_updates_keep_flowing(
         snapshot = await receive(ws)
         assert "ZZ" not in snapshot["data"]["market_data"]
         await ticks_arrive(stack, ws, "RESTARTUSDT", timeout=15)
+
+
+async def test_a_look_alike_symbol_with_a_trailing_newline_never_reaches_a_client(
+    fresh_stack: Stack,
+) -> None:
+    # given a client following updates
+    stack = fresh_stack
+    stack.start_worker()
+    stack.start_web()
+    async with connect(stack.ws_url()) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+        # when a producer sends "BTCUSDT\n" (`$` would match before the newline)
+        stack.publish("market_data", "BTCUSDT", {"symbol": "BTCUSDT\n", "last_price": 666.0})
+        await ticks_arrive(stack, ws, "BTCUSDT", timeout=15)
+    # then only the real BTCUSDT exists, in the state every new client gets
+    async with connect(stack.ws_url()) as ws:
+        symbols = set((await receive(ws))["data"]["market_data"])
+    assert symbols == {"BTCUSDT"}

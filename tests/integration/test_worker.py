@@ -537,3 +537,76 @@ async def test_a_worker_that_lost_its_lease_appends_no_more_history(
 
 async def _xlen_is(client: aioredis.Redis, stream: str, n: int) -> bool:
     return int(await client.xlen(stream)) == n
+
+
+async def test_a_cache_reload_never_overwrites_a_newer_published_value(
+    worker: Aggregator, aredis: aioredis.Redis
+) -> None:
+    # given a tick published at 12:00:05 and a cache key still holding the 12:00:00 one
+    prefix = worker.names.input_prefix
+    newer = {"symbol": "BTCUSDT", "last_price": 2.0, "updated_at": "2026-11-23T12:00:05Z"}
+    older = {"symbol": "BTCUSDT", "last_price": 1.0, "updated_at": "2026-11-23T13:00:00+02:00"}
+    await aredis.publish(f"{prefix}market_data:BTCUSDT", orjson.dumps(newer))
+    await eventually(lambda: worker.state.entity("market_data", "BTCUSDT"), what="the tick")
+    await aredis.set(f"{prefix}market_data:BTCUSDT", orjson.dumps(older))
+    # when an orderbook event makes the worker reload the key
+    await aredis.publish(f"{prefix}orderbook:BTCUSDT", b"{}")
+    # then the older value is refused as stale and the newer one stays
+    await eventually(lambda: worker.ingest_counts().get(("cache", "stale")), what="stale count")
+    assert worker.state.entity("market_data", "BTCUSDT") == newer
+    # and a value without updated_at has nothing to compare: the later arrival wins
+    await aredis.set(f"{prefix}market_data:BTCUSDT", b'{"symbol":"BTCUSDT","last_price":3.0}')
+    await aredis.publish(f"{prefix}orderbook:BTCUSDT", b"{}")
+    await eventually(
+        lambda: worker.state.entity("market_data", "BTCUSDT")["last_price"] == 3.0,
+        what="the stamp-less value applied",
+    )
+
+
+async def test_a_backend_poll_never_overwrites_a_newer_published_value(
+    worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
+) -> None:
+    # given a Strategy service on loopback still reporting s1 as it was at 12:00:00
+    polled = {"count": 0}
+    reply = orjson.dumps(
+        {"strategies": [{"id": "s1", "status": "STOPPED", "updated_at": "2026-11-23T12:00:00Z"}]}
+    )
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        polled["count"] += 1
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(reply)}"
+        writer.write(head.encode() + b"\r\nConnection: close\r\n\r\n" + reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    from aggregation.backends.strategy_http import StrategyServiceBackend
+
+    config = worker_config.model_copy(
+        update={"strategy_service_http": f"http://127.0.0.1:{port}", "refresh_period_s": 0.2}
+    )
+    aggregator = Aggregator(
+        config, layer=layer, backends=[StrategyServiceBackend.from_settings(config)]
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(aggregator.run(stop))
+    try:
+        await eventually(lambda: aggregator.feed_connected, what="subscription")
+        # when a producer publishes s1 as it is at 12:00:05, and the service is polled after
+        newer = {"id": "s1", "status": "RUNNING", "updated_at": "2026-11-23T12:00:05Z"}
+        await aredis.publish(f"{config.input_prefix}strategies:s1", orjson.dumps(newer))
+        await eventually(
+            lambda: aggregator.state.entity("strategies", "s1") == newer, what="the publish"
+        )
+        since = polled["count"]
+        await eventually(lambda: polled["count"] >= since + 2, what="two polls after it")
+        # then the poll's older value was refused as stale and the newer one stays
+        assert aggregator.state.entity("strategies", "s1") == newer
+        assert aggregator.ingest_counts().get(("strategy_service", "stale"), 0) >= 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+        server.close()
+        await server.wait_closed()

@@ -193,3 +193,40 @@ def test_counts(state: TradingState) -> None:
 def test_snapshot_keys_are_plain_strings(state: TradingState) -> None:
     # JSON encoders (orjson) refuse str subclasses such as enum members as keys.
     assert all(type(key) is str for key in state.snapshot())
+
+
+T0 = "2026-11-23T12:00:00Z"
+T1 = "2026-11-23T12:00:01.5Z"
+T1_ELSEWHERE = "2026-11-23T14:00:01.500+02:00"  # the same instant as T1, written otherwise
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda stamp, v: md("BTCUSDT", v, updated_at=stamp),
+        lambda stamp, v: order("o1", status=f"S{v}", updated_at=stamp),
+        lambda stamp, v: position("ETHUSDT", v, updated_at=stamp),
+        lambda stamp, v: rec(Channel.ACCOUNT, total_balance=v, updated_at=stamp),
+        lambda stamp, v: rec(Channel.STRATEGIES, id="s1", status=f"S{v}", updated_at=stamp),
+    ],
+)
+def test_a_record_older_than_the_stored_one_is_stale(make: Any) -> None:
+    state = TradingState(cadences=["web"], max_orders=10)
+    assert not state.is_stale(make(T1, 2.0))  # nothing stored yet
+    state.apply(make(T1, 2.0))
+    assert state.is_stale(make(T0, 1.0))
+    assert not state.is_stale(make(T1_ELSEWHERE, 3.0))  # the same instant: applies
+    assert not state.is_stale(make("2026-11-23T12:00:02Z", 3.0))  # newer
+    assert not state.is_stale(make(None, 3.0))  # no stamp to compare: the later arrival wins
+
+
+def test_a_stored_record_without_updated_at_never_makes_a_newer_one_stale() -> None:
+    state = TradingState(cadences=["web"], max_orders=10)
+    state.apply(md("BTCUSDT", 1.0))
+    assert not state.is_stale(md("BTCUSDT", 2.0, updated_at=T0))
+
+
+def test_timestamps_in_forms_python_cannot_read_are_compared_too() -> None:
+    state = TradingState(cadences=["web"], max_orders=10)
+    state.apply(md("BTCUSDT", 1.0, updated_at="2026-11-23t12:00:01z"))
+    assert state.is_stale(md("BTCUSDT", 2.0, updated_at="2026-11-23t12:00:00z"))
