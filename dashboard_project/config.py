@@ -67,6 +67,22 @@ class Settings(BaseSettings):
     # deployments (or two test runs) can share one Redis.
     # (also the channel-layer group names, which allow only these characters)
     redis_key_prefix: str = Field("dashboard", pattern=r"^[A-Za-z0-9_\-.]{1,64}$")
+    # Django's PostgreSQL connections in each process come from one psycopg pool of at most this
+    # many, whatever the number of request threads (Django runs each request's sync work in a
+    # thread of its own under ASGI; persistent per-thread connections exhausted the server's 100
+    # under 20 concurrent probes, issue 13). 10 per web process: a history page takes ~2 ms, so
+    # 10 serve thousands of requests a second (docs/BENCHMARKS.md, "Database connections"),
+    # and two web processes plus the admin tools stay far below PostgreSQL's default 100.
+    # 0: no pool, one connection per request, closed at its end (measured slower).
+    database_pool_max_size: int = Field(10, ge=0, le=1000)
+    # A request waits this long for a pooled connection before it fails (503 for the history
+    # API, "down" for readiness) rather than queueing without end behind a flood.
+    database_pool_timeout_s: PositiveSeconds = Field(10.0, le=600)
+    # Every statement through Django's connections (web requests, admin, management commands)
+    # is cancelled past this: a runaway query must not hold one of the pool's few connections.
+    # The history API's heaviest page reads in milliseconds; the recorder has its own timeout.
+    # 0: none (e.g. `migrate` on a large history; docker-compose's migrate service sets it).
+    database_statement_timeout_ms: int = Field(10_000, ge=0, le=86_400_000)
 
     # Prepended to every input channel and cache key of contract 3.1 (`market_data:BTCUSDT`
     # becomes `{input_prefix}market_data:BTCUSDT`). Empty in production, where producers use the

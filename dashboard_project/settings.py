@@ -79,7 +79,20 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": dj_database_url.parse(str(CONFIG.database_url), conn_max_age=60)}
+DATABASES = {"default": dj_database_url.parse(str(CONFIG.database_url), conn_max_age=0)}
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # a pooled connection is checked when lent
+DATABASES["default"]["OPTIONS"] = {
+    "application_name": "dashboard",  # tells our connections apart in pg_stat_activity
+    "options": f"-c statement_timeout={CONFIG.database_statement_timeout_ms}",
+}
+if CONFIG.database_pool_max_size:
+    # One pool per process, shared by every thread (docs/ARCHITECTURE.md, "Database
+    # connections"). Two kept open: a probe or token lookup finds one ready after idle time.
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": min(2, CONFIG.database_pool_max_size),
+        "max_size": CONFIG.database_pool_max_size,
+        "timeout": CONFIG.database_pool_timeout_s,
+    }
 
 # channels-redis' pub/sub layer: a group send is one PUBLISH, and each web process's hub is the
 # only group member (design principle 7). redis-py 8 defaults (socket_timeout=5, a pool of 100)
