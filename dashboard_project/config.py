@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     history_claim_idle_s: PositiveSeconds = 30.0
     history_read_block_ms: PositiveMs = 1000  # how long one XREADGROUP waits for new entries
     recorder_metrics_port: int = Field(9109, ge=0, le=65535)  # 0: do not serve metrics
+    # The worker's and the recorder's metrics servers listen here, not on `bind_host` (which the
+    # image opens to 0.0.0.0 for the web port): metrics name symbols, strategies and accounts.
+    # docker-compose sets 0.0.0.0 where its Prometheus scrapes them over the compose network.
+    metrics_bind_host: str = "127.0.0.1"
 
     # --- worker ----------------------------------------------------------------------------
     worker_metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics
