@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     debug: bool = False
     secret_key: str = ""
     allowed_hosts: CommaList = ["localhost", "127.0.0.1", "[::1]"]
+    # Origins (scheme://host[:port]) whose form posts Django accepts besides the Host the request
+    # names (CSRF_TRUSTED_ORIGINS): only for a proxy that rewrites Host. The shipped nginx
+    # passes the browser's Host with its port, so none are needed behind it.
+    csrf_trusted_origins: CommaList = []
     # Served over HTTPS (directly or behind a TLS proxy setting X-Forwarded-Proto): secure
     # cookies and HSTS. Off by default because `make run` serves plain HTTP on loopback.
     https: bool = False
@@ -190,11 +194,19 @@ class Settings(BaseSettings):
     simulator_symbols: int = Field(20, ge=1, le=10_000)
     simulator_ticks_per_s: float = Field(50.0, gt=0, le=1_000_000)
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [host.strip() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("csrf_trusted_origins")
+    @classmethod
+    def _origins_have_a_scheme(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ValueError(f"{origin!r} is not scheme://host[:port]")
         return value
 
     @field_validator("redis_url")

@@ -150,6 +150,7 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_TRUSTED_ORIGINS = list(CONFIG.csrf_trusted_origins)
 # Behind TLS, the cookies travel only over HTTPS and browsers are told to stay on HTTPS.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CONFIG.https
 SECURE_HSTS_SECONDS = 31_536_000 if CONFIG.https else 0
