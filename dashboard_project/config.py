@@ -134,6 +134,15 @@ class Settings(BaseSettings):
     # hub checks once a second, so shorter intervals act as 1 s.
     stats_log_interval_s: float = Field(10.0, ge=0, le=86_400)
 
+    # Slow clients (uvicorn): a request head (and so a WebSocket handshake) must be complete
+    # this long after it starts, or the connection is closed (slowloris; docs/SECURITY.md). A
+    # head is a few hundred bytes: 10 s is ample on any link, and nginx's own is 60 s.
+    http_header_timeout_s: PositiveSeconds = Field(10.0, le=300)
+    # uvicorn answers new HTTP requests 503 at once while it holds this many connections or
+    # tasks (WebSockets included: a process holds 10,000 clients, BENCHMARKS.md), instead of
+    # starting a thread for each of a flood of requests. 0: no limit.
+    http_limit_concurrency: int = Field(12_000, ge=0, le=1_000_000)
+
     # --- WebSocket (contract section 4) ----------------------------------------------------
     ws_ping_interval_s: PositiveSeconds = 30.0
     ws_idle_timeout_s: PositiveSeconds = 60.0
