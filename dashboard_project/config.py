@@ -80,8 +80,11 @@ class Settings(BaseSettings):
     # 0: no pool, one connection per request, closed at its end (measured slower).
     database_pool_max_size: int = Field(10, ge=0, le=1000)
     # A request waits this long for a pooled connection before it fails (503 for the history
-    # API, "down" for readiness) rather than queueing without end behind a flood.
-    database_pool_timeout_s: PositiveSeconds = Field(10.0, le=600)
+    # API, "down" for readiness, 1013 for a token lookup) rather than queueing without end
+    # behind a flood. It is also how long a request takes to fail while PostgreSQL is down (the
+    # pool does not fail fast), so it stays below the readiness probe's few seconds; 2 s is 1,000
+    # history pages of queue on a pool of 10.
+    database_pool_timeout_s: PositiveSeconds = Field(2.0, le=600)
     # Every statement through Django's connections (web requests, admin, management commands)
     # is cancelled past this: a runaway query must not hold one of the pool's few connections.
     # The history API's heaviest page reads in milliseconds; the recorder has its own timeout.

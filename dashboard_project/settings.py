@@ -92,6 +92,10 @@ if CONFIG.database_pool_max_size:
         "min_size": min(2, CONFIG.database_pool_max_size),
         "max_size": CONFIG.database_pool_max_size,
         "timeout": CONFIG.database_pool_timeout_s,
+        # psycopg_pool retries a failed connection with backoff (1, 2, 4 ... s) for this long,
+        # then lets the next request start afresh: after an outage the pool is back within
+        # seconds (its default, 5 min of backoff, left readiness down for 30 s and more).
+        "reconnect_timeout": 5.0,
     }
 
 # channels-redis' pub/sub layer: a group send is one PUBLISH, and each web process's hub is the

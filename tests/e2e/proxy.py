@@ -13,7 +13,6 @@ mapped to that one.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import re
 import subprocess
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import IO
 
 import yaml
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, _answers
 from tests.processes import ROOT, free_port, wait_until
 
 NGINX = Path("/usr/sbin/nginx")
@@ -83,7 +82,7 @@ class Nginx:
             stderr=subprocess.STDOUT,
         )
         wait_until(
-            lambda: self._answers() or self.process.poll() is not None,
+            lambda: _answers(self.port) or self.process.poll() is not None,
             timeout=30,
             what="nginx",
         )
@@ -98,16 +97,6 @@ class Nginx:
         """What nginx has logged (errors and warnings)."""
         self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def _answers(self) -> bool:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-            connection.request("GET", "/health")
-            ok = connection.getresponse().status == 200
-            connection.close()
-            return ok
-        except OSError:
-            return False
 
     def stop(self) -> None:
         """Stop nginx (SIGQUIT would wait for open WebSockets; SIGTERM is the fast stop)."""
