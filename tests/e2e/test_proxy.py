@@ -127,3 +127,32 @@ def test_csrf_trusted_origins_admit_a_proxy_that_rewrites_host(fresh_stack: Stac
     assert login_status(plain, origin) == 403  # CSRF: origin not trusted
     assert login_status(trusting, origin) == 200  # the form again, with "wrong password"
     assert login_status(trusting, "https://evil.example") == 403
+
+
+def test_forwarded_for_from_a_client_that_is_not_the_proxy_is_ignored(
+    proxied: tuple[Stack, Nginx],
+) -> None:
+    # given: a client reaching a web process directly, claiming to be another client
+    stack, _ = proxied
+    direct, claimed = "127.0.0.6", "127.0.0.7"
+    web = stack.web_ports[0]
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{web}",
+        transport=httpx.HTTPTransport(local_address=direct),
+        timeout=10,
+    ) as attacker:
+        for n in range(10):
+            attacker.get(
+                "/api/v1/state",
+                headers={"Authorization": f"Bearer dsk_wrong{n}", "X-Forwarded-For": claimed},
+            )
+        # then: its own address is the one locked out
+        good = {"Authorization": f"Bearer {stack.token}"}
+        assert attacker.get("/api/v1/state", headers=good).status_code == 429
+    # and the client it named is served by that same web process
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{web}",
+        transport=httpx.HTTPTransport(local_address=claimed),
+        timeout=10,
+    ) as named:
+        assert named.get("/api/v1/state", headers=good).status_code == 200
