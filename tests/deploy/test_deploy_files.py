@@ -74,6 +74,9 @@ def test_nginx_configuration_is_valid(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Upgrade $http_upgrade" in text
     assert "proxy_read_timeout 120s" in text
+    # the browser's Host with its port: CSRF and /ws origin checks compare Origin with it
+    assert text.count("proxy_set_header Host $http_host") == 2
+    assert "Host $host;" not in text
 
 
 def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
