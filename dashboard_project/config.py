@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     debug: bool = False
     secret_key: str = ""
     allowed_hosts: CommaList = ["localhost", "127.0.0.1", "[::1]"]
+    # Origins (scheme://host[:port]) whose form posts Django accepts besides the Host the request
+    # names (CSRF_TRUSTED_ORIGINS): only for a proxy that rewrites Host. The shipped nginx
+    # passes the browser's Host with its port, so none are needed behind it.
+    csrf_trusted_origins: CommaList = []
     # Served over HTTPS (directly or behind a TLS proxy setting X-Forwarded-Proto): secure
     # cookies and HSTS. Off by default because `make run` serves plain HTTP on loopback.
     https: bool = False
@@ -83,6 +87,25 @@ class Settings(BaseSettings):
     # when something listens there; `never` fails as before. A URL that is set is used as given.
     embedded: Literal["auto", "always", "never"] = "auto"
     embedded_dir: str = ".data"  # the embedded servers' data, relative to the checkout
+    # Django's PostgreSQL connections in each process come from one psycopg pool of at most this
+    # many, whatever the number of request threads (Django runs each request's sync work in a
+    # thread of its own under ASGI; persistent per-thread connections exhausted the server's 100
+    # under 20 concurrent probes, issue 13). 10 per web process: a history page takes ~2 ms, so
+    # 10 serve thousands of requests a second (docs/BENCHMARKS.md, "Database connections"),
+    # and two web processes plus the admin tools stay far below PostgreSQL's default 100.
+    # 0: no pool, one connection per request, closed at its end (measured slower).
+    database_pool_max_size: int = Field(10, ge=0, le=1000)
+    # A request waits this long for a pooled connection before it fails (503 for the history
+    # API, "down" for readiness, 1013 for a token lookup) rather than queueing without end
+    # behind a flood. It is also how long a request takes to fail while PostgreSQL is down (the
+    # pool does not fail fast), so it stays below the readiness probe's few seconds; 2 s is 1,000
+    # history pages of queue on a pool of 10.
+    database_pool_timeout_s: PositiveSeconds = Field(2.0, le=600)
+    # Every statement through Django's connections (web requests, admin, management commands)
+    # is cancelled past this: a runaway query must not hold one of the pool's few connections.
+    # The history API's heaviest page reads in milliseconds; the recorder has its own timeout.
+    # 0: none (e.g. `migrate` on a large history; docker-compose's migrate service sets it).
+    database_statement_timeout_ms: int = Field(10_000, ge=0, le=86_400_000)
 
     # Prepended to every input channel and cache key of contract 3.1 (`market_data:BTCUSDT`
     # becomes `{input_prefix}market_data:BTCUSDT`). Empty in production, where producers use the
@@ -135,6 +158,15 @@ class Settings(BaseSettings):
     # hub checks once a second, so shorter intervals act as 1 s.
     stats_log_interval_s: float = Field(10.0, ge=0, le=86_400)
 
+    # Slow clients (uvicorn): a request head (and so a WebSocket handshake) must be complete
+    # this long after it starts, or the connection is closed (slowloris; docs/SECURITY.md). A
+    # head is a few hundred bytes: 10 s is ample on any link, and nginx's own is 60 s.
+    http_header_timeout_s: PositiveSeconds = Field(10.0, le=300)
+    # uvicorn answers new HTTP requests 503 at once while it holds this many connections or
+    # tasks (WebSockets included: a process holds 10,000 clients, BENCHMARKS.md), instead of
+    # starting a thread for each of a flood of requests. 0: no limit.
+    http_limit_concurrency: int = Field(12_000, ge=0, le=1_000_000)
+
     # --- WebSocket (contract section 4) ----------------------------------------------------
     ws_ping_interval_s: PositiveSeconds = 30.0
     ws_idle_timeout_s: PositiveSeconds = 60.0
@@ -151,6 +183,10 @@ class Settings(BaseSettings):
     history_claim_idle_s: PositiveSeconds = 30.0
     history_read_block_ms: PositiveMs = 1000  # how long one XREADGROUP waits for new entries
     recorder_metrics_port: int = Field(9109, ge=0, le=65535)  # 0: do not serve metrics
+    # The worker's and the recorder's metrics servers listen here, not on `bind_host` (which the
+    # image opens to 0.0.0.0 for the web port): metrics name symbols, strategies and accounts.
+    # docker-compose sets 0.0.0.0 where its Prometheus scrapes them over the compose network.
+    metrics_bind_host: str = "127.0.0.1"
 
     # --- worker ----------------------------------------------------------------------------
     worker_metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics
@@ -208,11 +244,19 @@ class Settings(BaseSettings):
             return f"redis://{value.strip()}"
         return value
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [host.strip() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("csrf_trusted_origins")
+    @classmethod
+    def _origins_have_a_scheme(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ValueError(f"{origin!r} is not scheme://host[:port]")
         return value
 
     @field_validator("redis_url")

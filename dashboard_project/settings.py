@@ -79,7 +79,24 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": dj_database_url.parse(str(CONFIG.database_url), conn_max_age=60)}
+DATABASES = {"default": dj_database_url.parse(str(CONFIG.database_url), conn_max_age=0)}
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # a pooled connection is checked when lent
+DATABASES["default"]["OPTIONS"] = {
+    "application_name": "dashboard",  # tells our connections apart in pg_stat_activity
+    "options": f"-c statement_timeout={CONFIG.database_statement_timeout_ms}",
+}
+if CONFIG.database_pool_max_size:
+    # One pool per process, shared by every thread (docs/ARCHITECTURE.md, "Database
+    # connections"). Two kept open: a probe or token lookup finds one ready after idle time.
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": min(2, CONFIG.database_pool_max_size),
+        "max_size": CONFIG.database_pool_max_size,
+        "timeout": CONFIG.database_pool_timeout_s,
+        # psycopg_pool retries a failed connection with backoff (1, 2, 4 ... s) for this long,
+        # then lets the next request start afresh: after an outage the pool is back within
+        # seconds (its default, 5 min of backoff, left readiness down for 30 s and more).
+        "reconnect_timeout": 5.0,
+    }
 
 # channels-redis' pub/sub layer: a group send is one PUBLISH, and each web process's hub is the
 # only group member (design principle 7). redis-py 8 defaults (socket_timeout=5, a pool of 100)
@@ -137,6 +154,7 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_TRUSTED_ORIGINS = list(CONFIG.csrf_trusted_origins)
 # Behind TLS, the cookies travel only over HTTPS and browsers are told to stay on HTTPS.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CONFIG.https
 SECURE_HSTS_SECONDS = 31_536_000 if CONFIG.https else 0

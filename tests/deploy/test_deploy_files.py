@@ -7,6 +7,8 @@ The topology itself runs as plain processes in tests/e2e.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -72,6 +74,9 @@ def test_nginx_configuration_is_valid(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Upgrade $http_upgrade" in text
     assert "proxy_read_timeout 120s" in text
+    # the browser's Host with its port: CSRF and /ws origin checks compare Origin with it
+    assert text.count("proxy_set_header Host $http_host") == 2
+    assert "Host $host;" not in text
 
 
 def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
@@ -80,3 +85,53 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
     assert "\nUSER dashboard" in text
     assert "HEALTHCHECK" in text
     assert "/health" in text
+
+
+def test_compose_opens_the_metrics_that_its_prometheus_scrapes() -> None:
+    # The worker's and recorder's metrics listen on loopback unless configured; Prometheus
+    # scrapes them from its own container, so compose must open exactly those up.
+    services = compose()["services"]
+    scrape = yaml.safe_load(
+        (ROOT / "deploy/prometheus/prometheus.compose.yml").read_text(encoding="utf-8")
+    )
+    targets = {
+        target.split(":")[0]
+        for job in scrape["scrape_configs"]
+        if job["job_name"] != "dashboard-web"  # the web port is bind_host's, with /metrics
+        for config in job["static_configs"]
+        for target in config["targets"]
+    }
+    assert targets >= {"worker1", "worker2", "recorder"}
+    for name in targets:
+        assert services[name]["environment"]["DASHBOARD_METRICS_BIND_HOST"] == "0.0.0.0", name  # noqa: S104
+    for name, service in services.items():
+        if name not in targets and service.get("image", "").startswith("dashboard"):
+            assert "DASHBOARD_METRICS_BIND_HOST" not in service.get("environment", {}), name
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps `path` out of the build context (its last match wins)."""
+    ignored = False
+    for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.removeprefix("!").strip("/")
+        if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, f"{pattern}/*"):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_keeps_development_secrets_out_of_the_image() -> None:
+    # Every `.dev-…` file the product writes (the dev secret key, the demo admin's password)
+    # and any later one; the image is built from the work tree, where `make run` leaves them.
+    sources = [ROOT / "Makefile", *ROOT.glob("*/management/commands/*.py")]
+    written = {
+        name
+        for path in sources
+        for name in re.findall(r"\.dev-[a-z-]+", path.read_text(encoding="utf-8"))
+    } | {".dev-anything-new"}
+    assert {".dev-secret-key", ".dev-admin-password"} <= written
+    assert [name for name in sorted(written) if not dockerignored(name)] == []
+    assert not dockerignored("manage.py")

@@ -205,3 +205,12 @@ def test_logs_are_json_lines_at_the_configured_level() -> None:
 def test_key_prefixes_refuse_a_trailing_newline(setting: str, value: str) -> None:
     with pytest.raises(ValueError, match=setting):
         Settings(**{setting: value})
+
+
+def test_csrf_trusted_origins_are_comma_separated_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHBOARD_CSRF_TRUSTED_ORIGINS", "https://desk.example, http://h:8080")
+    assert load_settings().csrf_trusted_origins == ["https://desk.example", "http://h:8080"]
+    for bad in ("desk.example", "https://desk.example/login", "ftp://desk.example"):
+        monkeypatch.setenv("DASHBOARD_CSRF_TRUSTED_ORIGINS", bad)
+        with pytest.raises(ConfigError, match="DASHBOARD_CSRF_TRUSTED_ORIGINS"):
+            load_settings()

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         """Called by manage.py: serve worker metrics, then run until SIGTERM or SIGINT."""
         config = settings.CONFIG
         if config.worker_metrics_port:
-            start_http_server(config.worker_metrics_port, addr=config.bind_host)
+            start_http_server(config.worker_metrics_port, addr=config.metrics_bind_host)
         asyncio.run(self._run())
 
     async def _run(self) -> None:

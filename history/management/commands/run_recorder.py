@@ -23,7 +23,7 @@ class Command(BaseCommand):
             "--metrics-port",
             type=int,
             default=None,
-            help="serve Prometheus metrics on this port of bind_host "
+            help="serve Prometheus metrics on this port of metrics_bind_host "
             "(default: recorder_metrics_port; 0: do not serve)",
         )
 
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         if port is None:
             port = config.recorder_metrics_port
         if port:
-            start_http_server(port, addr=config.bind_host)
+            start_http_server(port, addr=config.metrics_bind_host)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())

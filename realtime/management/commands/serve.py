@@ -43,6 +43,7 @@ class Command(BaseCommand):
 def _uvicorn(config: Settings) -> None:
     import uvicorn
 
+    from realtime.header_timeout import HeaderTimeoutProtocol
     from realtime.shutdown import GoingAwayServer
 
     server_config = uvicorn.Config(
@@ -50,7 +51,7 @@ def _uvicorn(config: Settings) -> None:
         host=config.bind_host,
         port=config.port,
         loop="uvloop",
-        http="httptools",
+        http=HeaderTimeoutProtocol.with_timeout(config.http_header_timeout_s),  # httptools
         ws="websockets-sansio",
         ws_max_size=max(_SERVER_MAX_FRAME, config.ws_max_message_bytes),
         ws_ping_interval=config.ws_ping_interval_s,
@@ -58,6 +59,7 @@ def _uvicorn(config: Settings) -> None:
         ws_ping_timeout=max(1.0, config.ws_idle_timeout_s - config.ws_ping_interval_s),
         ws_per_message_deflate=config.ws_per_message_deflate,
         forwarded_allow_ips=config.forwarded_allow_ips,  # the limits see the client's address
+        limit_concurrency=config.http_limit_concurrency or None,
         lifespan="off",
         log_config=None,  # Django's LOGGING (JSON lines) is already in force
         access_log=False,
