@@ -18,6 +18,7 @@ from django.db import connection
 
 from aggregation.keys import RedisNames
 from dashboard_project.config import Settings
+from realtime import supervision
 
 # A readiness probe must answer well inside the orchestrator's probe timeout (1 s by default in
 # Kubernetes would be tight; probes are usually given a few seconds).
@@ -53,7 +54,10 @@ async def readiness(config: Settings) -> Readiness:
             checks["history_queue"] = {"depth": None}
     finally:
         await client.aclose()
-    ready = all(checks[name]["status"] == "up" for name in ("redis", "database", "worker"))
+    checks["web_tasks"] = supervision.check()  # this process's background loops
+    ready = all(
+        checks[name]["status"] == "up" for name in ("redis", "database", "worker", "web_tasks")
+    )
     return Readiness(status="ready" if ready else "not_ready", checks=checks)
 
 

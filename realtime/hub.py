@@ -35,6 +35,7 @@ from realtime.mirror import ProcessMirror
 from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
 from realtime.protocol import Format
 from realtime.stats import WebStats
+from realtime.supervision import TaskSupervisor
 from realtime.watchdog import DeafnessCheck
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class Hub:
         self.mirror = ProcessMirror(SharedSnapshot(self.redis, self.names))
         self._members: dict[str, set[Member]] = {cadence: set() for cadence in CADENCES}
         self._by_id: dict[str, Member] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self.loops = TaskSupervisor("hub")  # its background loops, restarted if one dies
         self._reloading: asyncio.Task[None] | None = None
         self.channel = ""
         self.received = 0
@@ -107,22 +108,17 @@ class Hub:
         """Join the groups, load the mirror, and start receiving."""
         await self._subscribe()
         await self.mirror.load()
-        loop = asyncio.get_running_loop()
-        self._last_event = loop.time()
-        self._tasks = [
-            loop.create_task(self._receive(), name="hub-receive"),
-            loop.create_task(self._heartbeat(), name="hub-presence"),
-            loop.create_task(self._watchdog(), name="hub-watchdog"),
-            loop.create_task(self._gc_policy(), name="hub-gc"),
-            loop.create_task(self._access_recheck(), name="hub-access"),
-        ]
+        self._last_event = asyncio.get_running_loop().time()
+        self.loops.start("receive", self._receive)
+        self.loops.start("presence", self._heartbeat)
+        self.loops.start("watchdog", self._watchdog)
+        self.loops.start("gc", self._gc_policy)
+        self.loops.start("access", self._access_recheck)
         log.info("hub started", extra={"web_process": self.process_id, "seq": self.mirror.seq})
 
     async def stop(self) -> None:
-        """Leave the groups and stop the hub's tasks."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Leave the groups and stop the hub's loops."""
+        await self.loops.stop()
         with contextlib.suppress(Exception):
             for cadence in (*CADENCES, CONTROL):
                 await self.layer.group_discard(self.names.group(cadence), self.channel)
@@ -155,6 +151,16 @@ class Hub:
             await self.layer.group_add(self.names.group(cadence), self.channel)
         await self.layer.group_add(self.names.group(CONTROL), self.channel)
 
+    async def _resubscribe(self) -> None:
+        """A new subscription, and a receive loop that listens to it.
+
+        The layer's `flush()` replaces every channel's queue: a receive still pending on the old
+        one would wait forever, and the hub would hear nothing but its own mirror reloads.
+        """
+        await self.layer.flush()  # the hub is the layer's only user in this process
+        await self._subscribe()
+        await self.loops.restart("receive")
+
     async def _watchdog(self) -> None:
         """Rebuild the subscription if updates stopped arriving while the state moved on."""
         loop = asyncio.get_running_loop()
@@ -176,8 +182,7 @@ class Hub:
                     extra={"mirror_seq": self.mirror.seq, "shared_seq": shared_seq},
                 )
                 self.resubscribes += 1
-                await self.layer.flush()  # the hub is the layer's only user in this process
-                await self._subscribe()
+                await self._resubscribe()
                 self._last_event = loop.time()
                 self._reload()
             except Exception as exc:  # Redis away: try again next round
