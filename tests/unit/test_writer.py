@@ -111,3 +111,43 @@ async def test_process_totals_count_written_bytes_and_dropped_frames() -> None:
     moved = (TOTALS.bytes - before[0], TOTALS.dropped - before[1])
     assert moved == (3 + 5 + 2 + 4, 3)
     assert writer.sent == 4
+
+
+async def test_the_backlog_is_bounded_in_bytes_as_well_as_messages() -> None:
+    # given a writer allowing many messages but only 10 KiB of them, on a stalled socket
+    send = GatedSend()
+    drained: list[bool] = []
+    writer = SocketWriter(
+        send, limit=1000, limit_bytes=10_240, on_overflow_drained=lambda: drained.append(True)
+    )
+    send.writable.clear()
+    writer.write(frame(0))  # in flight
+    # when frames of 4 KiB keep coming (three would pass 10 KiB)
+    big = {"type": "websocket.send", "text": "x" * 4096}
+    writer.write(big)
+    writer.write(big)
+    assert not writer.overflowed
+    writer.write(big)
+    # then the backlog is dropped, as on too many messages, and one snapshot follows the drain
+    assert writer.overflowed
+    assert writer.queued_bytes == 0
+    send.writable.set()
+    while writer.backlogged:  # noqa: ASYNC110  # stepping the loop until the drain task ends
+        await asyncio.sleep(0)
+    assert send.delivered == [frame(0)]
+    assert drained == [True]
+
+
+async def test_stale_drops_what_is_queued_and_resyncs_after_the_drain() -> None:
+    send = GatedSend()
+    drained: list[bool] = []
+    writer = SocketWriter(send, limit=100, on_overflow_drained=lambda: drained.append(True))
+    send.writable.clear()
+    for n in range(5):
+        writer.write(frame(n))
+    writer.stale()  # e.g. the client asked for a snapshot while its socket is stalled
+    send.writable.set()
+    while writer.backlogged:  # noqa: ASYNC110  # stepping the loop until the drain task ends
+        await asyncio.sleep(0)
+    assert send.delivered == [frame(0)]
+    assert drained == [True]
