@@ -5,7 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.e2e.stack import Stack, connect, receive
+from bench.limits import refresh_flood
+from tests.e2e.stack import Stack, connect, receive, wait_quiet
+from tests.e2e.test_websocket import tick
+from tests.processes import UNLIMITED_CLIENTS_ENV
 
 pytestmark = [pytest.mark.e2e]
 
@@ -50,3 +53,42 @@ async def test_a_query_past_the_cap_is_refused(fresh_stack: Stack) -> None:
         assert frame["code"] == "too_many_subscriptions"
         await ws.wait_closed()
         assert ws.close_code == 1008
+
+
+@pytest.mark.slow
+async def test_non_reading_sockets_flooding_refresh_cost_bounded_memory(fresh_stack: Stack) -> None:
+    # given a web process (limits per address lifted: the 200 sockets share one) and a state
+    # whose market data weighs ~25 KiB
+    stack = fresh_stack
+    stack.start_worker()
+    port = stack.start_web(**UNLIMITED_CLIENTS_ENV)
+    web = stack.processes[-1]
+    pad = "p" * 1024
+    for n in range(20):
+        stack.publish(
+            "market_data", f"FL{n:02d}", {"symbol": f"FL{n:02d}", "last_price": 1.0, "pad": pad}
+        )
+    tick(stack, "LATUSDT", 0.5)
+    wait_quiet(stack)
+
+    # when 200 sockets that never read send refresh 8 times a second each, on a narrowed view
+    figures = await refresh_flood(
+        flood_url=stack.ws_url(port, channels="market_data"),
+        polite_url=stack.ws_url(port, type="tui", channels="market_data:LATUSDT"),
+        publish_tick=lambda price: tick(stack, "LATUSDT", price),
+        web_pid=web.pid,
+        sockets=200,
+        per_s=8.0,
+        seconds=15.0,
+        abort_growth_mib=200,
+    )
+    print(figures)
+    # then what the web process holds for them stays bounded: its RSS, and the unsent bytes the
+    # kernel buffers for its sockets (before the bounds, these grew ~30 MB/s and kept growing)
+    assert figures["rss_growth_mib"] < 100, figures
+    assert figures["held_growth_mib"] < 200, figures
+    # and the polite client kept receiving its updates, each well within a second or two
+    assert figures["polite_missed"] == 0, figures
+    assert figures["polite_updates"] >= 20, figures
+    assert figures["polite_latency_p99_ms"] < 2000, figures
+    assert web.alive()
