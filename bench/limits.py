@@ -37,7 +37,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -428,12 +429,20 @@ async def run(port: int, tokens: list[str]) -> dict[str, Any]:
     return results
 
 
-def main() -> None:
-    """Start the stack, run the floods, print the figures; the last line is JSON."""
-    raise_fd_limit()
-    if "--refresh-flood" in sys.argv[1:]:
-        main_refresh_flood()
-        return
+@dataclass
+class Deployment:
+    """A bench's own deployment: key prefix, web port, API tokens and processes."""
+
+    prefix: str
+    port: int
+    redis_url: str
+    tokens: list[str]
+    processes: list[ManagedProcess]
+
+
+@contextlib.contextmanager
+def deployment(commands: tuple[str, ...], tokens: int, **extra_env: str) -> Iterator[Deployment]:
+    """A scratch database, `tokens` API tokens and `commands` running; all gone afterwards."""
     url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
     server = os.environ.get("DASHBOARD_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
     prefix = f"limits-{uuid.uuid4().hex[:8]}"
@@ -445,21 +454,32 @@ def main() -> None:
             DASHBOARD_DATABASE_URL=database_url,
             DASHBOARD_LOG_LEVEL=os.environ.get("DASHBOARD_LOG_LEVEL", "WARNING"),
             DASHBOARD_PORT=str(port),
+            **extra_env,
         )
         logs = Path("/tmp") / prefix
         logs.mkdir()
         processes: list[ManagedProcess] = []
         try:
             run_command(["migrate", "--no-input"], env=env, timeout=300)
-            # the polite client's token, and six for the floods (per-token limits are per token)
-            tokens = [issue_token(f"{prefix}-bench-{n}", env=env) for n in range(7)]
-            for command in ("run_aggregator", "serve", "simulate"):
+            issued = [issue_token(f"{prefix}-bench-{n}", env=env) for n in range(tokens)]
+            for command in commands:
                 processes.append(ManagedProcess([command], env=env, log_path=logs / command))
             wait_until(lambda: _answers(port), timeout=60, what="the web process")
-            results = asyncio.run(run(port, tokens))
+            yield Deployment(prefix, port, url, issued, processes)
         finally:
             for process in processes:
                 process.terminate()
+
+
+def main() -> None:
+    """Start the stack, run the floods, print the figures; the last line is JSON."""
+    raise_fd_limit()
+    if "--refresh-flood" in sys.argv[1:]:
+        main_refresh_flood()
+        return
+    # the polite client's token, and six for the floods (per-token limits are per token)
+    with deployment(("run_aggregator", "serve", "simulate"), tokens=7) as stack:
+        results = asyncio.run(run(stack.port, stack.tokens))
     for name, figures in results.items():
         print(f"{name:>20}: {figures}")
     flat = {
@@ -474,36 +494,17 @@ def main() -> None:
 
 
 def main_refresh_flood() -> None:
-    """A worker and a web process on their own prefix and database; the refresh flood."""
+    """A worker and a web process, no desk; the refresh flood of `refresh_flood`."""
     import redis
 
-    url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
-    server = os.environ.get("DASHBOARD_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-    prefix = f"limits-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    with scratch_database(server, prefix.replace("-", "_")) as database_url:
-        env = isolated_env(
-            prefix=prefix,
-            redis_url=url,
-            DASHBOARD_DATABASE_URL=database_url,
-            DASHBOARD_LOG_LEVEL=os.environ.get("DASHBOARD_LOG_LEVEL", "WARNING"),
-            DASHBOARD_PORT=str(port),
-            **UNLIMITED_CLIENTS_ENV,  # 200 sockets on one token: the per-token limit is not tested
-        )
-        logs = Path("/tmp") / prefix
-        logs.mkdir()
-        processes: list[ManagedProcess] = []
-        client = redis.Redis.from_url(url)
+    # 200 sockets on one token from one address: the connection limits are not what is measured
+    with deployment(("run_aggregator", "serve"), tokens=1, **UNLIMITED_CLIENTS_ENV) as stack:
+        client = redis.Redis.from_url(stack.redis_url)
 
         def publish(symbol: str, record: dict[str, Any]) -> None:
-            client.publish(f"{prefix}:market_data:{symbol}", json.dumps(record))
+            client.publish(f"{stack.prefix}:market_data:{symbol}", json.dumps(record))
 
         try:
-            run_command(["migrate", "--no-input"], env=env, timeout=300)
-            token = issue_token(f"{prefix}-bench", env=env)
-            for command in ("run_aggregator", "serve"):
-                processes.append(ManagedProcess([command], env=env, log_path=logs / command))
-            wait_until(lambda: _answers(port), timeout=60, what="the web process")
             time.sleep(2)  # the worker's start-up (cache keys) before the first records
             for n in range(20):  # ~25 KiB of market data: what each refresh snapshot weighs
                 publish(
@@ -511,7 +512,7 @@ def main_refresh_flood() -> None:
                 )
             publish("LATUSDT", {"symbol": "LATUSDT", "last_price": 0.5})
             time.sleep(1)
-            base = f"ws://127.0.0.1:{port}/ws?token={token}"
+            base = f"ws://127.0.0.1:{stack.port}/ws?token={stack.tokens[0]}"
             figures = asyncio.run(
                 refresh_flood(
                     flood_url=f"{base}&channels=market_data",
@@ -519,13 +520,11 @@ def main_refresh_flood() -> None:
                     publish_tick=lambda price: publish(
                         "LATUSDT", {"symbol": "LATUSDT", "last_price": price}
                     ),
-                    web_pid=processes[1].pid,
+                    web_pid=stack.processes[1].pid,
                     seconds=float(os.environ.get("BENCH_SECONDS", "30")),
                 )
             )
         finally:
-            for process in processes:
-                process.terminate()
             client.close()
     for key, value in figures.items():
         print(f"{key:>30}: {value}")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import pytest
 from rich.text import Text
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TabbedContent
 
 from realtime.tui.app import DashboardApp
@@ -102,10 +104,7 @@ async def test_tui_shows_hostile_strings_as_text(fresh_stack: Stack) -> None:
     app = DashboardApp(stack.ws_url(port, auth=False, type="tui"), token=stack.token)
     async with app.run_test(size=(160, 40)) as pilot:
         table = app.query_one("#table-strategies", DataTable)
-        for _ in range(200):
-            await pilot.pause(0.05)
-            if table.row_count == len(HOSTILE):
-                break
+        await rows_shown(pilot, table, len(HOSTILE))
         # then the app runs and every string is shown exactly as it was sent
         assert table.row_count == len(HOSTILE)
         names = [_plain(table.get_row_at(i)[1]) for i in range(table.row_count)]
@@ -136,14 +135,19 @@ async def test_tui_takes_a_snapshot_over_one_mebibyte(fresh_stack: Stack) -> Non
     app = DashboardApp(stack.ws_url(port, auth=False, type="tui"), token=stack.token)
     async with app.run_test(size=(160, 40)) as pilot:
         market = app.query_one("#table-market_data", DataTable)
-        for _ in range(200):
-            await pilot.pause(0.05)
-            if market.row_count == 36:
-                break
+        await rows_shown(pilot, market, 36)
         # then the client keeps its connection and shows the whole desk
         assert market.row_count == 36, app.client.view.status
         assert app.client.view.status == "live"
         await pilot.press("q")
+
+
+async def rows_shown(pilot: Pilot[None], table: DataTable[Any], count: int) -> None:
+    """Let the app run until `table` shows `count` rows, for 10 s at most."""
+    for _ in range(200):
+        await pilot.pause(0.05)
+        if table.row_count == count:
+            return
 
 
 def _plain(value: object) -> str:
