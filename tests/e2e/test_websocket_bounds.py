@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from websockets.asyncio.client import ClientConnection
 
 from bench.limits import refresh_flood
 from tests.e2e.stack import Stack, connect, receive, wait_quiet
@@ -11,6 +12,16 @@ from tests.e2e.test_websocket import tick
 from tests.processes import UNLIMITED_CLIENTS_ENV
 
 pytestmark = [pytest.mark.e2e]
+
+
+async def types_until_quiet(ws: ClientConnection, *, quiet_s: float) -> list[str]:
+    """The types of the frames that arrive until none has for `quiet_s`."""
+    types = []
+    while True:
+        try:
+            types.append((await receive(ws, timeout=quiet_s))["type"])
+        except TimeoutError:
+            return types
 
 
 def subscribe(channels: list[str]) -> str:
@@ -41,6 +52,19 @@ async def test_a_subscribe_past_the_cap_is_refused_and_changes_nothing(stack: St
         assert set((await receive(ws))["data"]) == {"account", "strategies"}
         await ws.send(subscribe([f"positions:P{n:03d}" for n in range(180)]))
         assert set((await receive(ws))["data"]) == {"account", "strategies", "positions"}
+
+
+async def test_refreshes_past_their_rate_are_merged_into_one(stack: Stack) -> None:
+    # given a socket (refresh rate 1/s, burst 3 by default)
+    async with connect(stack.ws_url(channels="market_data")) as ws:
+        await receive(ws)
+        # when it sends ten refreshes at once
+        for _ in range(10):
+            await ws.send('{"type":"refresh"}')
+        # then the burst is answered at once, and the other seven by one snapshot, later
+        frames = [await receive(ws) for _ in range(4)]
+        assert [frame["type"] for frame in frames] == ["snapshot"] * 4
+        assert "snapshot" not in await types_until_quiet(ws, quiet_s=1.5)
 
 
 async def test_a_query_past_the_cap_is_refused(fresh_stack: Stack) -> None:
