@@ -46,6 +46,7 @@ CONTROL: Final = "control"  # the group every hub joins for admin messages (kick
 # mid-reconnect: connected, yet subscribed to nothing) and is rebuilt. Far above the 100 ms tui
 # cadence.
 _DEAF_AFTER_S: Final = 3.0
+_UNDECODABLE_LOG_EVERY_S: Final = 10.0  # a flood of foreign messages: one warning per 10 s
 _GC_FREEZE_EVERY_S: Final = 10.0
 _GC_FULL_EVERY_S: Final = 600.0  # one full collection (a stall) per 10 min reclaims frozen garbage
 
@@ -101,6 +102,8 @@ class Hub:
         self.received = 0
         self.gaps = 0
         self.resubscribes = 0
+        self.undecodable = 0  # channel-layer messages that were not events of ours
+        self._undecodable_logged = float("-inf")
         self._last_event = 0.0
         self.stats = WebStats(interval_s=config.stats_log_interval_s, process_id=self.process_id)
 
@@ -210,13 +213,33 @@ class Hub:
             gc.freeze()
 
     async def _receive(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            event = await self.layer.receive(self.channel)
-            self._last_event = asyncio.get_running_loop().time()
+            try:
+                event = await self.layer.receive(self.channel)
+            except (ValueError, msgpack.UnpackException):
+                # Not a message of ours (anyone who can PUBLISH reaches the group channels):
+                # dropped, counted. It must not end the loop, nor make a restart read the
+                # backlog of such messages one crash at a time.
+                self._undecodable(loop.time())
+                continue
+            if not isinstance(event, dict):
+                self._undecodable(loop.time())
+                continue
+            self._last_event = loop.time()
             try:
                 self._dispatch(event)
             except Exception:  # one bad event must not stop the process's updates
                 log.exception("hub could not handle an event", extra={"type": event.get("type")})
+
+    def _undecodable(self, now: float) -> None:
+        self.undecodable += 1
+        if now - self._undecodable_logged >= _UNDECODABLE_LOG_EVERY_S:
+            self._undecodable_logged = now
+            log.warning(
+                "hub dropped undecodable channel-layer messages",
+                extra={"undecodable_total": self.undecodable},
+            )
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("type")

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.error import HTTPError
 from urllib.request import urlopen
 
+import msgpack
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -136,7 +137,7 @@ def readiness(port: int) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.read())
 
 
-async def test_a_dead_hub_loop_makes_the_process_unready_until_it_is_restarted(
+async def test_undecodable_messages_on_the_group_channels_do_not_stop_updates(
     fresh_stack: Stack,
 ) -> None:
     # given a web process whose hub runs (a client is connected) and which is ready
@@ -150,38 +151,30 @@ async def test_a_dead_hub_loop_makes_the_process_unready_until_it_is_restarted(
             name.decode() for name in stack.redis.pubsub_channels(f"{stack.prefix}.asgi__group__*")
         ]
         assert groups
-        # when something other than the worker publishes undecodable messages to the groups the
-        # hub listens to, killing its receive loop every time it starts again
+        # when something other than the worker floods the hub's group channels with messages
+        # that are not msgpack, or not events
         stop = threading.Event()
         flood = threading.Thread(target=_publish_garbage, args=(stack, groups, stop))
         flood.start()
         try:
-
-            def down() -> dict[str, Any] | None:
-                status, body = readiness(port)
-                return body if status == 503 else None
-
-            # then readiness says so, naming the loop
-            body = wait_until(down, timeout=20, what="readiness to report the dead loop")
-            assert isinstance(body, dict)
-            assert body["checks"]["web_tasks"]["down"] == ["hub-receive"]
-            assert body["checks"]["redis"]["status"] == "up"
+            # then the client keeps receiving its updates throughout
+            prices = itertools.count(1)
+            for _ in range(10):
+                deadline = asyncio.get_running_loop().time() + 10
+                while True:
+                    price = float(next(prices))
+                    tick(stack, "DIEUSDT", price)
+                    if await _update_with(ws, price, within=0.5, symbol="DIEUSDT"):
+                        break
+                    assert asyncio.get_running_loop().time() < deadline, "no update in the flood"
         finally:
             stop.set()
             flood.join()
-        # and once the garbage stops, the loop is restarted: ready again, and updates flow
-        wait_until(lambda: readiness(port)[0] == 200, timeout=20, what="readiness again")
-        loops = readiness(port)[1]["checks"]["web_tasks"]["loops"]
-        assert loops["hub-receive"]["restarts"] >= 1
-        assert loops["hub-receive"]["error"]
-        deadline = asyncio.get_running_loop().time() + 20
-        prices = itertools.count(1)
-        while True:
-            price = float(next(prices))
-            tick(stack, "DIEUSDT", price)
-            if await _update_with(ws, price, within=0.5, symbol="DIEUSDT"):
-                break
-            assert asyncio.get_running_loop().time() < deadline, "no update after the restart"
+    # and the hub's loops never stopped; the foreign messages were counted in its log
+    status, body = readiness(port)
+    assert status == 200, body
+    assert body["checks"]["web_tasks"]["loops"]["hub-receive"]["restarts"] == 0
+    assert "hub dropped undecodable channel-layer messages" in stack.processes[-1].output()
 
 
 def _publish_garbage(stack: Stack, channels: list[str], stop: threading.Event) -> None:
@@ -191,5 +184,6 @@ def _publish_garbage(stack: Stack, channels: list[str], stop: threading.Event) -
         while not stop.wait(0.02):
             for channel in channels:
                 client.publish(channel, b"\xc1 not msgpack")
+                client.publish(channel, msgpack.packb([1, 2, 3]))  # msgpack, not an event
     finally:
         client.close()

@@ -3,6 +3,7 @@ test client, against the real Redis and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,9 +11,13 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
-from django.test import Client
+from django.db import connections
+from django.test import AsyncClient, Client
 from prometheus_client.parser import text_string_to_metric_families
+
+from realtime.supervision import TaskSupervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -223,3 +228,45 @@ def test_clients_lists_presence_for_staff(staff: Client, prefix: str, store: red
     response = staff.get("/api/v1/clients")
     assert response.status_code == 200
     assert response.json() == {"clients": [entry]}
+
+
+async def test_a_background_loop_that_dies_makes_the_process_unready_until_it_runs_again(
+    async_client: AsyncClient, prefix: str, store: redis.Redis
+) -> None:
+    # given a ready process (a live worker's heartbeat) with a supervised loop of this process
+    # that fails for as long as its dependency is broken
+    beat(store, prefix)
+    broken = True
+    runs = 0
+
+    async def loop() -> None:
+        nonlocal runs
+        runs += 1
+        if broken:
+            raise ConnectionError("the loop's dependency is away")
+        await asyncio.Event().wait()
+
+    supervisor = TaskSupervisor("test")
+    supervisor.start("feed", loop)
+    try:
+        # when it has died, then readiness is 503 and names it
+        while runs == 0:  # noqa: ASYNC110  # stepping the loop until the loop has run once
+            await asyncio.sleep(0.01)
+        response = await async_client.get("/health/ready")
+        assert response.status_code == 503
+        tasks = response.json()["checks"]["web_tasks"]
+        assert tasks["status"] == "down"
+        assert tasks["down"] == ["test-feed"]
+        assert "dependency is away" in tasks["loops"]["test-feed"]["error"]
+        # and once the dependency is back, the loop is restarted and the process ready again
+        broken = False
+        deadline = asyncio.get_running_loop().time() + 10
+        while (response := await async_client.get("/health/ready")).status_code != 200:
+            assert asyncio.get_running_loop().time() < deadline, response.json()
+            await asyncio.sleep(0.1)
+        assert response.json()["checks"]["web_tasks"]["loops"]["test-feed"]["status"] == "up"
+    finally:
+        await supervisor.stop()
+        # The database check ran in asgiref's thread: close its connection there, or the test
+        # database cannot be dropped after the run.
+        await sync_to_async(connections.close_all)()
