@@ -14,21 +14,31 @@ receives the desk's updates:
 Prints, per flood, what the flooder got and the polite client's ping round trip (p50/p99/max)
 and longest gap between updates; the last line is one JSON object of the figures.
 Run: `.venv/bin/python bench/limits.py` (about a minute).
+
+`--refresh-flood` runs the refresh flood instead (a worker and a web process, no desk): a state
+of 20 symbols with 1 KiB extra fields; 200 sockets that never read, each subscribed to a narrowed
+view and sending `refresh` 8 times a second (under the general message rate, so that they are
+not closed); meanwhile a polite client times ticks to the updates that carry them. Prints the web
+process's RSS growth and the polite client's latency p50/p99; tests/e2e/test_websocket_bounds.py
+runs the same flood (`refresh_flood`) as a correctness check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
 import secrets
+import socket
 import statistics
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.fanout import raise_fd_limit  # noqa: E402
 from tests.processes import (  # noqa: E402
+    UNLIMITED_CLIENTS_ENV,
     ManagedProcess,
     free_port,
     isolated_env,
@@ -214,6 +225,157 @@ async def hold_connections(urls: list[str], count: int, per_s: float) -> dict[st
     return {"attempts": count, "admitted": len(opened), **{str(k): v for k, v in refused.items()}}
 
 
+def rss_kib(pid: int) -> int:
+    """A process's resident set size, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def send_queue_bytes(pid: int) -> int:
+    """Bytes the kernel holds unsent in a process's TCP sockets (Send-Q, /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    total += int(fields[4].split(":")[0], 16)
+    return total
+
+
+_REFRESH_FRAME = bytes([0x81, 0x80 | 18, 0, 0, 0, 0]) + b'{"type":"refresh"}'  # zero mask
+
+
+async def refresher(url: str, headers: dict[str, str], per_s: float, stop: asyncio.Event) -> str:
+    """A socket that never reads, sending `refresh` `per_s` times a second; how it ended.
+
+    Raw frames on a plain stream: a WebSocket library would go on reading in the background.
+    The stream stops reading once 64 KiB are buffered, the kernel's receive buffer is 4 KiB.
+    """
+    host, port = url.split("/")[2].split(":")
+    path = "/" + url.split("/", 3)[3]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
+        )
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        if not status.startswith(b"HTTP/1.1 101"):
+            return f"refused {status[:12].decode(errors='replace')}"
+        while not stop.is_set():  # from here on it never reads again
+            writer.write(_REFRESH_FRAME)
+            await writer.drain()
+            await asyncio.sleep(1 / per_s)
+        return "held"
+    except (OSError, TimeoutError) as exc:
+        return f"ended {type(exc).__name__}"
+    finally:
+        writer.close()
+
+
+async def refresh_flood(
+    *,
+    flood_url: str,
+    polite_url: str,
+    publish_tick: Callable[[float], None],
+    web_pid: int,
+    sockets: int = 200,
+    per_s: float = 8.0,
+    seconds: float = 15.0,
+    headers: Callable[[int], dict[str, str]] = lambda n: {},
+    abort_growth_mib: float | None = None,
+) -> dict[str, Any]:
+    """`sockets` non-reading refreshers while a polite client times its updates.
+
+    The polite client (narrowed to the symbol `publish_tick` moves) publishes a tick, waits for
+    the update carrying it (5 s at most: then it counts as missed) and starts again. Stops early
+    if what the web process holds grows by more than `abort_growth_mib` (a test's bound, so
+    that a defect shows without eating the machine's memory). What the process holds for its
+    clients is its RSS growth plus the unsent bytes the kernel buffers for its sockets (a
+    client that does not read fills those first: up to `tcp_wmem`'s 4 MiB each, outside RSS).
+    """
+    rss_before = rss_kib(web_pid)
+    rss_peak = rss_before
+    held_peak = 0  # RSS growth plus what the kernel buffers for the process's sockets, in KiB
+    latencies: list[float] = []
+    missed = 0
+    stop = asyncio.Event()
+    async with websockets.connect(polite_url, max_queue=None) as polite:
+        await polite.recv()  # its snapshot
+        flooders = [
+            asyncio.create_task(refresher(flood_url, headers(n), per_s, stop))
+            for n in range(sockets)
+        ]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        price = 0.0
+        try:
+            while loop.time() - started < seconds:
+                price += 1.0
+                sent = loop.time()
+                publish_tick(price)
+                if await _update_carrying(polite, price, within=5.0):
+                    latencies.append(loop.time() - sent)
+                else:
+                    missed += 1
+                rss = rss_kib(web_pid)
+                rss_peak = max(rss_peak, rss)
+                held_peak = max(held_peak, rss - rss_before + send_queue_bytes(web_pid) // 1024)
+                if abort_growth_mib and held_peak / 1024 > abort_growth_mib:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            ended = await asyncio.gather(*flooders, return_exceptions=True)
+    ordered = sorted(latencies) or [float("nan")]
+    return {
+        "sockets": sockets,
+        "refreshes_per_s_per_socket": per_s,
+        "seconds": round(loop.time() - started, 1),
+        "flooders": dict(Counter(str(e) for e in ended)),
+        "rss_before_mib": round(rss_before / 1024, 1),
+        "rss_growth_mib": round((rss_peak - rss_before) / 1024, 1),
+        "held_growth_mib": round(held_peak / 1024, 1),  # RSS growth + kernel send queues
+        "polite_updates": len(latencies),
+        "polite_missed": missed,
+        "polite_latency_p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "polite_latency_p99_ms": round(
+            ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1
+        ),
+    }
+
+
+async def _update_carrying(ws: Any, price: float, *, within: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (left := deadline - loop.time()) > 0:
+        try:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), left))
+        except TimeoutError:
+            return False
+        if frame["type"] == "update" and any(
+            value == price or (isinstance(value, dict) and value.get("last_price") == price)
+            for value in frame["changes"].values()
+        ):
+            return True
+    return False
+
+
 def polite_process(url: str, pipe: Any) -> None:
     """The polite client in a process of its own, so that the floods' client-side work does
     not delay its measurements; answers each request on `pipe` with its figures so far."""
@@ -267,9 +429,20 @@ async def run(port: int, tokens: list[str]) -> dict[str, Any]:
     return results
 
 
-def main() -> None:
-    """Start the stack, run the floods, print the figures; the last line is JSON."""
-    raise_fd_limit()
+@dataclass
+class Deployment:
+    """A bench's own deployment: key prefix, web port, API tokens and processes."""
+
+    prefix: str
+    port: int
+    redis_url: str
+    tokens: list[str]
+    processes: list[ManagedProcess]
+
+
+@contextlib.contextmanager
+def deployment(commands: tuple[str, ...], tokens: int, **extra_env: str) -> Iterator[Deployment]:
+    """A scratch database, `tokens` API tokens and `commands` running; all gone afterwards."""
     url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
     server = os.environ.get("DASHBOARD_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
     prefix = f"limits-{uuid.uuid4().hex[:8]}"
@@ -281,21 +454,32 @@ def main() -> None:
             DASHBOARD_DATABASE_URL=database_url,
             DASHBOARD_LOG_LEVEL=os.environ.get("DASHBOARD_LOG_LEVEL", "WARNING"),
             DASHBOARD_PORT=str(port),
+            **extra_env,
         )
         logs = Path("/tmp") / prefix
         logs.mkdir()
         processes: list[ManagedProcess] = []
         try:
             run_command(["migrate", "--no-input"], env=env, timeout=300)
-            # the polite client's token, and six for the floods (per-token limits are per token)
-            tokens = [issue_token(f"{prefix}-bench-{n}", env=env) for n in range(7)]
-            for command in ("run_aggregator", "serve", "simulate"):
+            issued = [issue_token(f"{prefix}-bench-{n}", env=env) for n in range(tokens)]
+            for command in commands:
                 processes.append(ManagedProcess([command], env=env, log_path=logs / command))
             wait_until(lambda: _answers(port), timeout=60, what="the web process")
-            results = asyncio.run(run(port, tokens))
+            yield Deployment(prefix, port, url, issued, processes)
         finally:
             for process in processes:
                 process.terminate()
+
+
+def main() -> None:
+    """Start the stack, run the floods, print the figures; the last line is JSON."""
+    raise_fd_limit()
+    if "--refresh-flood" in sys.argv[1:]:
+        main_refresh_flood()
+        return
+    # the polite client's token, and six for the floods (per-token limits are per token)
+    with deployment(("run_aggregator", "serve", "simulate"), tokens=7) as stack:
+        results = asyncio.run(run(stack.port, stack.tokens))
     for name, figures in results.items():
         print(f"{name:>20}: {figures}")
     flat = {
@@ -307,6 +491,44 @@ def main() -> None:
     }
     flat.update({f"baseline_{k}": v for k, v in results["baseline"].items()})
     print(json.dumps(flat))
+
+
+def main_refresh_flood() -> None:
+    """A worker and a web process, no desk; the refresh flood of `refresh_flood`."""
+    import redis
+
+    # 200 sockets on one token from one address: the connection limits are not what is measured
+    with deployment(("run_aggregator", "serve"), tokens=1, **UNLIMITED_CLIENTS_ENV) as stack:
+        client = redis.Redis.from_url(stack.redis_url)
+
+        def publish(symbol: str, record: dict[str, Any]) -> None:
+            client.publish(f"{stack.prefix}:market_data:{symbol}", json.dumps(record))
+
+        try:
+            time.sleep(2)  # the worker's start-up (cache keys) before the first records
+            for n in range(20):  # ~25 KiB of market data: what each refresh snapshot weighs
+                publish(
+                    f"FL{n:02d}", {"symbol": f"FL{n:02d}", "last_price": 1.0, "pad": "p" * 1024}
+                )
+            publish("LATUSDT", {"symbol": "LATUSDT", "last_price": 0.5})
+            time.sleep(1)
+            base = f"ws://127.0.0.1:{stack.port}/ws?token={stack.tokens[0]}"
+            figures = asyncio.run(
+                refresh_flood(
+                    flood_url=f"{base}&channels=market_data",
+                    polite_url=f"{base}&type=tui&channels=market_data:LATUSDT",
+                    publish_tick=lambda price: publish(
+                        "LATUSDT", {"symbol": "LATUSDT", "last_price": price}
+                    ),
+                    web_pid=stack.processes[1].pid,
+                    seconds=float(os.environ.get("BENCH_SECONDS", "30")),
+                )
+            )
+        finally:
+            client.close()
+    for key, value in figures.items():
+        print(f"{key:>30}: {value}")
+    print(json.dumps(figures))
 
 
 def _answers(port: int) -> bool:

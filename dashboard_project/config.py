@@ -174,6 +174,18 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(4096, ge=64, le=1_048_576)
     # The earlier service queued 256 messages per client; past this we drop and resync instead.
     ws_send_buffer_messages: int = Field(256, ge=1, le=100_000)
+    # Per-connection bounds (docs/SECURITY.md). The queue is bounded in bytes too: 256 messages
+    # of a few-MiB snapshot would be a gigabyte for one stalled socket. 1 MiB holds minutes of a
+    # busy desk's updates for a slow link; 10,000 stalled clients cost at most 10 GiB.
+    ws_send_buffer_bytes: int = Field(1_048_576, ge=4096, le=1_073_741_824)
+    # Distinct subscriptions (a whole channel, or one symbol of a narrowed one) per socket: a
+    # desk's screen follows tens of symbols; a subscribe past this is refused whole.
+    ws_max_subscriptions: int = Field(1000, ge=5, le=1_000_000)
+    # `refresh` asks for a whole snapshot, the most expensive answer there is: on top of the
+    # general message rate, at most this many a second (with this burst) per socket; more are
+    # merged into one answered when the rate allows (a refresh is idempotent).
+    client_refreshes_per_s: float = Field(1.0, gt=0, le=10_000)
+    client_refreshes_burst: int = Field(3, ge=1, le=100_000)
 
     # --- history (contract section 8) ------------------------------------------------------
     history_stream_maxlen: int = Field(1_000_000, ge=1000, le=100_000_000)

@@ -1,6 +1,6 @@
 """What `GET /health/ready` checks: Redis, PostgreSQL, the worker's heartbeat and its backends,
-and whether a background task of the worker or of this process died lately
-(dashboard_project/task_health.py).
+and whether a background task of the worker (named in its heartbeat) or a background loop of
+this process (realtime/supervision.py) is down.
 
 Each check reports on its own, so an operator sees every failing dependency at once. A backend
 that is down is listed but does not make the process unready: the contract treats it as a
@@ -20,7 +20,7 @@ from django.db import connection
 
 from aggregation.keys import RedisNames
 from dashboard_project.config import Settings
-from dashboard_project.task_health import PROCESS_TASKS
+from realtime import supervision
 
 # A readiness probe must answer well inside the orchestrator's probe timeout (1 s by default in
 # Kubernetes would be tight; probes are usually given a few seconds).
@@ -33,7 +33,7 @@ _REDIS_TIMEOUT_S: Final = 2.0
 # The names of dead background tasks are shown: they are the product's own words, and naming
 # the task is the point of the 503.
 PUBLIC_FIELDS: Final = frozenset(
-    {"status", "latency_ms", "seq", "age_s", "depth", "failed", "failed_tasks"}
+    {"status", "latency_ms", "seq", "age_s", "depth", "down", "failed_tasks"}
 )
 
 
@@ -55,7 +55,6 @@ async def readiness(config: Settings) -> Readiness:
     try:
         checks: dict[str, Any] = {"redis": await _check_redis(client)}
         checks["database"] = await sync_to_async(_check_database)()
-        checks["tasks"] = _check_tasks(config)
         if checks["redis"]["status"] == "up":
             worker, backends = await _check_worker(client, names, config)
             checks["worker"] = worker
@@ -67,6 +66,7 @@ async def readiness(config: Settings) -> Readiness:
             checks["history_queue"] = {"depth": None}
     finally:
         await client.aclose()
+    checks["tasks"] = supervision.check()  # this process's background loops
     ready = all(checks[name]["status"] == "up" for name in ("redis", "database", "worker", "tasks"))
     return Readiness(status="ready" if ready else "not_ready", checks=checks)
 
@@ -127,9 +127,3 @@ def without_detail(body: Readiness) -> Readiness:
 
 def _public(check: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in check.items() if key in PUBLIC_FIELDS}
-
-
-def _check_tasks(config: Settings) -> dict[str, Any]:
-    """This process's own background tasks (the web's hub and watchdog): any died lately?"""
-    failed = sorted(PROCESS_TASKS.failing(config.task_failure_report_s))
-    return {"status": "down" if failed else "up", "failed": failed}

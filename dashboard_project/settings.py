@@ -6,6 +6,7 @@ Nothing here is tuned by hand: every value an operator may change is a field of 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -114,6 +115,9 @@ CHANNEL_LAYERS = {
                     "socket_timeout": None,
                     "socket_connect_timeout": 5,
                     "max_connections": 1000,
+                    # CLIENT LIST names each process's layer connections, so that an operator
+                    # (or a test) can tell them apart, and cut exactly one process's.
+                    "client_name": f"{CONFIG.redis_key_prefix}:layer:{os.getpid()}",
                 }
             ],
             "prefix": f"{CONFIG.redis_key_prefix}.asgi",

@@ -3,8 +3,9 @@
 A background task that dies must never leave a live process that silently stopped working
 (issue 13): its owner restarts it or exits the process, and until the restarted task has lived
 `task_failure_report_s` — or while it keeps dying — readiness answers 503 naming it. Each process
-keeps one `TaskHealth`: the web process's own (`PROCESS_TASKS`) is read by its readiness
-directly; the worker sends its own in its heartbeat (`failed_tasks`), read from Redis.
+that runs such tasks keeps one `TaskHealth`: the worker sends its own in its heartbeat
+(`failed_tasks`), read from Redis. (The web process's loops run under realtime/supervision.py,
+which readiness reads directly.)
 
 Usage: `health.watch(asyncio.create_task(coro, name="hub"))` notes the task's death if it ends
 with an exception (a cancellation is no death); `health.failed(name, exc)` notes one by hand.
@@ -16,7 +17,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,3 @@ class TaskHealth:
     def _on_done(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.failed(task.get_name(), task.exception() or "")
-
-
-# This process's own tasks (the web process's hub and watchdog); its readiness reads it.
-PROCESS_TASKS: Final = TaskHealth()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -72,6 +73,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         try:
             self.cadence, self.fmt, self.subscription = _parse_query(query)
+            if protocol.subscription_size(self.subscription) > settings.CONFIG.ws_max_subscriptions:
+                raise ProtocolError(
+                    ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                    f"at most {settings.CONFIG.ws_max_subscriptions} subscriptions per connection",
+                )
         except ProtocolError as exc:
             await self.accept()
             frame = protocol.error_frame(exc.code, exc.message)
@@ -88,12 +94,16 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self.hub = await get_hub()
         await self.accept()
         self.bucket = TokenBucket(config.client_messages_per_s, config.client_messages_burst)
+        self.refreshes = TokenBucket(config.client_refreshes_per_s, config.client_refreshes_burst)
+        self.refresh_pending: asyncio.TimerHandle | None = None
+        self.max_subscriptions = config.ws_max_subscriptions
         self.refusals = EventWindow(config.client_abuse_refusals, config.client_abuse_window_s)
         self.client_id = f"{self.hub.process_id}-{next(_ids)}-{uuid.uuid4().hex[:4]}"
         self.connected_at = rfc3339_now()
         self.writer = SocketWriter(
             self.base_send,
             limit=config.ws_send_buffer_messages,
+            limit_bytes=config.ws_send_buffer_bytes,
             on_overflow_drained=self._resync,
         )
         self.continuity = Continuity(0)
@@ -114,6 +124,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self.connected = False
             self.hub.unregister(self)
             self.writer.close()
+            if self.refresh_pending is not None:
+                self.refresh_pending.cancel()
             metrics.disconnected(self.cadence, self.subscription)
             clientlog.closed(self, code)
 
@@ -141,7 +153,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self._write(protocol.encode(protocol.PONG, self.fmt))
             metrics.sent(self.cadence, "pong")
         elif message.type == "refresh":
-            self._send_snapshot()
+            self._refresh()
         else:
             assert message.channels is not None
             if message.type == "subscribe":
@@ -151,7 +163,16 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
                     await self._close_refused(refusal)
                     return
             change = protocol.subscribe if message.type == "subscribe" else protocol.unsubscribe
-            old, self.subscription = self.subscription, change(self.subscription, message.channels)
+            new = change(self.subscription, message.channels)
+            if protocol.subscription_size(new) > self.max_subscriptions:
+                metrics.WS_BOUNDS.labels("too_many_subscriptions").inc()
+                self._refuse(
+                    ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                    f"at most {self.max_subscriptions} subscriptions per connection"
+                    " (a channel, or a symbol of a narrowed one); nothing was changed",
+                )
+                return
+            old, self.subscription = self.subscription, new
             metrics.resubscribed(old, self.subscription)
             self._send_snapshot()
 
@@ -271,7 +292,32 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         await self.close(code=refusal.code, reason=refusal.reason)
         await self.disconnect(refusal.code)
 
+    def _refresh(self) -> None:
+        """A `refresh`, within its own rate: more are merged into one answered later."""
+        if self.refresh_pending is not None:
+            metrics.WS_BOUNDS.labels("refresh_merged").inc()
+            return  # one is already due: it answers this one too (a refresh is idempotent)
+        if self.refreshes.take(time.monotonic()):
+            self._send_snapshot()
+            return
+        metrics.WS_BOUNDS.labels("refresh_merged").inc()
+        # The bucket holds a whole token again after 1/rate seconds.
+        self.refresh_pending = asyncio.get_running_loop().call_later(
+            1 / self.refreshes.rate, self._refresh_due
+        )
+
+    def _refresh_due(self) -> None:
+        self.refresh_pending = None
+        if self.connected:
+            self._refresh()
+
     def _send_snapshot(self) -> None:
+        if self.writer.backlogged:
+            # The socket is not taking what it has: the slow-client rule. What is queued is
+            # dropped and one fresh snapshot follows the drain — never snapshot after snapshot
+            # queued for a client that does not read.
+            self.writer.stale()
+            return
         mirror = self.hub.mirror
         if mirror.seq < self.continuity.position:
             # The mirror is behind what this client has (it is reloading after a gap): a

@@ -34,6 +34,7 @@ from realtime.mirror import ProcessMirror
 from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
 from realtime.protocol import Format, Subscription
 from realtime.stats import WebStats
+from realtime.supervision import TaskSupervisor
 from realtime.watchdog import DeafnessCheck
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ CONTROL: Final = "control"  # the group every hub joins for admin messages (kick
 # mid-reconnect: connected, yet subscribed to nothing) and is rebuilt. Far above the 100 ms tui
 # cadence.
 _DEAF_AFTER_S: Final = 3.0
+_UNDECODABLE_LOG_EVERY_S: Final = 10.0  # a flood of foreign messages: one warning per 10 s
 _GC_FREEZE_EVERY_S: Final = 10.0
 _GC_FULL_EVERY_S: Final = 600.0  # one full collection (a stall) per 10 min reclaims frozen garbage
 
@@ -93,12 +95,14 @@ class Hub:
         self.mirror = ProcessMirror(SharedSnapshot(self.redis, self.names))
         self._members: dict[str, set[Member]] = {cadence: set() for cadence in CADENCES}
         self._by_id: dict[str, Member] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self.loops = TaskSupervisor("hub")  # its background loops, restarted if one dies
         self._reloading: asyncio.Task[None] | None = None
         self.channel = ""
         self.received = 0
         self.gaps = 0
         self.resubscribes = 0
+        self.undecodable = 0  # channel-layer messages that were not events of ours
+        self._undecodable_logged = float("-inf")
         self._last_event = 0.0
         self.stats = WebStats(interval_s=config.stats_log_interval_s, process_id=self.process_id)
 
@@ -106,22 +110,17 @@ class Hub:
         """Join the groups, load the mirror, and start receiving."""
         await self._subscribe()
         await self.mirror.load()
-        loop = asyncio.get_running_loop()
-        self._last_event = loop.time()
-        self._tasks = [
-            loop.create_task(self._receive(), name="hub-receive"),
-            loop.create_task(self._heartbeat(), name="hub-presence"),
-            loop.create_task(self._watchdog(), name="hub-watchdog"),
-            loop.create_task(self._gc_policy(), name="hub-gc"),
-            loop.create_task(self._access_recheck(), name="hub-access"),
-        ]
+        self._last_event = asyncio.get_running_loop().time()
+        self.loops.start("receive", self._receive)
+        self.loops.start("presence", self._heartbeat)
+        self.loops.start("watchdog", self._watchdog)
+        self.loops.start("gc", self._gc_policy)
+        self.loops.start("access", self._access_recheck)
         log.info("hub started", extra={"web_process": self.process_id, "seq": self.mirror.seq})
 
     async def stop(self) -> None:
-        """Leave the groups and stop the hub's tasks."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Leave the groups and stop the hub's loops."""
+        await self.loops.stop()
         with contextlib.suppress(Exception):
             for cadence in (*CADENCES, CONTROL):
                 await self.layer.group_discard(self.names.group(cadence), self.channel)
@@ -154,6 +153,16 @@ class Hub:
             await self.layer.group_add(self.names.group(cadence), self.channel)
         await self.layer.group_add(self.names.group(CONTROL), self.channel)
 
+    async def _resubscribe(self) -> None:
+        """A new subscription, and a receive loop that listens to it.
+
+        The layer's `flush()` replaces every channel's queue: a receive still pending on the old
+        one would wait forever, and the hub would hear nothing but its own mirror reloads.
+        """
+        await self.layer.flush()  # the hub is the layer's only user in this process
+        await self._subscribe()
+        await self.loops.restart("receive")
+
     async def _watchdog(self) -> None:
         """Rebuild the subscription if updates stopped arriving while the state moved on."""
         loop = asyncio.get_running_loop()
@@ -175,8 +184,7 @@ class Hub:
                     extra={"mirror_seq": self.mirror.seq, "shared_seq": shared_seq},
                 )
                 self.resubscribes += 1
-                await self.layer.flush()  # the hub is the layer's only user in this process
-                await self._subscribe()
+                await self._resubscribe()
                 self._last_event = loop.time()
                 self._reload()
             except Exception as exc:  # Redis away: try again next round
@@ -204,13 +212,33 @@ class Hub:
             gc.freeze()
 
     async def _receive(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            event = await self.layer.receive(self.channel)
-            self._last_event = asyncio.get_running_loop().time()
+            try:
+                event = await self.layer.receive(self.channel)
+            except (ValueError, msgpack.UnpackException):
+                # Not a message of ours (anyone who can PUBLISH reaches the group channels):
+                # dropped, counted. It must not end the loop, nor make a restart read the
+                # backlog of such messages one crash at a time.
+                self._undecodable(loop.time())
+                continue
+            if not isinstance(event, dict):
+                self._undecodable(loop.time())
+                continue
+            self._last_event = loop.time()
             try:
                 self._dispatch(event)
             except Exception:  # one bad event must not stop the process's updates
                 log.exception("hub could not handle an event", extra={"type": event.get("type")})
+
+    def _undecodable(self, now: float) -> None:
+        self.undecodable += 1
+        if now - self._undecodable_logged >= _UNDECODABLE_LOG_EVERY_S:
+            self._undecodable_logged = now
+            log.warning(
+                "hub dropped undecodable channel-layer messages",
+                extra={"undecodable_total": self.undecodable},
+            )
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("type")

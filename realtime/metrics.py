@@ -63,6 +63,13 @@ RESYNCS = Counter(
     "dashboard_resyncs", "Fresh snapshots sent because a client missed updates (gap, overflow)."
 )
 KICKS = Counter("dashboard_kicks", "Connections closed with 4000 because an admin asked.")
+WS_BOUNDS = Counter(
+    "dashboard_ws_bounds",
+    "Per-connection bounds reached: refreshes merged, subscribes refused (too_many_subscriptions)",
+    ["bound"],
+)
+for _bound in ("refresh_merged", "too_many_subscriptions"):
+    WS_BOUNDS.labels(_bound)
 
 _FORMATS: Final = tuple(Format)
 

@@ -2,8 +2,9 @@
 
 Bootstrapped from the shared snapshot in Redis, then kept current by applying every update the
 hub receives (both cadences; the continuity rule skips what it already has). Snapshots for new
-or resyncing clients come from here — encoded once per seq and format for whole subscriptions,
-so a reconnect storm costs one encoding per seq, not one per client.
+or resyncing clients come from here — encoded once per seq, format and subscription, so a
+reconnect storm, or sockets of one narrowed view refreshing in a loop, cost one encoding per
+seq, not one per client.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from realtime.protocol import (
 
 log = logging.getLogger(__name__)
 
+# Encoded snapshots kept per seq (whole, plus narrowed views): a desk's screens share a handful
+# of views; past this many distinct ones within one seq the cache starts over, so many distinct
+# hostile subscriptions cost encodings, never memory.
+_CACHED_VIEWS = 64
+
 
 class ProcessMirror:
     """The web process's copy of the state at `seq`."""
@@ -37,7 +43,7 @@ class ProcessMirror:
         self.data: dict[str, Any] = {}
         self.seq = 0
         self.loaded = False
-        self._encoded: dict[Format, str | bytes] = {}
+        self._encoded: dict[tuple[Format, frozenset[Any] | None], str | bytes] = {}
         self.encodings = 0  # how many whole snapshots were encoded (tests, metrics)
 
     async def load(self) -> None:
@@ -68,18 +74,17 @@ class ProcessMirror:
         return "applied"
 
     def snapshot(self, subscription: Subscription, fmt: Format) -> str | bytes:
-        """The snapshot frame for `subscription`, encoded (whole ones cached per seq)."""
-        if is_everything(subscription):
-            cached = self._encoded.get(fmt)
-            if cached is None:
-                started = time.perf_counter()
-                cached = encode(snapshot_frame(self.seq, rfc3339_now(), self.data), fmt)
-                metrics.encoded(fmt, "snapshot", cached, started)
-                self._encoded[fmt] = cached
-                self.encodings += 1
-            return cached
-        started = time.perf_counter()
-        frame = snapshot_frame(self.seq, rfc3339_now(), filter_snapshot(self.data, subscription))
-        payload = encode(frame, fmt)
-        metrics.encoded(fmt, "snapshot", payload, started)
-        return payload
+        """The snapshot frame for `subscription`, encoded once per seq, format and view."""
+        whole = is_everything(subscription)
+        key = (fmt, None if whole else frozenset(subscription.items()))
+        cached = self._encoded.get(key)
+        if cached is None:
+            started = time.perf_counter()
+            data = self.data if whole else filter_snapshot(self.data, subscription)
+            cached = encode(snapshot_frame(self.seq, rfc3339_now(), data), fmt)
+            metrics.encoded(fmt, "snapshot", cached, started)
+            if len(self._encoded) >= _CACHED_VIEWS:
+                self._encoded.clear()
+            self._encoded[key] = cached
+            self.encodings += 1
+        return cached

@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_CHANNEL = "unknown_channel"
     RATE_LIMITED = "rate_limited"
     TOO_LARGE = "too_large"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 
 
 class ProtocolError(Exception):
@@ -146,6 +147,11 @@ def unsubscribe(current: Subscription, removed: Subscription) -> Subscription:
         else:
             del result[name]
     return result
+
+
+def subscription_size(subscription: Subscription) -> int:
+    """Distinct subscriptions: one per whole channel, one per symbol of a narrowed channel."""
+    return sum(1 if symbols is None else len(symbols) for symbols in subscription.values())
 
 
 def is_everything(subscription: Subscription) -> bool:

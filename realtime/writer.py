@@ -4,7 +4,8 @@ The hub writes each update to every client in one loop. A write steps the server
 coroutine once, synchronously: on a socket that can take the bytes it finishes right there, with
 no task switch (design principle 7: a task per send doubled the per-client cost). If it cannot
 finish (the server is applying flow control to a slow client) the started send moves to a drain
-task, and later frames wait in a bounded queue. When the queue overflows, the queued updates
+task, and later frames wait in a queue bounded in messages and in bytes (a few snapshots of a
+big desk weigh more than hundreds of updates). When the queue overflows, the queued updates
 are dropped and the client is marked for one fresh snapshot once the drain completes — so a
 stalled client costs the server a bounded amount of memory, never a growing backlog
 (contract section 4, "Slow clients").
@@ -49,11 +50,14 @@ class SocketWriter:
         send: Send,
         *,
         limit: int,
+        limit_bytes: int = 1 << 62,
         on_overflow_drained: Callable[[], None],
     ) -> None:
         self._send = send
         self._limit = limit
+        self._limit_bytes = limit_bytes
         self._queue: deque[AsgiMessage] = deque()
+        self.queued_bytes = 0
         self._drain: asyncio.Task[None] | None = None
         self._on_overflow_drained = on_overflow_drained
         self.overflowed = False
@@ -71,16 +75,18 @@ class SocketWriter:
         if self.closed:
             return
         if self._drain is not None:
-            if len(self._queue) >= self._limit:
-                self.dropped += len(self._queue) + 1
-                TOTALS.dropped += len(self._queue) + 1
-                self._queue.clear()  # what is queued is stale now: a snapshot replaces it
-                self.overflowed = True
-            elif not self.overflowed:
-                self._queue.append(message)
-            else:
+            if self.overflowed:
                 self.dropped += 1
                 TOTALS.dropped += 1
+                return
+            size = _size(message)
+            if len(self._queue) >= self._limit or self.queued_bytes + size > self._limit_bytes:
+                self.dropped += 1
+                TOTALS.dropped += 1
+                self.stale()
+                return
+            self._queue.append(message)
+            self.queued_bytes += size
             return
         # ASGI servers' send callables are coroutine functions (daphne, uvicorn, Channels'
         # wrappers), so the awaitable can be stepped by hand.
@@ -98,6 +104,20 @@ class SocketWriter:
             self._finish(coroutine, yielded, message)
         )
 
+    def stale(self) -> None:
+        """Drop what is queued; once the drain completes, `on_overflow_drained` is called.
+
+        The slow-client rule: what is queued for a stalled socket is replaced by one fresh
+        snapshot when it can write again. No-op unless a drain is in progress.
+        """
+        if self._drain is None:
+            return
+        self.dropped += len(self._queue)
+        TOTALS.dropped += len(self._queue)
+        self._queue.clear()
+        self.queued_bytes = 0
+        self.overflowed = True
+
     def _count(self, message: AsgiMessage) -> None:
         """Called when a frame was written."""
         self.sent += 1
@@ -111,11 +131,13 @@ class SocketWriter:
             self._count(first)
             while self._queue and not self.closed:
                 message = self._queue.popleft()
+                self.queued_bytes -= _size(message)
                 await self._send(message)
                 self._count(message)
         except Exception:  # a send on a closed socket: nothing left to do
             self.closed = True
             self._queue.clear()
+            self.queued_bytes = 0
             return
         finally:
             self._drain = None
@@ -127,6 +149,7 @@ class SocketWriter:
         """Stop writing; a drain in progress is cancelled."""
         self.closed = True
         self._queue.clear()
+        self.queued_bytes = 0
         if self._drain is not None:
             self._drain.cancel()
 

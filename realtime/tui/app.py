@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
@@ -61,13 +62,18 @@ TITLES = {
 }
 
 
-def cell(value: Any) -> str:
-    """One table cell: numbers compact, absent values blank."""
+def cell(value: Any) -> Text:
+    """One table cell: numbers compact, absent values blank, everything else literal text.
+
+    A `Text`, never a `str`: textual parses strings as markup, so a strategy named `[/]` would
+    crash the app and one named `[link=...]` would become a link. Names and extra fields come
+    from producers, not from us.
+    """
     if value is None:
-        return ""
+        return Text("")
     if isinstance(value, float):
-        return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
-    return str(value)
+        return Text(f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}")
+    return Text(str(value))
 
 
 class DashboardApp(App[None]):
@@ -130,9 +136,11 @@ class DashboardApp(App[None]):
         age = time.monotonic() - view.last_message_at if view.last_message_at else None
         stale = age is not None and age > 3 * REDRAW_S * 10
         freshness = "" if age is None else f" · last message {age:.1f} s ago"
-        self.query_one("#status", Static).update(
-            f"{view.status}{' · STALE' if stale else ''} · seq {view.seq}"
-            f" · updates {view.updates}{freshness}"
+        self.query_one("#status", Static).update(  # Text: a close reason is the server's words
+            Text(
+                f"{view.status}{' · STALE' if stale else ''} · seq {view.seq}"
+                f" · updates {view.updates}{freshness}"
+            )
         )
         if not self._dirty:
             return
@@ -151,6 +159,8 @@ class DashboardApp(App[None]):
             shown = (
                 value
                 if not isinstance(value, dict)
-                else ", ".join(f"{asset} {cell(amount)}" for asset, amount in sorted(value.items()))
+                else ", ".join(
+                    f"{asset} {cell(amount).plain}" for asset, amount in sorted(value.items())
+                )
             )
-            account.add_row(key, cell(shown))
+            account.add_row(Text(key), cell(shown))

@@ -22,6 +22,10 @@ import websockets
 from aggregation.core.changes import ChangeConflict, apply_changes
 
 RECONNECT_MAX_S = 5.0  # reconnect backoff: 0.25 s doubling to 5 s
+# The largest frame taken from the server. websockets' default (1 MiB) is less than a big desk's
+# snapshot (10,000 symbols with extra fields run to several MiB); the server is the one the user
+# chose to follow, so the bound is only against a runaway, not a tight budget.
+MAX_FRAME_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -59,7 +63,10 @@ class DashboardClient:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
             try:
                 async with websockets.connect(
-                    self.url, additional_headers=headers, open_timeout=10
+                    self.url,
+                    additional_headers=headers,
+                    open_timeout=10,
+                    max_size=MAX_FRAME_BYTES,
                 ) as ws:
                     self._ws = ws
                     self.view.status = "live"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import pytest
+from rich.text import Text
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TabbedContent
 
 from realtime.tui.app import DashboardApp
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, wait_quiet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -75,3 +78,78 @@ async def test_tui_client_shows_why_the_server_refused_it(fresh_stack: Stack) ->
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+HOSTILE = ["[/]", "[link=https://evil.example]click[/link]", "[bold red]RUN", "[@click=quit]x"]
+
+
+async def test_tui_shows_hostile_strings_as_text(fresh_stack: Stack) -> None:
+    # given strategies and an order whose free-text fields carry rich/textual markup
+    stack = fresh_stack
+    stack.start_worker()
+    port = stack.start_web()
+    for i, text in enumerate(HOSTILE):
+        stack.publish(
+            "strategies",
+            f"s{i}",
+            {"id": f"s{i}", "name": text, "status": text, "note": text},
+        )
+    stack.publish(
+        "orders",
+        "MKUSDT",
+        {"id": "o1", "symbol": "MKUSDT", "side": "BUY", "quantity": 1.0, "status": "[/]"},
+    )
+    stack.publish("account", "main", {"total_balance": 1.0, "label": "[/]"})
+    wait_quiet(stack)
+    app = DashboardApp(stack.ws_url(port, auth=False, type="tui"), token=stack.token)
+    async with app.run_test(size=(160, 40)) as pilot:
+        table = app.query_one("#table-strategies", DataTable)
+        await rows_shown(pilot, table, len(HOSTILE))
+        # then the app runs and every string is shown exactly as it was sent
+        assert table.row_count == len(HOSTILE)
+        names = [_plain(table.get_row_at(i)[1]) for i in range(table.row_count)]
+        assert names == HOSTILE
+        orders = app.query_one("#table-orders", DataTable)
+        assert _plain(orders.get_row_at(0)[7]) == "[/]"
+        account = app.query_one("#table-account", DataTable)
+        rows = {_plain(account.get_row_at(i)[0]): account.get_row_at(i)[1] for i in range(2)}
+        assert _plain(rows["label"]) == "[/]"
+        await pilot.press("5")  # rendering the tab must not fail either
+        await pilot.pause(0.2)
+        assert app.is_running
+        await pilot.press("q")
+    assert app.return_code in (0, None)
+
+
+async def test_tui_takes_a_snapshot_over_one_mebibyte(fresh_stack: Stack) -> None:
+    # given a desk whose snapshot is ~2 MiB (websockets' default limit is 1 MiB)
+    stack = fresh_stack
+    stack.start_worker()
+    port = stack.start_web()
+    pad = "x" * 60_000
+    for i in range(36):
+        stack.publish(
+            "market_data", f"BIG{i:02d}", {"symbol": f"BIG{i:02d}", "last_price": 1.0, "pad": pad}
+        )
+    wait_quiet(stack)
+    app = DashboardApp(stack.ws_url(port, auth=False, type="tui"), token=stack.token)
+    async with app.run_test(size=(160, 40)) as pilot:
+        market = app.query_one("#table-market_data", DataTable)
+        await rows_shown(pilot, market, 36)
+        # then the client keeps its connection and shows the whole desk
+        assert market.row_count == 36, app.client.view.status
+        assert app.client.view.status == "live"
+        await pilot.press("q")
+
+
+async def rows_shown(pilot: Pilot[None], table: DataTable[Any], count: int) -> None:
+    """Let the app run until `table` shows `count` rows, for 10 s at most."""
+    for _ in range(200):
+        await pilot.pause(0.05)
+        if table.row_count == count:
+            return
+
+
+def _plain(value: object) -> str:
+    """A cell as the user reads it: its text, whatever renderable holds it."""
+    return value.plain if isinstance(value, Text) else str(value)

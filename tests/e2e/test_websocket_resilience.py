@@ -59,11 +59,14 @@ def resyncs_counted(port: int) -> float:
     raise AssertionError("dashboard_resyncs missing")
 
 
-async def kill_group_subscribers(client: aioredis.Redis) -> int:
-    """Disconnect the channel-layer subscribers (SUBSCRIBE), not the worker's PSUBSCRIBE feed."""
+async def kill_group_subscribers(client: aioredis.Redis, prefix: str) -> int:
+    """Disconnect the stack's channel-layer subscribers, found by their connection names.
+
+    Only the stack's own: every test run and helper on the machine shares this Redis.
+    """
     killed = 0
     for entry in await client.client_list(_type="pubsub"):
-        if int(entry.get("sub", 0)) > 0 and int(entry.get("psub", 0)) == 0:
+        if entry.get("name", "").startswith(f"{prefix}:layer:") and int(entry.get("sub", 0)) > 0:
             await client.client_kill_filter(_id=entry["id"])
             killed += 1
     return killed
@@ -90,7 +93,7 @@ async def test_lost_group_messages_turn_into_one_resync(fresh_stack: Stack) -> N
         try:
             for _ in range(15):
                 random_burst(stack, rng, 30)
-                kills += await kill_group_subscribers(client)
+                kills += await kill_group_subscribers(client, stack.prefix)
                 await asyncio.sleep(0.12)
         finally:
             await client.aclose()

@@ -23,19 +23,28 @@ def md(symbol: str, price: float) -> Accepted:
     return result
 
 
-async def test_a_burst_of_connections_costs_one_encoding_per_seq_and_format(
-    aredis: aioredis.Redis, key_prefix: str
-) -> None:
-    # given a shared snapshot written by a leader
+async def loaded_mirror(
+    aredis: aioredis.Redis, key_prefix: str, *symbols: str
+) -> tuple[TradingState, ProcessMirror]:
+    """A leader's state holding `symbols`, written to the shared snapshot; a mirror loaded."""
     names = RedisNames(key_prefix.rstrip(":"))
     lease = LeaderLease(aredis, key=names.leader, owner="w1", lease_ms=5000)
     assert await lease.acquire()
     shared = SharedSnapshot(aredis, names)
     state = TradingState(cadences=("mirror", "web"), max_orders=10)
-    state.apply(md("BTCUSDT", 1.0))
+    for symbol in symbols:
+        state.apply(md(symbol, 1.0))
     await shared.write_changes(state, state.take("mirror").changes, owner="w1")
     mirror = ProcessMirror(shared)
     await mirror.load()
+    return state, mirror
+
+
+async def test_a_burst_of_connections_costs_one_encoding_per_seq_and_format(
+    aredis: aioredis.Redis, key_prefix: str
+) -> None:
+    # given a shared snapshot written by a leader
+    state, mirror = await loaded_mirror(aredis, key_prefix, "BTCUSDT")
     assert (mirror.seq, mirror.data) == (state.seq, state.snapshot())
     # when 1,000 clients connect, half of them in MessagePack
     frames = [
@@ -52,6 +61,28 @@ async def test_a_burst_of_connections_costs_one_encoding_per_seq_and_format(
         mirror.snapshot(EVERYTHING, Format.JSON if i % 2 else Format.MSGPACK)
     assert mirror.encodings == 4
     assert mirror.data == state.snapshot()
+
+
+async def test_narrowed_snapshots_are_encoded_once_per_subscription_and_seq(
+    aredis: aioredis.Redis, key_prefix: str
+) -> None:
+    # given a mirror holding two symbols
+    state, mirror = await loaded_mirror(aredis, key_prefix, "BTCUSDT", "ETHUSDT")
+    btc = {"market_data": frozenset({"BTCUSDT"})}
+    # when 200 sockets of one narrowed view refresh over and over, and one of another view does
+    frames = [mirror.snapshot(dict(btc), Format.JSON) for _ in range(1000)]
+    other = mirror.snapshot({"market_data": None, "account": None}, Format.JSON)
+    # then each view was encoded once at this seq, and each holds only what it takes
+    assert mirror.encodings == 2
+    assert set(orjson.loads(frames[-1])["data"]["market_data"]) == {"BTCUSDT"}
+    assert set(orjson.loads(other)["data"]) == {"market_data", "account"}
+    # and a new seq encodes again
+    state.apply(md("BTCUSDT", 2.0))
+    update = state.take("web")
+    assert mirror.apply(update.base_seq, update.seq, update.changes) == "applied"
+    fresh = mirror.snapshot(btc, Format.JSON)
+    assert mirror.encodings == 3
+    assert orjson.loads(fresh)["data"]["market_data"]["BTCUSDT"]["last_price"] == 2.0
 
 
 async def test_mirror_refuses_updates_that_do_not_follow(

@@ -3,6 +3,7 @@ test client, against the real Redis and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,12 +11,13 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
-from django.test import Client
+from django.db import connections
+from django.test import AsyncClient, Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from dashboard_project import readiness as readiness_module
-from dashboard_project.task_health import TaskHealth
+from realtime.supervision import TaskSupervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -161,22 +163,6 @@ def test_not_ready_naming_a_worker_task_that_died(
     assert (worker["status"], worker["failed_tasks"]) == ("down", ["flush", "tick-web"])
 
 
-def test_not_ready_naming_a_task_of_this_process_that_died(
-    client: Client, prefix: str, store: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # given a ready process with a task registry of its own
-    tasks = TaskHealth()
-    monkeypatch.setattr(readiness_module, "PROCESS_TASKS", tasks)
-    beat(store, prefix)
-    assert client.get("/health/ready").status_code == 200
-    # when one of its background tasks dies
-    tasks.failed("hub", RuntimeError("boom"))
-    # then readiness names it
-    response = client.get("/health/ready")
-    assert response.status_code == 503
-    assert response.json()["checks"]["tasks"] == {"status": "down", "failed": ["hub"]}
-
-
 def test_not_ready_without_redis(client: Client, settings: Any) -> None:
     settings.CONFIG = settings.CONFIG.model_copy(
         update={"redis_url": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
@@ -265,3 +251,45 @@ def test_clients_lists_presence_for_staff(staff: Client, prefix: str, store: red
     response = staff.get("/api/v1/clients")
     assert response.status_code == 200
     assert response.json() == {"clients": [entry]}
+
+
+async def test_a_background_loop_that_dies_makes_the_process_unready_until_it_runs_again(
+    async_client: AsyncClient, prefix: str, store: redis.Redis
+) -> None:
+    # given a ready process (a live worker's heartbeat) with a supervised loop of this process
+    # that fails for as long as its dependency is broken
+    beat(store, prefix)
+    broken = True
+    runs = 0
+
+    async def loop() -> None:
+        nonlocal runs
+        runs += 1
+        if broken:
+            raise ConnectionError("the loop's dependency is away")
+        await asyncio.Event().wait()
+
+    supervisor = TaskSupervisor("test")
+    supervisor.start("feed", loop)
+    try:
+        # when it has died, then readiness is 503 and names it
+        while runs == 0:  # noqa: ASYNC110  # stepping the loop until the loop has run once
+            await asyncio.sleep(0.01)
+        response = await async_client.get("/health/ready")
+        assert response.status_code == 503
+        tasks = response.json()["checks"]["tasks"]
+        assert tasks["status"] == "down"
+        assert tasks["down"] == ["test-feed"]
+        assert "dependency is away" in tasks["loops"]["test-feed"]["error"]
+        # and once the dependency is back, the loop is restarted and the process ready again
+        broken = False
+        deadline = asyncio.get_running_loop().time() + 10
+        while (response := await async_client.get("/health/ready")).status_code != 200:
+            assert asyncio.get_running_loop().time() < deadline, response.json()
+            await asyncio.sleep(0.1)
+        assert response.json()["checks"]["tasks"]["loops"]["test-feed"]["status"] == "up"
+    finally:
+        await supervisor.stop()
+        # The database check ran in asgiref's thread: close its connection there, or the test
+        # database cannot be dropped after the run.
+        await sync_to_async(connections.close_all)()

@@ -150,3 +150,10 @@ def test_filtering_commutes_with_applying(
     apply_changes(view, protocol.filter_changes(changes, subscription))
     # then it holds exactly the filtered state
     assert view == protocol.filter_snapshot(state.snapshot(), subscription)
+
+
+def test_subscription_size_counts_channels_and_narrowed_symbols() -> None:
+    assert protocol.subscription_size(EVERYTHING) == 5
+    assert protocol.subscription_size({}) == 0
+    both = {"orders": None, "market_data": frozenset({"BTCUSDT", "ETHUSDT"})}
+    assert protocol.subscription_size(both) == 3

@@ -25,6 +25,12 @@ class GatedSend:
         self.delivered.append(message)
 
 
+async def drain_done(writer: SocketWriter) -> None:
+    """Step the loop until the writer's drain task has ended."""
+    while writer.backlogged:  # noqa: ASYNC110  # stepping the loop, not waiting for readiness
+        await asyncio.sleep(0)
+
+
 def frame(n: int) -> dict[str, Any]:
     return {"type": "websocket.send", "text": str(n)}
 
@@ -48,8 +54,7 @@ async def test_a_blocked_send_drains_in_order_later() -> None:
     assert send.delivered == []
     assert writer.backlogged
     send.writable.set()
-    while writer.backlogged:  # noqa: ASYNC110  # stepping the loop until the drain task ends
-        await asyncio.sleep(0)
+    await drain_done(writer)
     assert send.delivered == [frame(0), frame(1), frame(2)]
     assert writer.sent == 3
 
@@ -64,8 +69,7 @@ async def test_overflow_drops_the_backlog_and_asks_for_one_snapshot() -> None:
     assert writer.overflowed
     assert writer.dropped == 99 - 0  # all but the send in flight
     send.writable.set()
-    while writer.backlogged:  # noqa: ASYNC110  # stepping the loop until the drain task ends
-        await asyncio.sleep(0)
+    await drain_done(writer)
     assert send.delivered == [frame(0)]  # the in-flight one; the stale backlog is gone
     assert drained == [True]  # the consumer sends a fresh snapshot now
     assert not writer.overflowed
@@ -106,8 +110,45 @@ async def test_process_totals_count_written_bytes_and_dropped_frames() -> None:
     writer.write(frame(2))  # queued
     writer.write(frame(3))  # over the limit: the two queued and this one are dropped
     send.writable.set()
-    while writer.backlogged:  # noqa: ASYNC110  # stepping the loop until the drain task ends
-        await asyncio.sleep(0)
+    await drain_done(writer)
     moved = (TOTALS.bytes - before[0], TOTALS.dropped - before[1])
     assert moved == (3 + 5 + 2 + 4, 3)
     assert writer.sent == 4
+
+
+async def test_the_backlog_is_bounded_in_bytes_as_well_as_messages() -> None:
+    # given a writer allowing many messages but only 10 KiB of them, on a stalled socket
+    send = GatedSend()
+    drained: list[bool] = []
+    writer = SocketWriter(
+        send, limit=1000, limit_bytes=10_240, on_overflow_drained=lambda: drained.append(True)
+    )
+    send.writable.clear()
+    writer.write(frame(0))  # in flight
+    # when frames of 4 KiB keep coming (three would pass 10 KiB)
+    big = {"type": "websocket.send", "text": "x" * 4096}
+    writer.write(big)
+    writer.write(big)
+    assert not writer.overflowed
+    writer.write(big)
+    # then the backlog is dropped, as on too many messages, and one snapshot follows the drain
+    assert writer.overflowed
+    assert writer.queued_bytes == 0
+    send.writable.set()
+    await drain_done(writer)
+    assert send.delivered == [frame(0)]
+    assert drained == [True]
+
+
+async def test_stale_drops_what_is_queued_and_resyncs_after_the_drain() -> None:
+    send = GatedSend()
+    drained: list[bool] = []
+    writer = SocketWriter(send, limit=100, on_overflow_drained=lambda: drained.append(True))
+    send.writable.clear()
+    for n in range(5):
+        writer.write(frame(n))
+    writer.stale()  # e.g. the client asked for a snapshot while its socket is stalled
+    send.writable.set()
+    await drain_done(writer)
+    assert send.delivered == [frame(0)]
+    assert drained == [True]
