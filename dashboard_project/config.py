@@ -62,6 +62,15 @@ class Settings(BaseSettings):
 
     # --- stores ----------------------------------------------------------------------------
     redis_url: AnyUrl = AnyUrl("redis://127.0.0.1:6379/0")
+    # Redis Sentinel instead of one address (docs/OPERATIONS.md, "Redis high availability"):
+    # `host:port` of each sentinel (three on three hosts: a quorum of two survives losing one)
+    # and the name they monitor the master under. Empty: `redis_url` names the one Redis. With
+    # sentinels, every client asks them for the current master and follows a failover by
+    # itself; setting both shapes is refused, so no process talks to a stale address.
+    redis_sentinels: CommaList = []
+    redis_master_name: str = Field("", pattern=r"^[A-Za-z0-9_\-.]{0,64}$")
+    redis_password: str = ""  # AUTH for the master and replicas behind sentinels
+    redis_sentinel_password: str = ""  # AUTH for the sentinels themselves (their requirepass)
     database_url: AnyUrl = AnyUrl("postgres://postgres@127.0.0.1:5432/dashboard")
     # Prefix of every Redis key and channel-layer group the product owns, so that two
     # deployments (or two test runs) can share one Redis.
@@ -177,6 +186,22 @@ class Settings(BaseSettings):
             return [host.strip() for host in value.split(",") if host.strip()]
         return value
 
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{entry!r} is not host:port")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: AnyUrl) -> AnyUrl:
@@ -198,6 +223,10 @@ class Settings(BaseSettings):
                 "secret_key: required unless debug is on "
                 "(set DASHBOARD_SECRET_KEY, or DASHBOARD_DEBUG=1 for development)"
             )
+        if self.redis_sentinels and not self.redis_master_name:
+            raise ValueError("redis_master_name: required with redis_sentinels")
+        if self.redis_sentinels and "redis_url" in self.model_fields_set:
+            raise ValueError("redis_sentinels: set either redis_url or redis_sentinels, not both")
         if self.leader_renew_ms >= self.leader_lease_ms:
             raise ValueError("leader_renew_ms: must be shorter than leader_lease_ms")
         return self

@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 
 from aggregation.keys import RedisNames
+from dashboard_project import redis_clients
 from dashboard_project.config import Settings
 
 # A readiness probe must answer well inside the orchestrator's probe timeout (1 s by default in
@@ -34,8 +35,8 @@ class Readiness(TypedDict):
 async def readiness(config: Settings) -> Readiness:
     """Run every check; ready when Redis, the database and a live worker all answer."""
     names = RedisNames(config.redis_key_prefix, config.input_prefix)
-    client = aioredis.Redis.from_url(
-        str(config.redis_url),
+    client = redis_clients.async_client(
+        config,
         socket_timeout=_REDIS_TIMEOUT_S,
         socket_connect_timeout=_REDIS_TIMEOUT_S,
     )

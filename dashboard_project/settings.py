@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
+from dashboard_project import redis_clients
 from dashboard_project.config import load_settings_or_exit
 from dashboard_project.logconfig import logging_config
 
@@ -92,12 +93,9 @@ CHANNEL_LAYERS = {
         }[CONFIG.channel_layer_backend],
         "CONFIG": {
             "hosts": [
-                {
-                    "address": str(CONFIG.redis_url),
-                    "socket_timeout": None,
-                    "socket_connect_timeout": 5,
-                    "max_connections": 1000,
-                }
+                redis_clients.channel_layer_host(
+                    CONFIG, socket_timeout=None, socket_connect_timeout=5, max_connections=1000
+                )
             ],
             "prefix": f"{CONFIG.redis_key_prefix}.asgi",
         },

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 import msgpack
-import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -29,6 +28,7 @@ from access.metrics import WS_REFUSED
 from aggregation.events import StateUpdate
 from aggregation.keys import CADENCES, RedisNames
 from aggregation.shared_snapshot import SharedSnapshot
+from dashboard_project import redis_clients
 from dashboard_project.config import Settings
 from realtime import metrics
 from realtime.mirror import ProcessMirror
@@ -88,8 +88,8 @@ class Hub:
         self.names = RedisNames(config.redis_key_prefix, config.input_prefix)
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Same trap as the channel layer's: no read timeout on a long-lived client.
-        self.redis = aioredis.Redis.from_url(
-            str(config.redis_url), socket_timeout=None, socket_connect_timeout=5
+        self.redis = redis_clients.async_client(
+            config, socket_timeout=None, socket_connect_timeout=5
         )
         self.mirror = ProcessMirror(SharedSnapshot(self.redis, self.names))
         self._members: dict[str, set[Member]] = {cadence: set() for cadence in CADENCES}

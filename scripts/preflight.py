@@ -18,6 +18,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard_project.config import ConfigError, load_settings
+from dashboard_project.redis_clients import RedisTarget, sync_client
 
 HOW_TO_START = (
     "start one with `docker compose up -d redis postgres`, or on Debian: "
@@ -26,14 +27,14 @@ HOW_TO_START = (
 )
 
 
-def check_redis(url: str) -> str | None:
-    """Return None if Redis answers PING at `url`, else the problem."""
+def check_redis(target: RedisTarget) -> str | None:
+    """Return None if Redis answers PING at `target`, else the problem."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client = sync_client(target, socket_connect_timeout=2, socket_timeout=2)
         client.ping()
         client.close()
     except redis.RedisError as exc:
-        return f"Redis does not answer at {url}: {exc}"
+        return f"Redis does not answer at {target.describe()}: {exc}"
     return None
 
 
@@ -70,7 +71,7 @@ def main() -> int:
     problems = [
         problem
         for problem in (
-            check_redis(str(config.redis_url)),
+            check_redis(RedisTarget.from_settings(config)),
             check_postgres(str(config.database_url), create=args.create_database),
         )
         if problem

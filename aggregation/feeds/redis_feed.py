@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from aggregation.keys import RedisNames
+from dashboard_project.redis_clients import RedisSource, async_client
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ INPUT_KINDS: Final = (
 )
 # Sends a PING on an idle subscription so a dead connection is noticed, not waited on forever.
 _HEALTH_CHECK_S: Final = 5
+# A master that vanished (a failover) must not hold a reconnect: the runner's own 2 s.
+_CONNECT_TIMEOUT_S: Final = 2
 _SCAN_COUNT: Final = 1000  # keys per SCAN step: large enough to be quick, small enough not to block
 _MGET_BATCH: Final = 500
 
@@ -44,13 +47,13 @@ class RedisFeed:
 
     def __init__(
         self,
-        url: str,
+        redis: RedisSource,
         names: RedisNames,
         *,
         on_message: MessageHandler,
         on_connected: Callable[[], Awaitable[None]],
     ) -> None:
-        self._url = url
+        self._redis = redis
         self._names = names
         self._on_message = on_message
         self._on_connected = on_connected
@@ -62,8 +65,11 @@ class RedisFeed:
         """Read messages until `stop` is set, reconnecting whenever the connection breaks."""
         attempt = 0
         while not stop.is_set():
-            client = aioredis.Redis.from_url(
-                self._url, socket_timeout=None, health_check_interval=_HEALTH_CHECK_S
+            client = async_client(
+                self._redis,
+                socket_timeout=None,
+                socket_connect_timeout=_CONNECT_TIMEOUT_S,
+                health_check_interval=_HEALTH_CHECK_S,
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
