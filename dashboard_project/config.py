@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # `host:port` of each sentinel (three on three hosts: a quorum of two survives losing one)
     # and the name they monitor the master under. Empty: `redis_url` names the one Redis. With
     # sentinels, every client asks them for the current master and follows a failover by
-    # itself; setting both shapes is refused, so no process talks to a stale address.
+    # itself; `redis_url` then gives only the database number (its host and port are unused).
     redis_sentinels: CommaList = []
     redis_master_name: str = Field("", pattern=r"^[A-Za-z0-9_\-.]{0,64}$")
     redis_password: str = ""  # AUTH for the master and replicas behind sentinels
@@ -225,8 +225,6 @@ class Settings(BaseSettings):
             )
         if self.redis_sentinels and not self.redis_master_name:
             raise ValueError("redis_master_name: required with redis_sentinels")
-        if self.redis_sentinels and "redis_url" in self.model_fields_set:
-            raise ValueError("redis_sentinels: set either redis_url or redis_sentinels, not both")
         if self.leader_renew_ms >= self.leader_lease_ms:
             raise ValueError("leader_renew_ms: must be shorter than leader_lease_ms")
         return self

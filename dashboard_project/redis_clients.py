@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
+from redis.connection import parse_url
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from dashboard_project.config import Settings
@@ -50,17 +51,19 @@ class RedisTarget:
 
     url: str = ""
     sentinels: tuple[tuple[str, int], ...] = ()
+    db: int = 0  # with sentinels: the database number (a URL carries its own)
     master_name: str = ""
     password: str | None = None
     sentinel_password: str | None = None
 
     @classmethod
     def from_settings(cls, config: Settings) -> RedisTarget:
-        """The target the settings describe (`redis_sentinels` wins; both at once is refused)."""
+        """The target the settings describe: the sentinels if any are set, else the URL."""
         if not config.redis_sentinels:
             return cls(url=str(config.redis_url))
         return cls(
             sentinels=tuple(_address(entry) for entry in config.redis_sentinels),
+            db=int(parse_url(str(config.redis_url)).get("db", 0)),  # type: ignore[no-untyped-call]
             master_name=config.redis_master_name,
             password=config.redis_password or None,
             sentinel_password=config.redis_sentinel_password or None,
@@ -101,6 +104,7 @@ def async_client(
         sentinel.master_for(
             target.master_name,
             connection_pool_class=_CountingAsyncPool,
+            db=target.db,
             password=target.password,
             **options,
         ),
@@ -125,6 +129,7 @@ def sync_client(
         sentinel.master_for(  # type: ignore[no-untyped-call]
             target.master_name,
             connection_pool_class=_CountingPool,
+            db=target.db,
             password=target.password,
             **options,
         ),
@@ -140,6 +145,7 @@ def channel_layer_host(source: RedisSource, **pool_options: Any) -> dict[str, An
         "master_name": target.master_name,
         "sentinels": list(target.sentinels),
         "sentinel_kwargs": _sentinel_kwargs(target),
+        "db": target.db,
         "password": target.password,
         **pool_options,
     }
@@ -212,9 +218,10 @@ class _CountingAsyncPool(AsyncSentinelPool):
         return address
 
     async def disconnect(self, inuse_connections: bool = True) -> None:
-        """Called on close (and on a failover): the sentinels' connections go too."""
+        """Called on close (all connections) and on a failover (idle ones only)."""
         await super().disconnect(inuse_connections)
-        await self.sentinel_manager.aclose()
+        if inuse_connections:  # the client is closing: its sentinels' connections go too
+            await self.sentinel_manager.aclose()
 
 
 class _CountingPool(SentinelConnectionPool):
@@ -227,7 +234,8 @@ class _CountingPool(SentinelConnectionPool):
         return address
 
     def disconnect(self, inuse_connections: bool = True) -> None:
-        """Called on close (and on a failover): the sentinels' connections go too."""
+        """Called on close (all connections) and on a failover (idle ones only)."""
         super().disconnect(inuse_connections)
-        for sentinel in self.sentinel_manager.sentinels:
-            sentinel.close()
+        if inuse_connections:  # the client is closing: its sentinels' connections go too
+            for sentinel in self.sentinel_manager.sentinels:
+                sentinel.close()

@@ -45,6 +45,21 @@ def test_sentinels_from_env_are_a_comma_list(monkeypatch: pytest.MonkeyPatch) ->
     assert "secret" not in target.describe()
 
 
+def test_with_sentinels_the_url_gives_only_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHBOARD_REDIS_SENTINELS", "a:26379")
+    monkeypatch.setenv("DASHBOARD_REDIS_MASTER_NAME", "desk")
+    monkeypatch.setenv("DASHBOARD_REDIS_URL", "redis://unused:6379/4")
+    target = RedisTarget.from_settings(load_settings())
+    assert (target.url, target.db, target.sentinels) == ("", 4, (("a", 26379),))
+    assert channel_layer_host(target)["db"] == 4
+
+
+def test_an_empty_sentinel_list_means_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHBOARD_REDIS_SENTINELS", "")  # what compose passes when unset
+    monkeypatch.setenv("DASHBOARD_REDIS_MASTER_NAME", "")
+    assert RedisTarget.from_settings(load_settings()).url == "redis://127.0.0.1:6379/0"
+
+
 def test_a_url_with_a_password_is_described_without_it() -> None:
     assert RedisTarget(url="redis://:hunter2@redis:6379/0").describe() == "redis:6379/0"
 
@@ -53,14 +68,6 @@ def test_a_url_with_a_password_is_described_without_it() -> None:
     ("env", "expected"),
     [
         ({"DASHBOARD_REDIS_SENTINELS": "a:26379"}, "redis_master_name: required with"),
-        (
-            {
-                "DASHBOARD_REDIS_SENTINELS": "a:26379",
-                "DASHBOARD_REDIS_MASTER_NAME": "desk",
-                "DASHBOARD_REDIS_URL": "redis://b:6379/0",
-            },
-            "either redis_url or redis_sentinels, not both",
-        ),
         ({"DASHBOARD_REDIS_SENTINELS": "a"}, "DASHBOARD_REDIS_SENTINELS (environment): 'a' is"),
         ({"DASHBOARD_REDIS_SENTINELS": "a:0"}, "'a:0' is not host:port"),
         ({"DASHBOARD_REDIS_SENTINELS": "a:70000"}, "'a:70000' is not host:port"),
