@@ -31,10 +31,10 @@ class RedisNode:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *args: str) -> None:
-        """Start it with `args` after the config file (if any); wait until it answers PING."""
-        server = shutil.which("redis-server")
-        assert server, "redis-server must be installed (.ci/run installs it)"
+    def start(self, *args: str, binary: str = "redis-server") -> None:
+        """Start `binary` with `args`; wait until it answers PING."""
+        server = shutil.which(binary)
+        assert server, f"{binary} must be installed (.ci/run installs it)"
         self.process = subprocess.Popen(
             [server, *args, "--logfile", str(self.workdir / "redis.log")],
             cwd=self.workdir,
@@ -106,7 +106,7 @@ class SentinelTopology:
                 f"sentinel parallel-syncs {MASTER_NAME} 1\n",
                 encoding="utf-8",
             )
-            sentinel.start(str(conf), "--sentinel")
+            sentinel.start(str(conf), binary="redis-sentinel")
         wait_until(self._sentinels_ready, timeout=30, what="the sentinels to find each other")
 
     def stop(self) -> None:
