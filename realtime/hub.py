@@ -245,6 +245,11 @@ class Hub:
             ),
         )
 
+    @property
+    def reloading(self) -> bool:
+        """Whether the mirror is reloading after a gap (members are caught up when it ends)."""
+        return self._reloading is not None
+
     def _reload(self) -> None:
         if self._reloading is None:
             self._reloading = asyncio.get_running_loop().create_task(self._reload_mirror())
