@@ -108,10 +108,13 @@ class RedisFeed:
 
     @staticmethod
     def _backoff(attempt: int) -> float:
-        # 0.1 s doubling to 5 s, +-20 % jitter so that processes restarted together do not
-        # reconnect in lockstep. (tenacity's retry loop does not fit a connection that lives for
+        # 0.1 s doubling to 1 s, +-20 % jitter so that processes restarted together do not
+        # reconnect in lockstep. The cap is how late the worker may hear its input again after
+        # Redis is back (a Sentinel failover: the cap of 5 s it had put first ticks at failover
+        # + 1.7 s and more, tests/faults/test_sentinel_failover.py); one connect a second costs a
+        # down Redis nothing. (tenacity's retry loop does not fit a connection that lives for
         # days between failures: its attempt count would never reset.)
-        return min(5.0, 0.1 * 2.0 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        return min(1.0, 0.1 * 2.0 ** (attempt - 1)) * random.uniform(0.8, 1.2)
 
 
 async def scan_cache_keys(client: aioredis.Redis, names: RedisNames) -> AsyncIterator[bytes]:
