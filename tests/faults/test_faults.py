@@ -89,6 +89,8 @@ class Follower:
     updates: dict[int, Any] = field(default_factory=dict)
     close_code: int | None = None
     backwards: int = 0
+    # Each frame's time.monotonic() on arrival, type and seq.
+    arrivals: list[tuple[float, str, int]] = field(default_factory=list)
 
     async def run(self) -> None:
         """Follow until the connection closes."""
@@ -96,6 +98,7 @@ class Follower:
             try:
                 async for message in ws:
                     frame = decode(message)
+                    self.arrivals.append((time.monotonic(), frame["type"], frame["seq"]))
                     if frame["seq"] < self.seq:
                         self.backwards += 1
                     if frame["type"] == "snapshot":
