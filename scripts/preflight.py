@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import redis
 from psycopg import sql
+from redis.sentinel import MasterNotFoundError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -33,6 +34,8 @@ def check_redis(target: RedisTarget) -> str | None:
         client = sync_client(target, socket_connect_timeout=2, socket_timeout=2)
         client.ping()
         client.close()
+    except MasterNotFoundError:  # its text lists every sentinel client's whole repr
+        return f"no sentinel answers with a master: {target.describe()}"
     except redis.RedisError as exc:
         return f"Redis does not answer at {target.describe()}: {exc}"
     return None

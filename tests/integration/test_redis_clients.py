@@ -7,6 +7,9 @@ here, so that killing the master harms nobody) answer the Sentinel shape.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +119,34 @@ def test_the_channel_layer_host_builds_a_working_sentinel_pool(
     host = channel_layer_host(sentinel_target(sentinels), socket_connect_timeout=2)
     pool = create_pool(host)
     assert pool.service_name == MASTER_NAME
+
+
+def preflight(**env: str) -> subprocess.CompletedProcess[str]:
+    """`scripts/preflight.py` with the suite's environment plus `env`."""
+    return subprocess.run(
+        [sys.executable, "scripts/preflight.py"],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_preflight_finds_the_master_through_the_sentinels(sentinels: SentinelTopology) -> None:
+    done = preflight(
+        DASHBOARD_REDIS_SENTINELS=sentinels.sentinel_addresses,
+        DASHBOARD_REDIS_MASTER_NAME=MASTER_NAME,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_preflight_names_the_sentinels_when_none_answers() -> None:
+    done = preflight(DASHBOARD_REDIS_SENTINELS="127.0.0.1:1", DASHBOARD_REDIS_MASTER_NAME="desk")
+    assert done.returncode == 1
+    first = done.stderr.splitlines()[0]
+    assert (
+        first
+        == "preflight: no sentinel answers with a master: master 'desk' of sentinels 127.0.0.1:1"
+    )
