@@ -97,18 +97,7 @@ def async_client(
     }
     if not target.sentinels:
         return aioredis.Redis.from_url(target.url, **options)
-    # redis-py's sentinel module is unannotated: its calls are untyped.
-    sentinel = AsyncSentinel(list(target.sentinels), sentinel_kwargs=_sentinel_kwargs(target))  # type: ignore[no-untyped-call]
-    return cast(
-        aioredis.Redis,
-        sentinel.master_for(
-            target.master_name,
-            connection_pool_class=_CountingAsyncPool,
-            db=target.db,
-            password=target.password,
-            **options,
-        ),
-    )
+    return cast(aioredis.Redis, _master_for(target, AsyncSentinel, _CountingAsyncPool, options))
 
 
 def sync_client(
@@ -123,17 +112,7 @@ def sync_client(
     }
     if not target.sentinels:
         return redis.Redis.from_url(target.url, **options)
-    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=_sentinel_kwargs(target))  # type: ignore[no-untyped-call]
-    return cast(
-        redis.Redis,
-        sentinel.master_for(  # type: ignore[no-untyped-call]
-            target.master_name,
-            connection_pool_class=_CountingPool,
-            db=target.db,
-            password=target.password,
-            **options,
-        ),
-    )
+    return cast(redis.Redis, _master_for(target, Sentinel, _CountingPool, options))
 
 
 def channel_layer_host(source: RedisSource, **pool_options: Any) -> dict[str, Any]:
@@ -154,6 +133,20 @@ def channel_layer_host(source: RedisSource, **pool_options: Any) -> dict[str, An
 async def server_role(client: aioredis.Redis) -> str:
     """The role of the node `client` talks to, `master` or `replica` (from `ROLE`)."""
     return _role_name(await client.execute_command("ROLE"))  # type: ignore[no-untyped-call]
+
+
+def _master_for(
+    target: RedisTarget, sentinel_class: type, pool_class: type, options: dict[str, Any]
+) -> Any:
+    """A client of the master the sentinels name (asyncio or blocking, by the classes)."""
+    sentinel = sentinel_class(list(target.sentinels), sentinel_kwargs=_sentinel_kwargs(target))
+    return sentinel.master_for(
+        target.master_name,
+        connection_pool_class=pool_class,
+        db=target.db,
+        password=target.password,
+        **options,
+    )
 
 
 def _target(source: RedisSource) -> RedisTarget:

@@ -16,7 +16,6 @@ from pathlib import Path
 from urllib.request import urlopen
 
 import pytest
-from django.conf import settings
 
 from aggregation.keys import RedisNames
 from dashboard_project.redis_clients import RedisTarget, sync_client
@@ -30,13 +29,14 @@ from tests.faults.test_faults import (
     leader,
     process,
     readiness,
+    running_desk,
     settle_and_compare,
 )
-from tests.processes import scratch_database, wait_until
+from tests.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.faults]
 
-TICKS_PER_S = 100
+TICKS_PER_S = 100  # running_desk's simulator rate
 # The issue's bound: ticks flow again within the sentinels' failover time plus this.
 FOLLOW_BUDGET_S = 2.0
 
@@ -54,38 +54,19 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelTopology]:
 @pytest.fixture
 def desk(sentinels: SentinelTopology, tmp_path: Path) -> Iterator[Stack]:
     """One web process, two workers (the first leads), the recorder and the simulator."""
-    db = settings.DATABASES["default"]
-    server = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}"
-    name = f"sentinel_{int(time.time() * 1000)}"
-    with scratch_database(server, name) as database_url:
-        stack = Stack(redis_url=f"redis://127.0.0.1:{sentinels.master.port}/0", log_dir=tmp_path)
-        # The test's own client follows the failover too, through the product's factory.
-        stack.redis.close()
-        target = RedisTarget(
-            sentinels=tuple(("127.0.0.1", s.port) for s in sentinels.sentinels),
-            master_name=MASTER_NAME,
-        )
-        stack.redis = sync_client(target, socket_timeout=2, socket_connect_timeout=2)
-        del stack.env["DASHBOARD_REDIS_URL"]  # the sentinels are the only address given
-        stack.env["DASHBOARD_REDIS_SENTINELS"] = sentinels.sentinel_addresses
-        stack.env["DASHBOARD_REDIS_MASTER_NAME"] = MASTER_NAME
-        stack.env["DASHBOARD_DATABASE_URL"] = database_url
-        stack.env["DASHBOARD_SIMULATOR_TICKS_PER_S"] = str(TICKS_PER_S)
-        stack.env["DASHBOARD_HISTORY_CLAIM_IDLE_S"] = "2"
-        try:
-            migrate = stack.start("migrate", "migrate")
-            assert migrate.process.wait(timeout=120) == 0, migrate.output()
-            migrate.terminate()  # exited already; closes its log
-            stack.processes.remove(migrate)
-            stack.start_worker("worker-1")
-            stack.start_worker("worker-2")
-            stack.start_web("web-1")
-            stack.start("run_recorder", "recorder")
-            stack.start_simulator()
-            wait_until(lambda: stack.seq() > 0, timeout=30, what="the simulator's ticks")
-            yield stack
-        finally:
-            stack.stop()
+    stack = Stack(redis_url=f"redis://127.0.0.1:{sentinels.master.port}/0", log_dir=tmp_path)
+    # The test's own client follows the failover too, through the product's factory.
+    stack.redis.close()
+    target = RedisTarget(
+        sentinels=tuple(("127.0.0.1", s.port) for s in sentinels.sentinels),
+        master_name=MASTER_NAME,
+    )
+    stack.redis = sync_client(target, socket_timeout=2, socket_connect_timeout=2)
+    del stack.env["DASHBOARD_REDIS_URL"]  # the sentinels are the only address given
+    stack.env["DASHBOARD_REDIS_SENTINELS"] = sentinels.sentinel_addresses
+    stack.env["DASHBOARD_REDIS_MASTER_NAME"] = MASTER_NAME
+    with running_desk(stack, webs=1):
+        yield stack
 
 
 def recovery_s(arrivals: list[tuple[float, str, int]], killed_at: float) -> float:

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from dashboard_project.config import ConfigError, load_settings
 from dashboard_project.redis_clients import RedisTarget, channel_layer_host
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Start every test from no DASHBOARD_* variables but a secret key."""
-    for name in list(os.environ):
-        if name.startswith("DASHBOARD_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("DASHBOARD_SECRET_KEY", "k")
+from tests.unit.test_config import clean_env  # noqa: F401  # autouse: no DASHBOARD_* but a key
 
 
 def test_the_url_shape_is_the_default() -> None:
