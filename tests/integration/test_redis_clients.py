@@ -111,14 +111,26 @@ async def test_clients_follow_a_failover_and_count_it(sentinels: SentinelTopolog
         client.close()
 
 
-def test_the_channel_layer_host_builds_a_working_sentinel_pool(
+def test_the_channel_layer_host_builds_a_sentinel_pool_with_our_timeouts(
     sentinels: SentinelTopology,
 ) -> None:
+    # Both channels-redis layers build their pools with `create_pool`. A round trip through a
+    # layer is the failover test's (tests/faults); a layer's own test here would leak the
+    # Sentinel clients channels-redis creates and never closes (harmless for a process's
+    # lifetime, a ResourceWarning in a test).
     from channels_redis.utils import create_pool
 
-    host = channel_layer_host(sentinel_target(sentinels), socket_connect_timeout=2)
-    pool = create_pool(host)
+    target = RedisTarget(
+        sentinels=sentinel_target(sentinels).sentinels, master_name=MASTER_NAME, db=3
+    )
+    pool = create_pool(channel_layer_host(target, socket_connect_timeout=2))
     assert pool.service_name == MASTER_NAME
+    assert (pool.connection_kwargs["db"], pool.connection_kwargs["socket_connect_timeout"]) == (
+        3,
+        2,
+    )
+    for sentinel in pool.sentinel_manager.sentinels:
+        assert sentinel.connection_pool.connection_kwargs["socket_timeout"] == 1.0
 
 
 def preflight(**env: str) -> subprocess.CompletedProcess[str]:
