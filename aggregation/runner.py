@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from aggregation import metrics
@@ -42,6 +41,7 @@ from aggregation.keys import CADENCES, RedisNames
 from aggregation.leader import LeaderLease, NotLeader
 from aggregation.shared_snapshot import SharedSnapshot
 from aggregation.throttled_log import ThrottledLog
+from dashboard_project import redis_clients
 from dashboard_project.config import Settings
 from dashboard_project.task_health import TaskHealth
 
@@ -80,9 +80,7 @@ class Aggregator:
         self.names = RedisNames(config.redis_key_prefix, config.input_prefix)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.state = TradingState(cadences=(*CADENCES, _MIRROR), max_orders=config.max_orders)
-        self.redis = aioredis.Redis.from_url(
-            str(config.redis_url), socket_timeout=5, socket_connect_timeout=2
-        )
+        self.redis = redis_clients.async_client(config, socket_timeout=5, socket_connect_timeout=2)
         self.layer = layer
         self.backends = backends
         self.lease = LeaderLease(
@@ -97,7 +95,7 @@ class Aggregator:
             owner=self.worker_id,
         )
         self.feed = RedisFeed(
-            str(config.redis_url), self.names, on_message=self.ingest, on_connected=self.load_cache
+            config, self.names, on_message=self.ingest, on_connected=self.load_cache
         )
         self._tick_lock = asyncio.Lock()
         self._pending_reloads: set[str] = set()

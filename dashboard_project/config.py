@@ -74,6 +74,15 @@ class Settings(BaseSettings):
 
     # --- stores ----------------------------------------------------------------------------
     redis_url: AnyUrl = AnyUrl("redis://127.0.0.1:6379/0")
+    # Redis Sentinel instead of one address (docs/OPERATIONS.md, "Redis high availability"):
+    # `host:port` of each sentinel (three on three hosts: a quorum of two survives losing one)
+    # and the name they monitor the master under. Empty: `redis_url` names the one Redis. With
+    # sentinels, every client asks them for the current master and follows a failover by
+    # itself; `redis_url` then gives only the database number (its host and port are unused).
+    redis_sentinels: CommaList = []
+    redis_master_name: str = Field("", pattern=r"^[A-Za-z0-9_\-.]{0,64}$")
+    redis_password: str = ""  # AUTH for the master and replicas behind sentinels
+    redis_sentinel_password: str = ""  # AUTH for the sentinels themselves (their requirepass)
     database_url: AnyUrl = AnyUrl("postgres://postgres@127.0.0.1:5432/dashboard")
     # Prefix of every Redis key and channel-layer group the product owns, so that two
     # deployments (or two test runs) can share one Redis.
@@ -256,11 +265,12 @@ class Settings(BaseSettings):
             return f"redis://{value.strip()}"
         return value
 
-    @field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")
+    # Lists from the environment are comma-separated (`DASHBOARD_ALLOWED_HOSTS=a,b`).
+    @field_validator("allowed_hosts", "csrf_trusted_origins", "redis_sentinels", mode="before")
     @classmethod
-    def _split_hosts(cls, value: Any) -> Any:
+    def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [host.strip() for host in value.split(",") if host.strip()]
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
         return value
 
     @field_validator("csrf_trusted_origins")
@@ -269,6 +279,15 @@ class Settings(BaseSettings):
         for origin in value:
             if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
                 raise ValueError(f"{origin!r} is not scheme://host[:port]")
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{entry!r} is not host:port")
         return value
 
     @field_validator("redis_url")
@@ -292,6 +311,8 @@ class Settings(BaseSettings):
                 "secret_key: required unless debug is on "
                 "(set DASHBOARD_SECRET_KEY, or DASHBOARD_DEBUG=1 for development)"
             )
+        if self.redis_sentinels and not self.redis_master_name:
+            raise ValueError("redis_master_name: required with redis_sentinels")
         if self.leader_renew_ms >= self.leader_lease_ms:
             raise ValueError("leader_renew_ms: must be shorter than leader_lease_ms")
         return self

@@ -54,6 +54,8 @@ def wants_embedded(config: Settings, field: str, default_url: str) -> bool:
     """Whether to start an embedded server for the store of `field`."""
     if field in config.model_fields_set or config.embedded == "never":
         return False  # an explicit URL is used as given: it answers or start-up fails
+    if field == "redis_url" and config.redis_sentinels:
+        return False  # sentinels name the Redis to use, as explicitly as a URL
     return config.embedded == "always" or not listens(default_url)
 
 

@@ -17,8 +17,10 @@ import orjson
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.db import connection
+from redis.exceptions import ResponseError
 
 from aggregation.keys import RedisNames
+from dashboard_project import redis_clients
 from dashboard_project.config import Settings
 from realtime import supervision
 
@@ -47,13 +49,14 @@ class Readiness(TypedDict):
 async def readiness(config: Settings) -> Readiness:
     """Run every check; ready when Redis, the database and a live worker all answer."""
     names = RedisNames(config.redis_key_prefix, config.input_prefix)
-    client = aioredis.Redis.from_url(
-        str(config.redis_url),
+    client = redis_clients.async_client(
+        config,
         socket_timeout=_REDIS_TIMEOUT_S,
         socket_connect_timeout=_REDIS_TIMEOUT_S,
     )
     try:
         checks: dict[str, Any] = {"redis": await _check_redis(client)}
+        checks["redis"] = await _check_redis_role(client, checks["redis"])
         checks["database"] = await sync_to_async(_check_database)()
         if checks["redis"]["status"] == "up":
             worker, backends = await _check_worker(client, names, config)
@@ -78,6 +81,21 @@ async def _check_redis(client: aioredis.Redis) -> dict[str, Any]:
     except Exception as exc:  # any failure means "not ready", reported, never raised
         return {"status": "down", "error": str(exc) or type(exc).__name__}
     return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+async def _check_redis_role(client: aioredis.Redis, check: dict[str, Any]) -> dict[str, Any]:
+    """Add the role of the node answering; a read-only replica cannot serve the desk."""
+    if check["status"] != "up":
+        return check
+    try:
+        role = await redis_clients.server_role(client)
+    except ResponseError:  # an ACL may forbid ROLE: the node answered, its role is unknown
+        return {**check, "role": "unknown"}
+    except Exception as exc:  # any failure means "not ready", reported, never raised
+        return {"status": "down", "error": f"ROLE: {exc}"}
+    if role != "master":
+        return {**check, "status": "down", "role": role, "error": "talks to a read-only replica"}
+    return {**check, "role": role}
 
 
 def _check_database() -> dict[str, Any]:

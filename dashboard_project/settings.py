@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
+from dashboard_project import redis_clients
 from dashboard_project.config import load_settings_or_exit
 from dashboard_project.logconfig import logging_config
 
@@ -110,15 +111,15 @@ CHANNEL_LAYERS = {
         }[CONFIG.channel_layer_backend],
         "CONFIG": {
             "hosts": [
-                {
-                    "address": str(CONFIG.redis_url),
-                    "socket_timeout": None,
-                    "socket_connect_timeout": 5,
-                    "max_connections": 1000,
+                redis_clients.channel_layer_host(
+                    CONFIG,
+                    socket_timeout=None,
+                    socket_connect_timeout=5,
+                    max_connections=1000,
                     # CLIENT LIST names each process's layer connections, so that an operator
                     # (or a test) can tell them apart, and cut exactly one process's.
-                    "client_name": f"{CONFIG.redis_key_prefix}:layer:{os.getpid()}",
-                }
+                    client_name=f"{CONFIG.redis_key_prefix}:layer:{os.getpid()}",
+                )
             ],
             "prefix": f"{CONFIG.redis_key_prefix}.asgi",
         },

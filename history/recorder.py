@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
-import redis
 from redis.exceptions import RedisError
 
 from aggregation.keys import RedisNames
 from aggregation.throttled_log import ThrottledLog
+from dashboard_project import redis_clients
 from dashboard_project.config import Settings
+from dashboard_project.redis_clients import RedisTarget
 from history import metrics
 from history.services import history_rows_write_isolating, staging_create
 from history.stream_group import StreamGroup
@@ -56,7 +57,7 @@ _REPORT_INTERVAL_S: Final = 1.0
 class RecorderOptions:
     """What one recorder needs to know; `from_config` reads it from the product's settings."""
 
-    redis_url: str
+    redis: RedisTarget
     stream: str
     dsn: str
     batch_size: int
@@ -67,7 +68,7 @@ class RecorderOptions:
     def from_config(cls, config: Settings, *, dsn: str | None = None) -> RecorderOptions:
         """The options of the deployment described by `config`."""
         return cls(
-            redis_url=str(config.redis_url),
+            redis=RedisTarget.from_settings(config),
             stream=RedisNames(config.redis_key_prefix).history_stream,
             dsn=dsn or str(config.database_url),
             batch_size=config.history_batch_size,
@@ -83,8 +84,8 @@ class Recorder:
         self.options = options
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # The socket timeout must outlast a blocking XREADGROUP.
-        self.redis = redis.Redis.from_url(
-            options.redis_url,
+        self.redis = redis_clients.sync_client(
+            options.redis,
             socket_timeout=options.block_ms / 1000 + 5,
             socket_connect_timeout=_CONNECT_TIMEOUT_S,
         )

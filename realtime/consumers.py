@@ -331,6 +331,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
     def _resync(self) -> None:
         """A fresh snapshot because the client missed updates (gap, overflow, mirror reload)."""
+        if self.hub.reloading:
+            # The mirror itself missed updates and is being reloaded: a snapshot of it now is
+            # stale and would be followed by another a moment later. One, once it has
+            # reloaded (the hub calls catch_up on every member then).
+            self.waiting_for_mirror = True
+            return
         metrics.RESYNCS.inc()
         self._send_snapshot()
 

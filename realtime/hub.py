@@ -18,7 +18,6 @@ import uuid
 from typing import Any, Final, Protocol
 
 import msgpack
-import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -28,6 +27,7 @@ from access.metrics import WS_REFUSED
 from aggregation.events import StateUpdate
 from aggregation.keys import CADENCES, RedisNames
 from aggregation.shared_snapshot import SharedSnapshot
+from dashboard_project import redis_clients
 from dashboard_project.config import Settings
 from realtime import metrics
 from realtime.mirror import ProcessMirror
@@ -89,8 +89,8 @@ class Hub:
         self.names = RedisNames(config.redis_key_prefix, config.input_prefix)
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         # Same trap as the channel layer's: no read timeout on a long-lived client.
-        self.redis = aioredis.Redis.from_url(
-            str(config.redis_url), socket_timeout=None, socket_connect_timeout=5
+        self.redis = redis_clients.async_client(
+            config, socket_timeout=None, socket_connect_timeout=5
         )
         self.mirror = ProcessMirror(SharedSnapshot(self.redis, self.names))
         self._members: dict[str, set[Member]] = {cadence: set() for cadence in CADENCES}
@@ -271,6 +271,11 @@ class Hub:
                 (Format.MSGPACK, len(event["msgpack"])),
             ),
         )
+
+    @property
+    def reloading(self) -> bool:
+        """Whether the mirror is reloading after a gap (members are caught up when it ends)."""
+        return self._reloading is not None
 
     def _reload(self) -> None:
         if self._reloading is None:

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aggregation.broadcast import rfc3339_now
 from aggregation.keys import RedisNames
 from aggregation.shared_snapshot import SharedSnapshot
+from dashboard_project import redis_clients
 from dashboard_project.config import Settings
 from realtime.presence import list_clients
 from realtime.protocol import Subscription, filter_snapshot
@@ -24,9 +25,7 @@ class StateDump(TypedDict):
 
 
 def _client(config: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        str(config.redis_url), socket_timeout=5, socket_connect_timeout=2
-    )
+    return redis_clients.async_client(config, socket_timeout=5, socket_connect_timeout=2)
 
 
 async def state_snapshot(*, config: Settings) -> tuple[dict[str, Any], int]:

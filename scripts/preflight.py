@@ -22,11 +22,13 @@ from pathlib import Path
 import psycopg
 import redis
 from psycopg import sql
+from redis.sentinel import MasterNotFoundError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard_project.config import ConfigError, load_settings
+from dashboard_project.config import ConfigError, Settings, load_settings
 from dashboard_project.embedded import embedded_stores
+from dashboard_project.redis_clients import RedisTarget, sync_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,14 +39,16 @@ HOW_TO_START = (
 )
 
 
-def check_redis(url: str) -> str | None:
-    """Return None if Redis answers PING at `url`, else the problem."""
+def check_redis(target: RedisTarget) -> str | None:
+    """Return None if Redis answers PING at `target`, else the problem."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client = sync_client(target, socket_connect_timeout=2, socket_timeout=2)
         client.ping()
         client.close()
+    except MasterNotFoundError:  # its text lists every sentinel client's whole repr
+        return f"no sentinel answers with a master: {target.describe()}"
     except redis.RedisError as exc:
-        return f"Redis does not answer at {url}: {exc}"
+        return f"Redis does not answer at {target.describe()}: {exc}"
     return None
 
 
@@ -81,7 +85,7 @@ def main() -> int:
         print(exc, file=sys.stderr)
         return 2
     if not command:
-        return check(config.redis_url, config.database_url, create=args.create_database)
+        return check(config, create=args.create_database)
     with contextlib.ExitStack() as stack:
         stack.callback(sys.stdout.flush)
         try:
@@ -93,22 +97,18 @@ def main() -> int:
             print(f"preflight: {problem}", file=sys.stderr)
             return 1
         os.environ.update(env)
-        status = check(
-            env.get("DASHBOARD_REDIS_URL", config.redis_url),
-            env.get("DASHBOARD_DATABASE_URL", config.database_url),
-            create=args.create_database,
-        )
+        status = check(load_settings(), create=args.create_database)  # with the embedded URLs
         return status or run(command)
     return 1  # not reached: the block returns
 
 
-def check(redis_url: object, database_url: object, *, create: bool) -> int:
+def check(config: Settings, *, create: bool) -> int:
     """Check both services; print every problem; return the exit code."""
     problems = [
         problem
         for problem in (
-            check_redis(str(redis_url)),
-            check_postgres(str(database_url), create=create),
+            check_redis(RedisTarget.from_settings(config)),
+            check_postgres(str(config.database_url), create=create),
         )
         if problem
     ]

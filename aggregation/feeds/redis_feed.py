@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from aggregation.keys import RedisNames
+from dashboard_project.redis_clients import RedisSource, async_client
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ INPUT_KINDS: Final = (
 )
 # Sends a PING on an idle subscription so a dead connection is noticed, not waited on forever.
 _HEALTH_CHECK_S: Final = 5
+# A master that vanished (a failover) must not hold a reconnect: the runner's own 2 s.
+_CONNECT_TIMEOUT_S: Final = 2
 _SCAN_COUNT: Final = 1000  # keys per SCAN step: large enough to be quick, small enough not to block
 _MGET_BATCH: Final = 500
 
@@ -44,13 +47,13 @@ class RedisFeed:
 
     def __init__(
         self,
-        url: str,
+        redis: RedisSource,
         names: RedisNames,
         *,
         on_message: MessageHandler,
         on_connected: Callable[[], Awaitable[None]],
     ) -> None:
-        self._url = url
+        self._redis = redis
         self._names = names
         self._on_message = on_message
         self._on_connected = on_connected
@@ -62,8 +65,11 @@ class RedisFeed:
         """Read messages until `stop` is set, reconnecting whenever the connection breaks."""
         attempt = 0
         while not stop.is_set():
-            client = aioredis.Redis.from_url(
-                self._url, socket_timeout=None, health_check_interval=_HEALTH_CHECK_S
+            client = async_client(
+                self._redis,
+                socket_timeout=None,
+                socket_connect_timeout=_CONNECT_TIMEOUT_S,
+                health_check_interval=_HEALTH_CHECK_S,
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
@@ -102,10 +108,13 @@ class RedisFeed:
 
     @staticmethod
     def _backoff(attempt: int) -> float:
-        # 0.1 s doubling to 5 s, +-20 % jitter so that processes restarted together do not
-        # reconnect in lockstep. (tenacity's retry loop does not fit a connection that lives for
+        # 0.1 s doubling to 1 s, +-20 % jitter so that processes restarted together do not
+        # reconnect in lockstep. The cap is how late the worker may hear its input again after
+        # Redis is back (a Sentinel failover: the cap of 5 s it had put first ticks at failover
+        # + 1.7 s and more, tests/faults/test_sentinel_failover.py); one connect a second costs a
+        # down Redis nothing. (tenacity's retry loop does not fit a connection that lives for
         # days between failures: its attempt count would never reset.)
-        return min(5.0, 0.1 * 2.0 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        return min(1.0, 0.1 * 2.0 ** (attempt - 1)) * random.uniform(0.8, 1.2)
 
 
 async def scan_cache_keys(client: aioredis.Redis, names: RedisNames) -> AsyncIterator[bytes]:

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 import orjson
-import redis.asyncio as aioredis
 
 from aggregation.simulator.desk import Desk
 from aggregation.simulator.publisher import Publisher, PublishStats
 from aggregation.simulator.servers import StatusHttpServer, account_server, order_server
+from dashboard_project import redis_clients
 
 if TYPE_CHECKING:
     from dashboard_project.config import Settings
@@ -39,8 +39,8 @@ async def run_simulator(
     """Run desk, publisher and servers until `duration_s` passes, `stop` is set or a signal."""
     stop = stop or asyncio.Event()
     desk = Desk(symbols=config.simulator_symbols, seed=seed)
-    redis = aioredis.Redis.from_url(
-        str(config.redis_url),
+    redis = redis_clients.async_client(
+        config,
         socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
         socket_timeout=REDIS_SOCKET_TIMEOUT_S,
     )

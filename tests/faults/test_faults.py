@@ -89,6 +89,8 @@ class Follower:
     updates: dict[int, Any] = field(default_factory=dict)
     close_code: int | None = None
     backwards: int = 0
+    # Each frame's time.monotonic() on arrival, type and seq.
+    arrivals: list[tuple[float, str, int]] = field(default_factory=list)
 
     async def run(self) -> None:
         """Follow until the connection closes."""
@@ -96,6 +98,7 @@ class Follower:
             try:
                 async for message in ws:
                     frame = decode(message)
+                    self.arrivals.append((time.monotonic(), frame["type"], frame["seq"]))
                     if frame["seq"] < self.seq:
                         self.backwards += 1
                     if frame["type"] == "snapshot":
@@ -136,11 +139,18 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 @pytest.fixture
 def topology(private_redis: PrivateRedis, tmp_path: Path) -> Iterator[Stack]:
     """Two web processes, two workers (the first leads), the recorder and the simulator."""
+    with running_desk(Stack(redis_url=private_redis.url, log_dir=tmp_path), webs=2) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def running_desk(stack: Stack, *, webs: int) -> Iterator[Stack]:
+    """`stack` on a scratch database: two workers (the first leads), `webs` web processes, the
+    recorder and the simulator at 100 ticks/s; every process stopped on exit."""
     db = settings.DATABASES["default"]
     server = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}"
     name = f"faults_{int(time.time() * 1000)}"
     with scratch_database(server, name) as database_url:
-        stack = Stack(redis_url=private_redis.url, log_dir=tmp_path)
         stack.env["DASHBOARD_DATABASE_URL"] = database_url
         stack.env["DASHBOARD_SIMULATOR_TICKS_PER_S"] = "100"
         stack.env["DASHBOARD_HISTORY_CLAIM_IDLE_S"] = "2"
@@ -151,8 +161,8 @@ def topology(private_redis: PrivateRedis, tmp_path: Path) -> Iterator[Stack]:
             stack.processes.remove(migrate)
             stack.start_worker("worker-1")
             stack.start_worker("worker-2")
-            stack.start_web("web-1")
-            stack.start_web("web-2")
+            for n in range(1, webs + 1):
+                stack.start_web(f"web-{n}")
             stack.start("run_recorder", "recorder")
             stack.start_simulator()
             wait_until(lambda: stack.seq() > 0, timeout=30, what="the simulator's ticks")

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from aggregation.history_log import HistoryLog
 from aggregation.keys import RedisNames
+from dashboard_project.redis_clients import RedisTarget
 from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle
 from history.recorder import Recorder, RecorderOptions
 from history.services import history_rows_write, history_rows_write_isolating, staging_create
@@ -73,7 +74,7 @@ def stream(key_prefix: str, redis_client: redis.Redis) -> str:
 @pytest.fixture
 def options(redis_url: str, stream: str) -> RecorderOptions:
     return RecorderOptions(
-        redis_url=redis_url,
+        redis=RedisTarget(url=redis_url),
         stream=stream,
         dsn=database_url(),
         batch_size=100,
