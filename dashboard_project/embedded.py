@@ -15,6 +15,7 @@ import os
 import pwd
 import socket
 import subprocess
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -129,9 +130,9 @@ def _postgres(pgdata: Path) -> Iterator[tuple[str, str]]:
     pgdata.mkdir(exist_ok=True)
     user = _postgres_user(pgdata, POSTGRES_BIN_PATH)
 
-    def pg(program: str, *args: str, check: bool = True) -> None:
+    def pg(program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         # Our own binaries and arguments; as root, run as the server's system user.
-        subprocess.run(  # noqa: S603
+        return subprocess.run(  # noqa: S603
             [str(POSTGRES_BIN_PATH / program), "-D", str(pgdata), *args],
             check=check,
             capture_output=True,
@@ -150,7 +151,10 @@ def _postgres(pgdata: Path) -> Iterator[tuple[str, str]]:
     try:
         yield _pg_url(port), _pg_what(pgdata, "started an embedded", "")
     finally:
-        pg("pg_ctl", "-w", "-m", "fast", "stop", check=False)
+        stopped = pg("pg_ctl", "-w", "-m", "fast", "stop", check=False)
+        if stopped.returncode:  # say so: a server left running holds its port and data
+            why = (stopped.stderr or stopped.stdout).decode(errors="replace").strip()
+            print(f"embedded PostgreSQL did not stop: {why}", file=sys.stderr)
 
 
 def _pg_url(port: int) -> str:

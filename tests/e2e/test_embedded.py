@@ -126,8 +126,8 @@ async def test_make_run_on_embedded_servers_and_restart(tmp_path: Path) -> None:
                 process.wait(timeout=10)
                 raise
     output = log_path.read_text()
-    for port in dict(ANNOUNCED.findall(output)).values():
-        assert not listens(int(port)), f"an embedded server still listens on {port}"
+    for name, port in ANNOUNCED.findall(output):
+        assert not listens(int(port)), f"embedded {name} still listens on {port}: {output[-3000:]}"
     assert not (data_dir / "pg" / "postmaster.pid").exists()
     assert not (data_dir / "redis" / "valkey.pid").exists()
 
