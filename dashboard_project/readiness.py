@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from aggregation.keys import RedisNames
 from dashboard_project import redis_clients
 from dashboard_project.config import Settings
+from history.stream_group import GROUP as RECORDER_GROUP
 from realtime import supervision
 
 # A readiness probe must answer well inside the orchestrator's probe timeout (1 s by default in
@@ -35,7 +36,7 @@ _REDIS_TIMEOUT_S: Final = 2.0
 # The names of dead background tasks are shown: they are the product's own words, and naming
 # the task is the point of the 503.
 PUBLIC_FIELDS: Final = frozenset(
-    {"status", "latency_ms", "seq", "age_s", "depth", "down", "failed_tasks"}
+    {"status", "latency_ms", "seq", "age_s", "depth", "down", "failed_tasks", "idle_s"}
 )
 
 
@@ -62,16 +63,56 @@ async def readiness(config: Settings) -> Readiness:
             worker, backends = await _check_worker(client, names, config)
             checks["worker"] = worker
             checks["backends"] = backends
-            checks["history_queue"] = {"depth": int(await client.xlen(names.history_stream))}
+            depth = int(await client.xlen(names.history_stream))
+            checks["history_queue"] = {"depth": depth}
+            checks["recorder"] = await _check_recorder(client, names, config, depth)
         else:
             checks["worker"] = {"status": "unknown", "error": "redis is down"}
             checks["backends"] = {}
             checks["history_queue"] = {"depth": None}
+            checks["recorder"] = {"status": "unknown", "error": "redis is down"}
     finally:
         await client.aclose()
     checks["tasks"] = supervision.check()  # this process's background loops
-    ready = all(checks[name]["status"] == "up" for name in ("redis", "database", "worker", "tasks"))
+    ready = (
+        all(checks[name]["status"] == "up" for name in ("redis", "database", "worker", "tasks"))
+        and checks["recorder"]["status"] != "down"
+    )
     return Readiness(status="ready" if ready else "not_ready", checks=checks)
+
+
+async def _check_recorder(
+    client: aioredis.Redis, names: RedisNames, config: Settings, depth: int
+) -> dict[str, Any]:
+    """Whether a recorder takes the history stream: `down` if rows wait and none is read.
+
+    A recorder is a consumer of the stream's group. Redis counts each consumer's `idle` time,
+    since its last delivery in Redis 7.0 (since its last read from 7.2): a live recorder is
+    handed what waits within `history_read_block_ms`. So when rows have waited longer than
+    `history_claim_idle_s` — the point where another recorder would take them as a dead one's —
+    and no recorder was handed anything for as long, every recorder died or hung. A recorder
+    that stops on purpose leaves the group, so a deployment without one is `absent`, which
+    does not make the web unready (the stream holds the rows up to its cap).
+    """
+    try:
+        consumers = await client.xinfo_consumers(names.history_stream, RECORDER_GROUP)
+    except ResponseError:  # no stream or no group yet: no recorder ever started
+        consumers = []
+    if not consumers:
+        return {"status": "absent"}
+    idle_s = min(int(consumer["idle"]) for consumer in consumers) / 1000
+    limit_s = config.history_claim_idle_s
+    status = "up"
+    if depth and idle_s > limit_s:
+        oldest = await client.xrange(names.history_stream, count=1)
+        seconds, micros = await client.time()  # entry ids are the Redis server's clock, in ms
+        if oldest:
+            entry_id = oldest[0][0]
+            text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            appended_ms = int(text.partition("-")[0])
+            waited_s = seconds + micros / 1e6 - appended_ms / 1000
+            status = "down" if waited_s > limit_s else "up"
+    return {"status": status, "idle_s": round(idle_s, 1), "consumers": len(consumers)}
 
 
 async def _check_redis(client: aioredis.Redis) -> dict[str, Any]:

@@ -124,6 +124,7 @@ class Recorder:
                 self.report_if_due()
         finally:
             self.report_if_due(force=True)
+            self._leave_group()
             self.close()
             log.info("recorder stopped", extra={"consumer": self.consumer, **self._totals()})
 
@@ -232,6 +233,12 @@ class Recorder:
             except psycopg.Error as exc:  # the socket is already gone: nothing left to close
                 log.debug("closing a failed connection", extra={"error": str(exc)})
             self._conn = None
+
+    def _leave_group(self) -> None:
+        try:
+            self.group.leave()
+        except RedisError as exc:  # Redis is away: readiness will call this recorder dead
+            log.warning("could not leave the recorder group", extra={"error": str(exc)})
 
     def close(self) -> None:
         """Close both connections."""

@@ -45,6 +45,21 @@ class StreamGroup:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def leave(self) -> bool:
+        """Leave the group unless entries are pending for this consumer; whether it left.
+
+        Called on a clean stop, so that readiness does not take a recorder that stopped on
+        purpose for a dead one. A consumer with pending entries stays: deleting it would drop
+        them from the group's pending list, and no other recorder could claim them.
+        """
+        for consumer in self.client.xinfo_consumers(self.stream, GROUP):
+            if consumer["name"].decode() == self.consumer:
+                if consumer["pending"]:
+                    return False
+                self.client.xgroup_delconsumer(self.stream, GROUP, self.consumer)
+                return True
+        return False
+
     def read(self, *, count: int, block_ms: int) -> list[Entry]:
         """New entries for this consumer, waiting up to `block_ms` for some to arrive."""
         try:

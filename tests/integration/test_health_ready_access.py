@@ -60,7 +60,15 @@ def test_anonymous_callers_get_each_checks_status_without_details(client: Client
     assert leaks(body) == []
     checks = body["checks"]
     assert body["status"] == "ready"
-    assert set(checks) == {"redis", "database", "worker", "backends", "history_queue", "tasks"}
+    assert set(checks) == {
+        "redis",
+        "database",
+        "worker",
+        "backends",
+        "history_queue",
+        "recorder",
+        "tasks",
+    }
     assert checks["worker"]["status"] == "up"
     assert "id" not in checks["worker"]
     assert checks["backends"] == {"order_service": {"status": "down"}}

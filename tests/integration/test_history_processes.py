@@ -196,6 +196,8 @@ def test_sigterm_finishes_the_batch_and_exits_within_10_s(
     # nothing it read is left unacknowledged: the stream holds exactly what is not in the table
     assert redis_client.xpending(stream, GROUP)["pending"] == 0
     assert count_rows(test_dsn) + redis_client.xlen(stream) == appended
+    # it left the group, so readiness does not take it for a recorder that died
+    assert redis_client.xinfo_consumers(stream, GROUP) == []
 
 
 OUTAGE_S = 60  # the scenario: PostgreSQL gone for 60 s while ticks flow at 1,000/s

@@ -17,7 +17,10 @@ from django.db import connections
 from django.test import AsyncClient, Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from aggregation.keys import RedisNames
+from history.stream_group import GROUP
 from realtime.supervision import TaskSupervisor
+from tests.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -161,6 +164,39 @@ def test_not_ready_naming_a_worker_task_that_died(
     assert response.status_code == 503
     worker = response.json()["checks"]["worker"]
     assert (worker["status"], worker["failed_tasks"]) == ("down", ["flush", "tick-web"])
+
+
+def test_not_ready_while_every_recorder_has_stopped_reading(
+    client: Client, prefix: str, store: redis.Redis, settings: Any
+) -> None:
+    # given a live worker and no recorder yet: history waits in the stream, the web is ready
+    settings.CONFIG = settings.CONFIG.model_copy(update={"history_claim_idle_s": 0.5})
+    beat(store, prefix)
+    stream = RedisNames(prefix).history_stream
+    response = client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json()["checks"]["recorder"] == {"status": "absent"}
+    # when a recorder joins the group and is handed a row, then stops reading without leaving
+    # (it died) while rows keep coming
+    store.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    store.xadd(stream, {"row": "1"})
+    store.xreadgroup(GROUP, "recorder-1", {stream: ">"}, count=1)
+    store.xadd(stream, {"row": "2"})
+    assert client.get("/health/ready").json()["checks"]["recorder"]["status"] == "up"
+
+    def unready() -> bool:
+        beat(store, prefix)  # keep the worker's side fresh: only the recorder may fail
+        return client.get("/health/ready").status_code == 503
+
+    wait_until(unready, timeout=10, what="readiness to notice the silent recorder")
+    checks = client.get("/health/ready").json()["checks"]
+    assert checks["recorder"]["status"] == "down"
+    assert checks["recorder"]["consumers"] == 1
+    # then a read (a recorder alive again) makes the process ready again
+    store.xreadgroup(GROUP, "recorder-1", {stream: ">"}, count=1)
+    response = client.get("/health/ready")
+    assert response.status_code == 200, response.json()
+    assert response.json()["checks"]["recorder"]["status"] == "up"
 
 
 def test_not_ready_without_redis(client: Client, settings: Any) -> None:
