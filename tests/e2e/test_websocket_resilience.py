@@ -261,8 +261,8 @@ async def test_server_pings_and_drops_a_silent_peer(fresh_stack: Stack) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(
-            f"GET /ws?token={stack.token} HTTP/1.1\r\n".encode()
-            + b"Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET /ws?token={stack.token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
+            + b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
