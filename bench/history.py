@@ -37,8 +37,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BENCH_DB = "dashboard_bench"
+BENCH_DB = os.environ.get("DASHBOARD_BENCH_DATABASE", "dashboard_bench")
 SYMBOLS = [f"SYM{i:02d}USDT" for i in range(20)]
+WRITER = "5f0c2b9e7a41d3c8"  # one worker's history log
 
 
 def _server_url(database: str) -> str:
@@ -94,6 +95,7 @@ def rows(total: int, days: int, end: datetime) -> Iterator[Any]:
             seq=n + 1,
             received_at=moment + timedelta(microseconds=250),
             record_json=orjson.dumps(record).decode(),
+            row_key=f"{WRITER}-{n + 1}",  # the worker's key, as every current worker sends
         )
 
 
@@ -104,6 +106,7 @@ def load(url: str, total: int, days: int, batch: int, end: datetime) -> dict[str
     writing = 0.0
     started = time.perf_counter()
     written = 0
+    known: set[Any] = set()  # the partitions this connection made, as the recorder keeps them
     with psycopg.connect(url) as conn:
         staging_create(conn=conn)
         chunk: list[Any] = []
@@ -111,14 +114,14 @@ def load(url: str, total: int, days: int, batch: int, end: datetime) -> dict[str
             chunk.append(row)
             if len(chunk) == batch:
                 t0 = time.perf_counter()
-                written += history_rows_write(conn=conn, rows=chunk)["market_data"]
+                written += history_rows_write(conn=conn, rows=chunk, known=known)["market_data"]
                 writing += time.perf_counter() - t0
                 chunk = []
                 if written % 1_000_000 < batch:
                     print(f"  loaded {written:>11,} rows, {written / writing:,.0f} rows/s")
         if chunk:
             t0 = time.perf_counter()
-            written += history_rows_write(conn=conn, rows=chunk)["market_data"]
+            written += history_rows_write(conn=conn, rows=chunk, known=known)["market_data"]
             writing += time.perf_counter() - t0
         # The steady state: autovacuum and autoanalyze have seen the loaded tables.
         conn.commit()
@@ -237,6 +240,11 @@ def queries(url: str, end: datetime, days: int, n: int) -> dict[str, float]:
     return figures
 
 
+# The tick table's day partitions, indexes and TOAST included (the parent itself holds nothing).
+_SIZE = """SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits
+           WHERE inhparent = 'history_markettick'::regclass"""
+
+
 def main() -> None:
     """Load, measure, print; drop the database unless --keep."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -266,9 +274,14 @@ def main() -> None:
             figures |= load(url, args.rows, args.days, args.batch, end)
             print(f"load: {figures['load_rows_per_s']:,.0f} rows/s in the write path")
         with psycopg.connect(url) as conn:
-            size = conn.execute("SELECT pg_total_relation_size('history_markettick')").fetchone()
-        figures["table_with_indexes_mb"] = (size[0] if size else 0) / 2**20
-        print(f"table with indexes: {figures['table_with_indexes_mb']:,.0f} MB")
+            size = conn.execute(_SIZE).fetchone()
+        total = int(size[0]) if size and size[0] else 0
+        figures["table_with_indexes_mb"] = total / 2**20
+        figures["bytes_per_tick"] = total / args.rows
+        print(
+            f"table with indexes: {figures['table_with_indexes_mb']:,.0f} MB, "
+            f"{figures['bytes_per_tick']:.1f} bytes a tick"
+        )
         figures |= queries(url, end, args.days, args.queries)
     finally:
         if not args.keep:

@@ -41,6 +41,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US_MIN: Final = (datetime(1, 1, 2, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _US_MAX: Final = (datetime(9999, 12, 30, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _ID_MAX: Final = 2**63 - 1
+_INT4_MAX: Final = 2**31 - 1
 
 
 class InvalidParameter(Exception):
@@ -58,10 +59,14 @@ class InvalidParameter(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """Where the next page starts: rows strictly older than `(time, id)` (candles: than `time`)."""
+    """Where the next page starts: rows strictly older than `(time, writer, n)`.
+
+    Candle pages: buckets strictly older than `time`.
+    """
 
     time: datetime
-    id: int | None = None
+    writer: int | None = None
+    n: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +160,8 @@ def _limit(text: str | None) -> int:
 def encode_cursor(cursor: Cursor) -> str:
     """The opaque text of a cursor: base64url of a small JSON object."""
     payload: dict[str, int] = {"t": (cursor.time - _EPOCH) // timedelta(microseconds=1)}
-    if cursor.id is not None:
-        payload["i"] = cursor.id
+    if cursor.writer is not None and cursor.n is not None:
+        payload["w"], payload["n"] = cursor.writer, cursor.n
     return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
 
 
@@ -169,15 +174,17 @@ def decode_cursor(text: str, *, candles: bool) -> Cursor:
         payload: Any = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (binascii.Error, ValueError):
         raise bad from None
-    keys = {"t"} if candles else {"t", "i"}
+    keys = {"t"} if candles else {"t", "w", "n"}
     if not isinstance(payload, dict) or payload.keys() != keys:
         raise bad
-    stamp, row_id = payload["t"], payload.get("i")
+    stamp, writer, n = payload["t"], payload.get("w"), payload.get("n")
     if type(stamp) is not int or not _US_MIN <= stamp <= _US_MAX:
         raise bad
-    if not candles and (type(row_id) is not int or not 1 <= row_id <= _ID_MAX):
+    if not candles and not (
+        type(writer) is int and 0 <= writer <= _INT4_MAX and type(n) is int and 0 <= n <= _ID_MAX
+    ):
         raise bad
-    cursor = Cursor(_EPOCH + timedelta(microseconds=stamp), row_id)
+    cursor = Cursor(_EPOCH + timedelta(microseconds=stamp), writer, n)
     if encode_cursor(cursor) != text:  # only our own canonical encoding is one
         raise bad
     return cursor

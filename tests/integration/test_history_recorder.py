@@ -27,8 +27,9 @@ from redis.exceptions import RedisError
 
 from aggregation.history_log import HistoryLog
 from aggregation.keys import RedisNames
-from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle
+from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle, Symbol
 from history.recorder import Recorder, RecorderOptions
+from history.selectors import history_list
 from history.services import history_rows_write, history_rows_write_isolating, staging_create
 from history.stream_group import GROUP, StreamGroup
 from history.stream_rows import StreamRow, parse_entry
@@ -155,8 +156,21 @@ ALL_KINDS: list[Row] = [
 ]  # fmt: skip
 
 
+EXTRA = {
+    "orders": {
+        "client_tag": "extra",
+        "created_at": "2026-05-01T11:59:00Z",
+        "updated_at": "2026-05-01T12:00:01+02:00",
+    }
+}
+
+
 def stored(model: Any) -> list[dict[str, Any]]:
-    return list(model._default_manager.order_by("id").values())
+    return list(model._default_manager.order_by("time", "writer_id", "n").values())
+
+
+def symbol_names() -> dict[int, str]:
+    return dict(Symbol.objects.values_list("id", "name"))
 
 
 def test_every_kind_is_stored_with_equal_values(
@@ -167,22 +181,33 @@ def test_every_kind_is_stored_with_equal_values(
     append(redis_url, stream, ALL_KINDS)
     # when the recorder runs
     assert drain(recorder) == 5
-    # then each table holds its record, typed columns equal to the record's fields
+    # then each table holds its record: typed columns equal to the record's fields, and in
+    # `extra` only what they cannot give back as written (an extra field, times spelled with
+    # an offset or without fraction digits where the column cannot say so)
+    names = symbol_names()
     for channel, seq, record in ALL_KINDS:
         model = HISTORY_MODELS[channel]
         (row,) = stored(model)
-        assert row["record"] == record
         assert row["seq"] == seq
-        assert before <= row["received_at"] <= datetime.now(UTC)
+        assert row["extra"] == EXTRA.get(channel)
         for field in model.typed_fields():
             value = record.get(model.record_key(field.name))
             if isinstance(value, str) and field.get_internal_type() == "DateTimeField":
                 value = datetime.fromisoformat(value)
             assert row[field.attname] == value, field.name
+        if model.key_field is not None:
+            assert names[row["symbol_id"]] == record[model.key_record]
         updated = record.get("updated_at")
-        expected_time = datetime.fromisoformat(updated) if updated else row["received_at"]
-        assert row["updated_at"] == (datetime.fromisoformat(updated) if updated else None)
-        assert row["time"] == expected_time
+        if updated:
+            assert row["time"] == datetime.fromisoformat(updated)
+        # and the API gives the record back as it was accepted
+        page = history_list(kind=channel, symbol=None, start=None, end=None, before=None, limit=9)
+        (item,) = page.items
+        received = datetime.fromisoformat(item.pop("received_at"))
+        assert before <= received <= datetime.now(UTC)
+        assert item == {**record, "seq": seq}
+        if not updated:
+            assert row["time"] == received
     assert recorder.written == {channel: 1 for channel, _, _ in ALL_KINDS}
     (account,) = stored(AccountSnapshot)
     assert account["balances"] == {"USDT": 90000.0, "BTC": 0.5}
@@ -197,7 +222,8 @@ def test_n_rows_in_give_n_rows_out_and_the_stream_is_trimmed(
     drain(recorder)
     found = stored(MarketTick)
     assert len(found) == 1234
-    assert [(r["seq"], r["symbol"], r["last_price"]) for r in found] == [
+    names = symbol_names()
+    assert [(r["seq"], names[r["symbol_id"]], r["last_price"]) for r in found] == [
         (seq, rec["symbol"], rec["last_price"]) for _, seq, rec in rows
     ]
     assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == 1234
