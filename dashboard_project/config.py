@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     # A recorder that died leaves entries pending; another one claims them after this long.
     history_claim_idle_s: PositiveSeconds = 30.0
     history_read_block_ms: PositiveMs = 1000  # how long one XREADGROUP waits for new entries
+    # A bulk export (GET /api/v1/history?format=csv|ndjson) spans at most this many days, so
+    # that one request's work is bounded (a day of the demo desk's ticks is ~17M rows).
+    history_export_max_days: int = Field(7, ge=1, le=366)
+    # History requests (pages, candles, exports) per token (or user, or address) and minute,
+    # counted in Redis across web processes; past it, 429 with Retry-After.
+    history_requests_per_minute: int = Field(120, ge=1, le=1_000_000)
     recorder_metrics_port: int = Field(9109, ge=0, le=65535)  # 0: do not serve metrics
 
     # --- worker ----------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Pages are keyset pages over `(time, writer_id, n)`: the next page is "strictly older than the
 last row sent", which an insert can never shift (unlike OFFSET), so a walk sees no row twice.
-Records are rebuilt from their typed columns, key name and `extra`. Candles are merged by PostgreSQL from the 1-minute candles the recorder maintains (`date_bin` +
-ordered aggregates), one page of buckets at a time.
+Records are rebuilt from their typed columns, key name and `extra`. Candles are merged by
+PostgreSQL from the 1-minute candles the recorder maintains (`date_bin` + ordered aggregates),
+one page of buckets at a time.
 """
 
 from __future__ import annotations
@@ -46,22 +47,26 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _columns(model: type[HistoryRow]) -> str:
-    """The select list `_decoder(model)` reads a stored row from."""
+def columns_sql(model: type[HistoryRow], prefix: str = "") -> str:
+    """The select list `decoders()` read a stored row from (`prefix`: the table's alias + '.')."""
+    p = prefix
     typed = [
-        _text(field.column) if isinstance(field, models.DateTimeField) else field.column
+        _text(f"{p}{field.column}")
+        if isinstance(field, models.DateTimeField)
+        else f"{p}{field.column}"
         for field in model.typed_fields()
     ]
-    received = "coalesce(received_at, time + coalesce(received_us, 0) * interval '1 microsecond')"
+    offset = f"coalesce({p}received_us, 0) * interval '1 microsecond'"
+    received = f"coalesce({p}received_at, {p}time + {offset})"
     return ", ".join(
         [
-            _text("time"),
-            "writer_id",
-            "n",
-            "seq",
+            _text(f"{p}time"),
+            f"{p}writer_id",
+            f"{p}n",
+            f"{p}seq",
             _text(received),
-            "updated_format",
-            "extra",
+            f"{p}updated_format",
+            f"{p}extra",
             *typed,
         ]
     )
@@ -71,7 +76,7 @@ Decoder = Callable[[Sequence[Any], str | None], dict[str, Any]]
 
 
 def _decoder(model: type[HistoryRow]) -> Decoder:
-    """Rebuild an API item (the record, `seq`, `received_at`) from a row of `_columns(model)`.
+    """Rebuild an API item (the record, `seq`, `received_at`) from a row of `columns_sql(model)`.
 
     The record's typed fields come from their columns, its key from the symbol name, every other
     field (and any typed one not spelled as the column gives it back) from `extra`.
@@ -108,7 +113,8 @@ _ORDER: Final = "time DESC, writer_id DESC, n DESC"
 
 
 @functools.cache
-def _decoders() -> dict[str, Decoder]:
+def decoders() -> dict[str, Decoder]:
+    """Per type: rebuild an API item from a row of `columns_sql` and the key's name."""
     return {kind: _decoder(model) for kind, model in HISTORY_MODELS.items()}
 
 
@@ -150,7 +156,7 @@ def history_list(
     if model.key_field is None:
         where = " AND ".join(conditions) or "TRUE"
         statement = (
-            f"SELECT NULL, {_columns(model)} FROM {table} "  # noqa: S608
+            f"SELECT NULL, {columns_sql(model)} FROM {table} "  # noqa: S608
             f"WHERE {where} ORDER BY {_ORDER} LIMIT %s"
         )
     elif symbol is not None:
@@ -160,7 +166,7 @@ def history_list(
         where = " AND ".join(["symbol_id = %s", *conditions])
         params.insert(0, key)
         statement = (
-            f"SELECT NULL, {_columns(model)} FROM {table} "  # noqa: S608
+            f"SELECT NULL, {columns_sql(model)} FROM {table} "  # noqa: S608
             f"WHERE {where} ORDER BY {_ORDER} LIMIT %s"
         )
     else:
@@ -169,14 +175,14 @@ def history_list(
         where = " AND ".join(["t.symbol_id = y.id", *conditions])
         statement = (
             f"SELECT y.name, t.* FROM {_SYMBOLS} y CROSS JOIN LATERAL ("  # noqa: S608
-            f"SELECT {_columns(model)} FROM {table} t WHERE {where} "
+            f"SELECT {columns_sql(model)} FROM {table} t WHERE {where} "
             f"ORDER BY {_ORDER} LIMIT %s) AS t ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT %s"
         )
         params.append(limit + 1)
     with connection.cursor() as cursor:
         cursor.execute(statement, [*params, limit + 1])
         found = cursor.fetchall()
-    decode = _decoders()[kind]
+    decode = decoders()[kind]
     items = [decode(row[1:], row[0] or symbol) for row in found[:limit]]
     if len(found) <= limit:
         return Page(items, None)

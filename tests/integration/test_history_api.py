@@ -274,5 +274,15 @@ def test_the_openapi_schema_describes_the_endpoint(client: Client) -> None:
     assert response.status_code == 200
     operation = response.json()["paths"]["/api/v1/history"]["get"]
     names = {p["name"] for p in operation["parameters"]}
-    assert names == {"type", "symbol", "from", "to", "limit", "cursor", "interval"}
+    assert names == {
+        "type",
+        "symbol",
+        "from",
+        "to",
+        "limit",
+        "cursor",
+        "interval",
+        "format",
+        "order",
+    }
     assert set(operation["responses"]) >= {"200", "400", "403"}
