@@ -245,6 +245,63 @@ _SIZE = """SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits
            WHERE inhparent = 'history_markettick'::regclass"""
 
 
+def export_and_prune(end: datetime, days: int) -> dict[str, float]:
+    """A whole day of every symbol's ticks exported as CSV (rows/s), then that day pruned.
+
+    The export is the view's own body iterator (server-side cursor, CSV encoding), read to the
+    end; the prune drops the oldest day (run last: it changes the data).
+    """
+    import asyncio
+
+    from django.db import connection
+
+    from history.export import export_body
+    from history.params import parse_export_query
+    from history.services import history_prune
+
+    first_day = (end - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = first_day + timedelta(days=1)
+    query = parse_export_query(
+        {
+            "type": ["market_data"],
+            "format": ["csv"],
+            "from": [day.isoformat()],
+            "to": [(day + timedelta(days=1)).isoformat()],
+        },
+        max_days=1,
+    )
+
+    async def read() -> tuple[int, int]:
+        lines = size = 0
+        async for chunk in export_body(query, None):
+            lines += chunk.count(b"\n")
+            size += len(chunk)
+        return lines - 1, size  # less the header
+
+    t0 = time.perf_counter()
+    exported, size = asyncio.run(read())
+    export_s = time.perf_counter() - t0
+    print(f"export: a day of ticks as CSV, {exported:,} rows, {exported / export_s:,.0f} rows/s")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM history_markettick WHERE time < %s", [first_day + timedelta(1)]
+        )
+        row = cursor.fetchone()
+    pruned_rows = int(row[0]) if row else 0
+    t0 = time.perf_counter()
+    history_prune(keep_from=(first_day + timedelta(days=1)).date())
+    prune_s = time.perf_counter() - t0
+    print(f"prune: the oldest day ({pruned_rows:,} ticks) in {prune_s * 1000:.1f} ms")
+    connection.close()
+    return {
+        "export_day_rows": exported,
+        "export_rows_per_s": exported / export_s,
+        "export_mb": size / 2**20,
+        "prune_day_rows": pruned_rows,
+        "prune_day_ms": prune_s * 1000,
+    }
+
+
 def main() -> None:
     """Load, measure, print; drop the database unless --keep."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -284,6 +341,7 @@ def main() -> None:
             f"{figures['bytes_per_tick']:.1f} bytes a tick"
         )
         figures |= queries(url, end, args.days, args.queries)
+        figures |= export_and_prune(end, args.days)
     finally:
         if not args.keep:
             _admin(

@@ -12,7 +12,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,7 +30,12 @@ from aggregation.keys import RedisNames
 from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle, Symbol
 from history.recorder import Recorder, RecorderOptions
 from history.selectors import history_list
-from history.services import history_rows_write, history_rows_write_isolating, staging_create
+from history.services import (
+    history_rows_write,
+    history_rows_write_isolating,
+    partitions_list,
+    staging_create,
+)
 from history.stream_group import GROUP, StreamGroup
 from history.stream_rows import StreamRow, parse_entry
 from tests.processes import free_port, wait_until
@@ -444,3 +449,16 @@ def test_a_retried_append_after_a_lost_reply_records_each_row_once(
     drain(recorder)
     assert MarketTick.objects.count() == len(rows)
     assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == len(rows)
+
+
+def test_the_recorder_creates_the_coming_days_partitions_ahead(
+    recorder: Recorder, redis_url: str, stream: str
+) -> None:
+    # given a recorder that has written one batch
+    append(redis_url, stream, ticks(1))
+    drain(recorder)
+    # then every table has today's partition and the next two days', before any row needs them
+    today = datetime.now(UTC).date()
+    for model in HISTORY_MODELS.values():
+        days = {day for _, day in partitions_list(model._meta.db_table)}
+        assert {today + timedelta(days=d) for d in range(3)} <= days, model.__name__
