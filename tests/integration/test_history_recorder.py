@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -462,3 +463,83 @@ def test_the_recorder_creates_the_coming_days_partitions_ahead(
     for model in HISTORY_MODELS.values():
         days = {day for _, day in partitions_list(model._meta.db_table)}
         assert {today + timedelta(days=d) for d in range(3)} <= days, model.__name__
+
+
+def test_two_recorders_share_the_stream_and_record_each_row_once(
+    options: RecorderOptions, redis_url: str, stream: str, redis_client: redis.Redis
+) -> None:
+    # given rows in the stream, a batch of them delivered twice (a reclaim racing its owner)
+    rows = ticks(3000)
+    append(redis_url, stream, rows)
+    twice = parse_entries(redis_client.xrange(stream, count=200))
+    # when two recorders drain it at the same time, and a copy of one batch is written by a
+    # third connection meanwhile
+    small = dataclasses.replace(options, batch_size=50)
+    recorders = [Recorder(small, consumer=f"recorder-{i}") for i in range(2)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=r.run, args=(stop,)) for r in recorders]
+    for thread in threads:
+        thread.start()
+    try:
+        with psycopg.connect(options.dsn) as conn:
+            staging_create(conn=conn)
+            history_rows_write(conn=conn, rows=twice)
+        wait_until(
+            lambda: MarketTick.objects.count() >= len(rows) and redis_client.xlen(stream) == 0,
+            timeout=60,
+            what="both recorders drained the stream",
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    # then each row is stored once, both took part, and every tick is in the candles once
+    assert MarketTick.objects.count() == len(rows)
+    assert all(r.batches > 0 for r in recorders)
+    assert sum(sum(r.written.values()) for r in recorders) == len(rows) - len(twice)
+    assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == len(rows)
+
+
+def parse_entries(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[StreamRow]:
+    parsed = [parse_entry(entry_id, fields) for entry_id, fields in entries]
+    return [row for row in parsed if isinstance(row, StreamRow)]
+
+
+def test_two_writers_of_the_same_rows_at_once_insert_them_once(options: RecorderOptions) -> None:
+    # given a batch written, not yet committed, on one connection (a recorder mid-batch)
+    now = datetime.now(UTC)
+    record = '{"symbol": "RACE", "last_price": 1.5}'
+    rows = [StreamRow(1, i, "market_data", i, now, record, f"abc-{i}") for i in range(1, 52)]
+    with psycopg.connect(options.dsn) as first, psycopg.connect(options.dsn) as second:
+        staging_create(conn=first)
+        staging_create(conn=second)
+        # (the symbol and the writer already known: their dictionary inserts wait for nothing)
+        assert history_rows_write(conn=first, rows=rows[:1]) == {"market_data": 1}
+        rows = rows[1:]
+        first.execute("SELECT 1")  # its transaction: the write below is a savepoint in it
+        assert history_rows_write(conn=first, rows=rows) == {"market_data": 50}
+        # when another connection writes the same rows meanwhile (a reclaim racing the owner)
+        result: dict[str, int] = {}
+        racer = threading.Thread(
+            target=lambda: result.update(history_rows_write(conn=second, rows=rows))
+        )
+        racer.start()
+        pid = second.info.backend_pid
+        with psycopg.connect(options.dsn, autocommit=True) as watcher:
+            wait_until(
+                lambda: (
+                    not racer.is_alive()
+                    or watcher.execute(
+                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                        [pid],
+                    ).fetchone()
+                    == (True,)
+                ),
+                timeout=10,
+                what="the second write waits, or is done",
+            )
+        first.commit()
+        racer.join(timeout=10)
+    # then the rows are stored once: the second writer waited, then found them
+    assert result == {"market_data": 0}
+    assert MarketTick.objects.count() == 51
