@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # --- stores ----------------------------------------------------------------------------
     redis_url: AnyUrl = AnyUrl("redis://127.0.0.1:6379/0")
     database_url: AnyUrl = AnyUrl("postgres://postgres@127.0.0.1:5432/dashboard")
+    # A read replica of database_url (streaming replication) for the history API's reads and
+    # exports; writes, migrations and access checks stay on database_url. None: all on it.
+    database_replica_url: AnyUrl | None = None
     # Prefix of every Redis key and channel-layer group the product owns, so that two
     # deployments (or two test runs) can share one Redis.
     # (also the channel-layer group names, which allow only these characters)
@@ -201,10 +204,10 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_replica_url")
     @classmethod
-    def _postgres_scheme(cls, value: AnyUrl) -> AnyUrl:
-        if value.scheme not in ("postgres", "postgresql"):
+    def _postgres_scheme(cls, value: AnyUrl | None) -> AnyUrl | None:
+        if value is not None and value.scheme not in ("postgres", "postgresql"):
             raise ValueError("must be a postgres:// URL")
         return value
 

@@ -80,6 +80,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": dj_database_url.parse(str(CONFIG.database_url), conn_max_age=60)}
+if CONFIG.database_replica_url is not None:  # history reads (history/routers.py)
+    DATABASES["replica"] = dj_database_url.parse(str(CONFIG.database_replica_url), conn_max_age=60)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["history.routers.HistoryReadRouter"]
 
 # channels-redis' pub/sub layer: a group send is one PUBLISH, and each web process's hub is the
 # only group member (design principle 7). redis-py 8 defaults (socket_timeout=5, a pool of 100)

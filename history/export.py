@@ -17,10 +17,11 @@ from typing import Any, Final
 
 import orjson
 import psycopg
-from django.db import connection
+from django.db import connection, connections
 
 from history.models import HISTORY_MODELS, Symbol
 from history.params import ExportQuery
+from history.routers import read_alias
 from history.selectors import columns_sql, decoders
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def _statement(kind: str, symbol_ids: Sequence[int] | None, ascending: bool) -> 
 
 
 def _conninfo() -> str:
-    settings = connection.settings_dict
+    settings = connections[read_alias()].settings_dict
     return psycopg.conninfo.make_conninfo(
         dbname=settings["NAME"],
         user=settings.get("USER") or None,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
-from django.db import connection, models
+from django.db import connection, connections, models
 
 from history.models import (
     CANDLE_ORIGIN,
@@ -27,6 +27,7 @@ from history.models import (
     Symbol,
 )
 from history.params import Cursor
+from history.routers import read_alias
 from history.services import canonical_time, updated_at_text
 
 _FAR_PAST: Final = datetime(1, 1, 2, tzinfo=UTC)
@@ -120,7 +121,7 @@ def decoders() -> dict[str, Decoder]:
 
 def symbol_id(name: str) -> int | None:
     """The id of a symbol (or strategy id) in `history_symbol`; None if never recorded."""
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(f"SELECT id FROM {_SYMBOLS} WHERE name = %s", [name])  # noqa: S608
         row = cursor.fetchone()
     return None if row is None else int(row[0])
@@ -179,7 +180,7 @@ def history_list(
             f"ORDER BY {_ORDER} LIMIT %s) AS t ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT %s"
         )
         params.append(limit + 1)
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(statement, [*params, limit + 1])
         found = cursor.fetchall()
     decode = decoders()[kind]
@@ -272,7 +273,7 @@ def candle_list(
     key = symbol_id(symbol)
     if key is None:
         return Page([], None)
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(_NEWEST, [key, low, high])
         newest = cursor.fetchone()
         if newest is None:
