@@ -227,3 +227,17 @@ def test_history_requests_are_throttled_per_token(
     assert refused.status_code == 429
     assert int(refused["Retry-After"]) > 0
     assert client.get(URL, params, **bearer(second)).status_code == 200  # another token
+
+
+def test_the_throttle_takes_uneven_rates_and_serves_when_redis_is_gone(
+    client: Client, settings: Any, key_prefix: str, redis_client: redis.Redis
+) -> None:
+    settings.CONFIG = settings.CONFIG.model_copy(
+        update={"history_requests_per_minute": 7, "redis_key_prefix": key_prefix.rstrip(":")}
+    )
+    key = issue(channels=["orders"])
+    statuses = [client.get(URL, {"type": "orders"}, **bearer(key)).status_code for _ in range(8)]
+    assert statuses == [200] * 7 + [429]
+    # a Redis that does not answer costs the count, not the request
+    settings.CONFIG = settings.CONFIG.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"})
+    assert client.get(URL, {"type": "orders"}, **bearer(key)).status_code == 200
