@@ -41,13 +41,16 @@ def api(client: Client, user: User) -> Client:
     return client
 
 
-async def export(**params: str) -> bytes:
-    """The body the view streams for `params` (read from its async iterator, chunk by chunk)."""
+async def export_chunks(**params: str) -> list[bytes]:
+    """The body the view streams for `params`, chunk by chunk (from its async iterator)."""
     query = parse_export_query({k: [v] for k, v in params.items()}, max_days=7)
     names = query.symbols
     ids = None if names is None else [i for n in names if (i := await symbol_id_async(n))]
-    chunks = [chunk async for chunk in export_body(query, ids)]
-    return b"".join(chunks)
+    return [chunk async for chunk in export_body(query, ids)]
+
+
+async def export(**params: str) -> bytes:
+    return b"".join(await export_chunks(**params))
 
 
 async def symbol_id_async(name: str) -> int | None:
@@ -103,8 +106,10 @@ async def test_several_symbols_are_merged_in_time_order(
     got = ndjson(body)
     assert sorted(got, key=lambda item: item["seq"]) == expected  # each row once
     assert [item["updated_at"] for item in got] == sorted(item["updated_at"] for item in got)
-    everything = await export(type="market_data", format="ndjson", **DAY)
-    assert len(ndjson(everything)) == len(ticks)
+    chunks = await export_chunks(type="market_data", format="ndjson", **DAY)
+    assert len(ndjson(b"".join(chunks))) == len(ticks)
+    # read CHUNK_ROWS rows at a time: the process never holds the whole range
+    assert [len(chunk.splitlines()) for chunk in chunks] == [CHUNK_ROWS, CHUNK_ROWS, 7]
 
 
 @pytest.fixture
