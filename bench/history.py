@@ -37,8 +37,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BENCH_DB = "dashboard_bench"
+BENCH_DB = os.environ.get("DASHBOARD_BENCH_DATABASE", "dashboard_bench")
 SYMBOLS = [f"SYM{i:02d}USDT" for i in range(20)]
+WRITER = "5f0c2b9e7a41d3c8"  # one worker's history log
 
 
 def _server_url(database: str) -> str:
@@ -94,6 +95,7 @@ def rows(total: int, days: int, end: datetime) -> Iterator[Any]:
             seq=n + 1,
             received_at=moment + timedelta(microseconds=250),
             record_json=orjson.dumps(record).decode(),
+            row_key=f"{WRITER}-{n + 1}",  # the worker's key, as every current worker sends
         )
 
 
@@ -104,6 +106,7 @@ def load(url: str, total: int, days: int, batch: int, end: datetime) -> dict[str
     writing = 0.0
     started = time.perf_counter()
     written = 0
+    known: set[Any] = set()  # the partitions this connection made, as the recorder keeps them
     with psycopg.connect(url) as conn:
         staging_create(conn=conn)
         chunk: list[Any] = []
@@ -111,14 +114,14 @@ def load(url: str, total: int, days: int, batch: int, end: datetime) -> dict[str
             chunk.append(row)
             if len(chunk) == batch:
                 t0 = time.perf_counter()
-                written += history_rows_write(conn=conn, rows=chunk)["market_data"]
+                written += history_rows_write(conn=conn, rows=chunk, known=known)["market_data"]
                 writing += time.perf_counter() - t0
                 chunk = []
                 if written % 1_000_000 < batch:
                     print(f"  loaded {written:>11,} rows, {written / writing:,.0f} rows/s")
         if chunk:
             t0 = time.perf_counter()
-            written += history_rows_write(conn=conn, rows=chunk)["market_data"]
+            written += history_rows_write(conn=conn, rows=chunk, known=known)["market_data"]
             writing += time.perf_counter() - t0
         # The steady state: autovacuum and autoanalyze have seen the loaded tables.
         conn.commit()
@@ -237,6 +240,68 @@ def queries(url: str, end: datetime, days: int, n: int) -> dict[str, float]:
     return figures
 
 
+# The tick table's day partitions, indexes and TOAST included (the parent itself holds nothing).
+_SIZE = """SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits
+           WHERE inhparent = 'history_markettick'::regclass"""
+
+
+def export_and_prune(end: datetime, days: int) -> dict[str, float]:
+    """A whole day of every symbol's ticks exported as CSV (rows/s), then that day pruned.
+
+    The export is the view's own body iterator (server-side cursor, CSV encoding), read to the
+    end; the prune drops the oldest day (run last: it changes the data).
+    """
+    import asyncio
+
+    from django.db import connection
+
+    from history.export import export_body
+    from history.params import parse_export_query
+    from history.services import history_prune
+
+    first_day = (end - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = first_day + timedelta(days=1)
+    query = parse_export_query(
+        {
+            "type": ["market_data"],
+            "format": ["csv"],
+            "from": [day.isoformat()],
+            "to": [(day + timedelta(days=1)).isoformat()],
+        },
+        max_days=1,
+    )
+
+    async def read() -> tuple[int, int]:
+        lines = size = 0
+        async for chunk in export_body(query, None):
+            lines += chunk.count(b"\n")
+            size += len(chunk)
+        return lines - 1, size  # less the header
+
+    t0 = time.perf_counter()
+    exported, size = asyncio.run(read())
+    export_s = time.perf_counter() - t0
+    print(f"export: a day of ticks as CSV, {exported:,} rows, {exported / export_s:,.0f} rows/s")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM history_markettick WHERE time < %s", [first_day + timedelta(1)]
+        )
+        row = cursor.fetchone()
+    pruned_rows = int(row[0]) if row else 0
+    t0 = time.perf_counter()
+    history_prune(keep_from=(first_day + timedelta(days=1)).date())
+    prune_s = time.perf_counter() - t0
+    print(f"prune: the oldest day ({pruned_rows:,} ticks) in {prune_s * 1000:.1f} ms")
+    connection.close()
+    return {
+        "export_day_rows": exported,
+        "export_rows_per_s": exported / export_s,
+        "export_mb": size / 2**20,
+        "prune_day_rows": pruned_rows,
+        "prune_day_ms": prune_s * 1000,
+    }
+
+
 def main() -> None:
     """Load, measure, print; drop the database unless --keep."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -255,6 +320,7 @@ def main() -> None:
     # Django (the selectors, the test client) talks to the bench database.
     os.environ["DASHBOARD_DATABASE_URL"] = url
     os.environ.setdefault("DASHBOARD_SECRET_KEY", "bench")
+    os.environ.setdefault("DASHBOARD_HISTORY_REQUESTS_PER_MINUTE", "1000000")  # not throttled
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard_project.settings")
     import django
 
@@ -266,10 +332,16 @@ def main() -> None:
             figures |= load(url, args.rows, args.days, args.batch, end)
             print(f"load: {figures['load_rows_per_s']:,.0f} rows/s in the write path")
         with psycopg.connect(url) as conn:
-            size = conn.execute("SELECT pg_total_relation_size('history_markettick')").fetchone()
-        figures["table_with_indexes_mb"] = (size[0] if size else 0) / 2**20
-        print(f"table with indexes: {figures['table_with_indexes_mb']:,.0f} MB")
+            size = conn.execute(_SIZE).fetchone()
+        total = int(size[0]) if size and size[0] else 0
+        figures["table_with_indexes_mb"] = total / 2**20
+        figures["bytes_per_tick"] = total / args.rows
+        print(
+            f"table with indexes: {figures['table_with_indexes_mb']:,.0f} MB, "
+            f"{figures['bytes_per_tick']:.1f} bytes a tick"
+        )
         figures |= queries(url, end, args.days, args.queries)
+        figures |= export_and_prune(end, args.days)
     finally:
         if not args.keep:
             _admin(

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     redis_password: str = ""  # AUTH for the master and replicas behind sentinels
     redis_sentinel_password: str = ""  # AUTH for the sentinels themselves (their requirepass)
     database_url: AnyUrl = AnyUrl("postgres://postgres@127.0.0.1:5432/dashboard")
+    # A read replica of database_url (streaming replication) for the history API's reads and
+    # exports; writes, migrations and access checks stay on database_url. None: all on it.
+    database_replica_url: AnyUrl | None = None
     # Prefix of every Redis key and channel-layer group the product owns, so that two
     # deployments (or two test runs) can share one Redis.
     # (also the channel-layer group names, which allow only these characters). pydantic checks
@@ -203,6 +206,12 @@ class Settings(BaseSettings):
     # A recorder that died leaves entries pending; another one claims them after this long.
     history_claim_idle_s: PositiveSeconds = 30.0
     history_read_block_ms: PositiveMs = 1000  # how long one XREADGROUP waits for new entries
+    # A bulk export (GET /api/v1/history?format=csv|ndjson) spans at most this many days, so
+    # that one request's work is bounded (a day of the demo desk's ticks is ~17M rows).
+    history_export_max_days: int = Field(7, ge=1, le=366)
+    # History requests (pages, candles, exports) per token (or user, or address) and minute,
+    # counted in Redis across web processes; past it, 429 with Retry-After.
+    history_requests_per_minute: int = Field(120, ge=1, le=1_000_000)
     recorder_metrics_port: int = Field(9109, ge=0, le=65535)  # 0: do not serve metrics
     # The worker's and the recorder's metrics servers listen here, not on `bind_host` (which the
     # image opens to 0.0.0.0 for the web port): metrics name symbols, strategies and accounts.
@@ -297,10 +306,10 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_replica_url")
     @classmethod
-    def _postgres_scheme(cls, value: AnyUrl) -> AnyUrl:
-        if value.scheme not in ("postgres", "postgresql"):
+    def _postgres_scheme(cls, value: AnyUrl | None) -> AnyUrl | None:
+        if value is not None and value.scheme not in ("postgres", "postgresql"):
             raise ValueError("must be a postgres:// URL")
         return value
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
@@ -81,24 +82,36 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": dj_database_url.parse(str(CONFIG.database_url), conn_max_age=0)}
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # a pooled connection is checked when lent
-DATABASES["default"]["OPTIONS"] = {
-    "application_name": "dashboard",  # tells our connections apart in pg_stat_activity
-    "options": f"-c statement_timeout={CONFIG.database_statement_timeout_ms}",
-}
-if CONFIG.database_pool_max_size:
-    # One pool per process, shared by every thread (docs/ARCHITECTURE.md, "Database
-    # connections"). Two kept open: a probe or token lookup finds one ready after idle time.
-    DATABASES["default"]["OPTIONS"]["pool"] = {
-        "min_size": min(2, CONFIG.database_pool_max_size),
-        "max_size": CONFIG.database_pool_max_size,
-        "timeout": CONFIG.database_pool_timeout_s,
-        # psycopg_pool retries a failed connection with backoff (1, 2, 4 ... s) for this long,
-        # then lets the next request start afresh: after an outage the pool is back within
-        # seconds (its default, 5 min of backoff, left readiness down for 30 s and more).
-        "reconnect_timeout": 5.0,
+
+def _database(url: str) -> dict[str, Any]:
+    """Django's settings for one PostgreSQL server: pooled, named, with a statement timeout."""
+    database = dj_database_url.parse(url, conn_max_age=0)
+    database["CONN_HEALTH_CHECKS"] = True  # a pooled connection is checked when lent
+    database["OPTIONS"] = {
+        "application_name": "dashboard",  # tells our connections apart in pg_stat_activity
+        "options": f"-c statement_timeout={CONFIG.database_statement_timeout_ms}",
     }
+    if CONFIG.database_pool_max_size:
+        # One pool per process, shared by every thread (docs/ARCHITECTURE.md, "Database
+        # connections"). Two kept open: a probe or token lookup finds one ready after idle time.
+        database["OPTIONS"]["pool"] = {
+            "min_size": min(2, CONFIG.database_pool_max_size),
+            "max_size": CONFIG.database_pool_max_size,
+            "timeout": CONFIG.database_pool_timeout_s,
+            # psycopg_pool retries a failed connection with backoff (1, 2, 4 ... s) for this
+            # long, then lets the next request start afresh: after an outage the pool is back
+            # within seconds (its default, 5 min of backoff, left readiness down for 30 s and
+            # more).
+            "reconnect_timeout": 5.0,
+        }
+    return dict(database)
+
+
+DATABASES = {"default": _database(str(CONFIG.database_url))}
+if CONFIG.database_replica_url is not None:  # history reads (history/routers.py)
+    DATABASES["replica"] = _database(str(CONFIG.database_replica_url))
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["history.routers.HistoryReadRouter"]
 
 # channels-redis' pub/sub layer: a group send is one PUBLISH, and each web process's hub is the
 # only group member (design principle 7). redis-py 8 defaults (socket_timeout=5, a pool of 100)

@@ -1,17 +1,26 @@
-"""PostgreSQL history: one append-only table per record kind of contract 3.1.
+"""PostgreSQL history: one append-only table per record kind of contract 3.1, partitioned by day.
 
-Every row is one accepted change read from the worker's history stream. Each table holds the
-record's typed fields (contract 3.1 names, numbers as double precision, nullable where the
-contract makes them optional), the whole record as JSONB (extra fields pass through), the state
-`seq`, the stream's `received_at`, the record's own `updated_at`, and `time`: the instant the
-API filters, sorts and buckets on (`updated_at` when the producer sent one, else `received_at`).
+Every row is one accepted change read from the worker's history stream. The tables are built for
+size (docs/HISTORY.md, "Schema"): declarative range partitions of one UTC day on `time` (created
+ahead by the recorder, and on demand for a row outside them; retention drops whole days), the
+record's typed fields in typed columns and **only the rest** in `extra` (JSONB, NULL when the
+typed columns reproduce the record exactly), symbols as `int4` ids into `history_symbol`, and no
+surrogate id: a row is identified by the key its writer chose, `(writer_id, n)`.
 
-Two replay keys, each unique per table: `(stream_ms, stream_seq)`, the Redis stream entry id
-(the recorder writing the same entry twice inserts it once), and `row_key`, chosen by the worker
-when it logs the change (the worker appending the same rows twice — after a lost reply — inserts
-them once; the two copies have different entry ids). `seq` alone cannot be the key, because
-after a worker failover a new leader may reuse seqs the dead one had already logged. `row_key` is
-NULL for rows logged before it existed.
+The replay key: the worker's history log names each row `{writer}-{n}` (64 random bits, then a
+counter). `writer` is stored as an `int4` id into `history_writer`, `n` as is; the recorder
+inserts a key once (the worker appending rows twice after a lost reply, the recorder writing an
+entry twice after a crash, and two recorders racing all insert nothing new). Rows logged before
+row keys existed are keyed by their stream entry id: writer id 0, `n = ms << 20 | seq`.
+
+`time` is the record's `updated_at` if it has one, else `received_at`: the instant the API
+filters, orders and buckets on. `updated_format` says how `updated_at` was spelled (an index
+into UPDATED_FORMATS; 3: kept verbatim in `extra`; NULL: the record had none, and
+`received_at` is `time`). `received_at` is stored as `received_us`, its offset from `time` in
+microseconds (`int4`), or whole in `received_at` when the offset does not fit.
+
+These tables are created by SQL migrations (Django has no partitioned tables): `managed = False`,
+and the primary key below is the ORM's view of the replay key, not a constraint.
 """
 
 from __future__ import annotations
@@ -19,44 +28,78 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import ClassVar, Final
 
-from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
-from django.db.models import Q
 
 # Candle buckets are aligned to this instant (UTC midnight): 1d candles are UTC days.
 CANDLE_ORIGIN: Final = datetime(2000, 1, 1, tzinfo=UTC)
+# The writer id of rows keyed by their stream entry id (logged before row keys existed).
+LEGACY_WRITER: Final = 0
+# n of such a row: the entry id's ms shifted past its seq (a Redis append of one Lua call gives
+# its entries one ms and seqs 0, 1, ...; 2**20 of them in one ms is far past any batch).
+LEGACY_SEQ_BITS: Final = 20
+# The spellings of `updated_at` rebuilt from `time` (PostgreSQL to_char formats, UTC): RFC 3339
+# with Z and 6, 3 or no fraction digits. Any other spelling is kept as written, in `extra`.
+UPDATED_FORMATS: Final = (
+    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"',
+    'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"',
+    'YYYY-MM-DD"T"HH24:MI:SS"Z"',
+)
+UPDATED_VERBATIM: Final = len(UPDATED_FORMATS)
+
+
+class Symbol(models.Model):
+    """A symbol or strategy id, stored once; history rows carry its `int4` id."""
+
+    id = models.AutoField(primary_key=True)
+    name = models.CharField(max_length=64, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Writer(models.Model):
+    """A worker history log's 64-bit id (the first half of its row keys), stored once."""
+
+    id = models.AutoField(primary_key=True)
+    writer = models.BigIntegerField(unique=True, help_text="The row keys' writer part, signed.")
+
+    def __str__(self) -> str:
+        return f"{self.writer & (2**64 - 1):016x}"
 
 
 class HistoryRow(models.Model):
     """Columns every history table shares."""
 
-    id = models.BigAutoField(primary_key=True)
-    stream_ms = models.BigIntegerField(help_text="Redis stream entry id, milliseconds part.")
-    stream_seq = models.BigIntegerField(help_text="Redis stream entry id, sequence part.")
-    seq = models.BigIntegerField(help_text="The state's seq after this change.")
-    received_at = models.DateTimeField(help_text="When the worker accepted the change.")
-    updated_at = models.DateTimeField(null=True, help_text="The record's own updated_at.")
+    pk = models.CompositePrimaryKey("writer_id", "n", "time")
     time = models.DateTimeField(help_text="updated_at if the record has one, else received_at.")
-    record = models.JSONField(help_text="The record as accepted, extra fields included.")
-    row_key = models.CharField(  # noqa: DJ001 -- NULL for rows logged before row keys: distinct
-        max_length=64, null=True, help_text="The worker's key for this change (replay key)."
+    writer_id = models.IntegerField(help_text="history_writer id of the row key (0: legacy).")
+    n = models.BigIntegerField(help_text="The row key's counter part.")
+    seq = models.BigIntegerField(help_text="The state's seq after this change.")
+    received_us = models.IntegerField(null=True, help_text="received_at - time, microseconds.")
+    received_at = models.DateTimeField(null=True, help_text="When received_us cannot hold it.")
+    updated_format = models.SmallIntegerField(
+        null=True, help_text="How updated_at was spelled (UPDATED_FORMATS); NULL: absent."
     )
+    extra = models.JSONField(null=True, help_text="Record fields the typed columns do not hold.")
 
-    # The model field the API's `symbol` parameter filters on (None: the kind has no key).
+    # The model field the API's `symbol` parameter filters on (None: the kind has no key), and
+    # the record's JSON key it comes from.
     key_field: ClassVar[str | None] = None
-    # Model fields whose record key differs from the field name (`id` is the table's own).
+    key_record: ClassVar[str] = "symbol"
+    # Model fields whose record key differs from the field name.
     record_keys: ClassVar[dict[str, str]] = {}
 
     class Meta:
         abstract = True
+        managed = False
 
     def __str__(self) -> str:
-        return f"{type(self).__name__} {self.stream_ms}-{self.stream_seq}"
+        return f"{type(self).__name__} {self.writer_id}-{self.n}"
 
     @classmethod
     def typed_fields(cls) -> list[models.Field[object, object]]:
-        """The columns copied out of the record, in table order."""
-        shared = {field.name for field in HistoryRow._meta.get_fields()}
+        """The columns copied out of the record (the key's id excluded), in model order."""
+        shared = {field.name for field in HistoryRow._meta.get_fields()} | {"symbol_id", "pk"}
         return [field for field in cls._meta.concrete_fields if field.name not in shared]
 
     @classmethod
@@ -65,34 +108,10 @@ class HistoryRow(models.Model):
         return cls.record_keys.get(field_name, field_name)
 
 
-def _indexes(table: str, key: str | None) -> tuple[models.Index, ...]:
-    """The same index set for every table (see docs/HISTORY.md, "Indexes")."""
-    indexes = [
-        # Newest first, whatever the key: keyset pages over (time, id), and retention batches
-        # ("the oldest 10,000 rows before the cut-off") walk it from the old end.
-        models.Index(fields=["-time", "-id"], name=f"{table}_time_id"),
-    ]
-    if key is not None:
-        # "One symbol, a time range, newest first": the API's main query and the candles' scan.
-        indexes.append(models.Index(fields=[key, "-time", "-id"], name=f"{table}_key_time_id"))
-    return tuple(indexes)
-
-
-def _replay_keys(table: str) -> tuple[models.UniqueConstraint, ...]:
-    return (
-        models.UniqueConstraint(fields=["stream_ms", "stream_seq"], name=f"{table}_stream_id"),
-        # Partial: rows logged before row keys have none, and adding the constraint to a
-        # populated table then builds an index of only the rows that have one.
-        models.UniqueConstraint(
-            fields=["row_key"], condition=Q(row_key__isnull=False), name=f"{table}_row_key"
-        ),
-    )
-
-
 class MarketTick(HistoryRow):
     """A market-data change (`market_data:{SYMBOL}`)."""
 
-    symbol = models.CharField(max_length=64)
+    symbol_id = models.IntegerField()
     last_price = models.FloatField()
     bid_price = models.FloatField(null=True)
     ask_price = models.FloatField(null=True)
@@ -100,18 +119,18 @@ class MarketTick(HistoryRow):
     high_24h = models.FloatField(null=True)
     low_24h = models.FloatField(null=True)
 
-    key_field = "symbol"
+    key_field = "symbol_id"
 
     class Meta:
-        constraints = _replay_keys("hist_tick")
-        indexes = _indexes("hist_tick", "symbol")
+        managed = False
+        db_table = "history_markettick"
 
 
 class OrderEvent(HistoryRow):
     """An order change (`orders:*`): the order as it stood after the change."""
 
+    symbol_id = models.IntegerField()
     order_id = models.CharField(max_length=64)
-    symbol = models.CharField(max_length=64)
     side = models.CharField(max_length=4)
     order_type = models.TextField(null=True)  # noqa: DJ001 -- absent from the record is NULL, not ""
     price = models.FloatField(null=True)
@@ -120,18 +139,18 @@ class OrderEvent(HistoryRow):
     status = models.TextField()
     created_at = models.DateTimeField(null=True)
 
-    key_field = "symbol"
+    key_field = "symbol_id"
     record_keys: ClassVar[dict[str, str]] = {"order_id": "id", "order_type": "type"}
 
     class Meta:
-        constraints = _replay_keys("hist_order")
-        indexes = _indexes("hist_order", "symbol")
+        managed = False
+        db_table = "history_orderevent"
 
 
 class PositionSnapshot(HistoryRow):
     """A position change (`positions:{SYMBOL}`); quantity 0 records the close."""
 
-    symbol = models.CharField(max_length=64)
+    symbol_id = models.IntegerField()
     side = models.TextField(null=True)  # noqa: DJ001 -- absent is NULL, as for every optional field
     quantity = models.FloatField()
     entry_price = models.FloatField(null=True)
@@ -140,11 +159,11 @@ class PositionSnapshot(HistoryRow):
     realized_pnl = models.FloatField(null=True)
     liquidation_price = models.FloatField(null=True)
 
-    key_field = "symbol"
+    key_field = "symbol_id"
 
     class Meta:
-        constraints = _replay_keys("hist_position")
-        indexes = _indexes("hist_position", "symbol")
+        managed = False
+        db_table = "history_positionsnapshot"
 
 
 class AccountSnapshot(HistoryRow):
@@ -158,26 +177,26 @@ class AccountSnapshot(HistoryRow):
     balances = models.JSONField(null=True)
 
     class Meta:
-        constraints = _replay_keys("hist_account")
-        indexes = _indexes("hist_account", None)
+        managed = False
+        db_table = "history_accountsnapshot"
 
 
 class StrategySnapshot(HistoryRow):
     """A strategy change (`strategies:{ID}`)."""
 
-    strategy_id = models.CharField(max_length=64)
+    symbol_id = models.IntegerField(help_text="history_symbol id of the strategy id.")
     name = models.TextField(null=True)  # noqa: DJ001 -- absent is NULL, as for every optional field
     status = models.TextField()
     pnl = models.FloatField(null=True)
     trades = models.BigIntegerField(null=True)
     win_rate = models.FloatField(null=True)
 
-    key_field = "strategy_id"
-    record_keys: ClassVar[dict[str, str]] = {"strategy_id": "id"}
+    key_field = "symbol_id"
+    key_record = "id"
 
     class Meta:
-        constraints = _replay_keys("hist_strategy")
-        indexes = _indexes("hist_strategy", "strategy_id")
+        managed = False
+        db_table = "history_strategysnapshot"
 
 
 class MinuteCandle(models.Model):
@@ -185,35 +204,32 @@ class MinuteCandle(models.Model):
 
     Candles of any interval are read from these rows instead of the ticks, so a day of one
     symbol costs 1,440 rows whatever its tick rate. Each side of open/close keeps the (time,
-    id) of the tick it came from, so batches merge in any order to the same candle.
+    writer_id, n) of the tick it came from, so batches merge in any order to the same candle.
+    Primary key (symbol_id, bucket) (created by SQL, like the tick table).
     """
 
-    id = models.BigAutoField(primary_key=True)
-    symbol = models.CharField(max_length=64)
+    pk = models.CompositePrimaryKey("symbol_id", "bucket")
+    symbol_id = models.IntegerField()
     bucket = models.DateTimeField(help_text="Start of the minute (UTC).")
     open = models.FloatField()
     open_time = models.DateTimeField()
-    open_id = models.BigIntegerField(help_text="The MarketTick the open price came from.")
+    open_writer = models.IntegerField()
+    open_n = models.BigIntegerField(help_text="With open_writer: the tick the open came from.")
     high = models.FloatField()
     low = models.FloatField()
     close = models.FloatField()
     close_time = models.DateTimeField()
-    close_id = models.BigIntegerField(help_text="The MarketTick the close price came from.")
+    close_writer = models.IntegerField()
+    close_n = models.BigIntegerField(help_text="With close_writer: the tick the close came from.")
     volume = models.FloatField(null=True, help_text="The closing tick's volume_24h.")
     ticks = models.BigIntegerField()
 
     class Meta:
-        constraints = (
-            models.UniqueConstraint(fields=["symbol", "bucket"], name="hist_candle_symbol_bucket"),
-        )
-        # Retention only. A btree on bucket alone misled the planner: bucket's physical
-        # correlation made it prefer that index, filtering out the 19 other symbols' rows, over
-        # (symbol, bucket) (bench: a symbol-day 18 ms instead of ~2 ms). A BRIN is never chosen
-        # for that query, and is tiny: candles are written in bucket order.
-        indexes = (BrinIndex(fields=["bucket"], name="hist_candle_bucket"),)
+        managed = False
+        db_table = "history_minutecandle"
 
     def __str__(self) -> str:
-        return f"{self.symbol} {self.bucket.isoformat()}"
+        return f"{self.symbol_id} {self.bucket.isoformat()}"
 
 
 # The stream's channel names (contract 3.1) and the API's `type` values, to their tables.

@@ -27,6 +27,11 @@ INTERVALS: Final = {
     "1d": timedelta(days=1),
 }
 PARAMETERS: Final = ("type", "symbol", "from", "to", "limit", "cursor", "interval")
+# A bulk export (`format=`): the whole range, no pages.
+EXPORT_PARAMETERS: Final = ("type", "symbol", "from", "to", "format", "order")
+FORMATS: Final = ("csv", "ndjson")
+ORDERS: Final = ("asc", "desc")
+EXPORT_SYMBOLS_MAX: Final = 100
 LIMIT_DEFAULT: Final = 100
 LIMIT_MAX: Final = 1000  # contract section 5
 _SYMBOL_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")  # contract 3.1's key pattern
@@ -41,6 +46,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US_MIN: Final = (datetime(1, 1, 2, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _US_MAX: Final = (datetime(9999, 12, 30, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _ID_MAX: Final = 2**63 - 1
+_INT4_MAX: Final = 2**31 - 1
 
 
 class InvalidParameter(Exception):
@@ -58,10 +64,14 @@ class InvalidParameter(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """Where the next page starts: rows strictly older than `(time, id)` (candles: than `time`)."""
+    """Where the next page starts: rows strictly older than `(time, writer, n)`.
+
+    Candle pages: buckets strictly older than `time`.
+    """
 
     time: datetime
-    id: int | None = None
+    writer: int | None = None
+    n: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,25 +92,79 @@ class HistoryQuery:
         return INTERVALS[self.interval] if self.interval else None
 
 
-def parse_history_query(params: Mapping[str, Sequence[str]]) -> HistoryQuery:
-    """Validate the query string (each name mapped to all its values)."""
+@dataclass(frozen=True, slots=True)
+class ExportQuery:
+    """A validated bulk export: every row of a time range, streamed."""
+
+    type: str
+    symbols: tuple[str, ...] | None  # None: every symbol
+    start: datetime
+    end: datetime
+    format: str
+    ascending: bool
+
+
+def _single_values(params: Mapping[str, Sequence[str]], allowed: Sequence[str]) -> dict[str, str]:
     for name, values in params.items():
-        if name not in PARAMETERS:
-            raise InvalidParameter(name, f"unknown parameter; allowed: {', '.join(PARAMETERS)}")
+        if name not in allowed:
+            raise InvalidParameter(name, f"unknown parameter; allowed: {', '.join(allowed)}")
         if len(values) != 1:
             raise InvalidParameter(name, "given more than once")
-    value = {name: values[0] for name, values in params.items()}
+    return {name: values[0] for name, values in params.items()}
+
+
+def _type(value: Mapping[str, str]) -> str:
     kind = value.get("type")
     if kind is None:
         raise InvalidParameter("type", f"required; one of {', '.join(TYPES)}")
     if kind not in TYPES:
         raise InvalidParameter("type", f"must be one of {', '.join(TYPES)}")
+    return kind
+
+
+def _symbol(kind: str, symbol: str) -> str:
+    if not _SYMBOL_RE.fullmatch(symbol):
+        raise InvalidParameter("symbol", "must match [A-Za-z0-9_-]{1,64}")
+    if HISTORY_MODELS[kind].key_field is None:
+        raise InvalidParameter("symbol", f"type {kind} has no symbol")
+    return symbol
+
+
+def parse_export_query(params: Mapping[str, Sequence[str]], *, max_days: int) -> ExportQuery:
+    """Validate an export's query string: `from` and `to` required, at most `max_days` apart."""
+    value = _single_values(params, EXPORT_PARAMETERS)
+    kind = _type(value)
+    symbols: tuple[str, ...] | None = None
+    if "symbol" in value:
+        names = value["symbol"].split(",")
+        if len(names) > EXPORT_SYMBOLS_MAX:
+            raise InvalidParameter("symbol", f"at most {EXPORT_SYMBOLS_MAX} symbols")
+        symbols = tuple(dict.fromkeys(_symbol(kind, name) for name in names))
+    start, end = _time(value, "from"), _time(value, "to")
+    if start is None:
+        raise InvalidParameter("from", "required with format")
+    if end is None:
+        raise InvalidParameter("to", "required with format")
+    if start >= end:
+        raise InvalidParameter("to", "must be later than from")
+    if end - start > timedelta(days=max_days):
+        raise InvalidParameter("to", f"an export spans at most {max_days} days")
+    fmt = value.get("format")
+    if fmt not in FORMATS:
+        raise InvalidParameter("format", f"must be one of {', '.join(FORMATS)}")
+    order = value.get("order", "asc")
+    if order not in ORDERS:
+        raise InvalidParameter("order", f"must be one of {', '.join(ORDERS)}")
+    return ExportQuery(kind, symbols, start, end, fmt, order == "asc")
+
+
+def parse_history_query(params: Mapping[str, Sequence[str]]) -> HistoryQuery:
+    """Validate the query string (each name mapped to all its values)."""
+    value = _single_values(params, PARAMETERS)
+    kind = _type(value)
     symbol = value.get("symbol")
     if symbol is not None:
-        if not _SYMBOL_RE.fullmatch(symbol):
-            raise InvalidParameter("symbol", "must match [A-Za-z0-9_-]{1,64}")
-        if HISTORY_MODELS[kind].key_field is None:
-            raise InvalidParameter("symbol", f"type {kind} has no symbol")
+        _symbol(kind, symbol)
     start = _time(value, "from")
     end = _time(value, "to")
     if start is not None and end is not None and start >= end:
@@ -155,8 +219,8 @@ def _limit(text: str | None) -> int:
 def encode_cursor(cursor: Cursor) -> str:
     """The opaque text of a cursor: base64url of a small JSON object."""
     payload: dict[str, int] = {"t": (cursor.time - _EPOCH) // timedelta(microseconds=1)}
-    if cursor.id is not None:
-        payload["i"] = cursor.id
+    if cursor.writer is not None and cursor.n is not None:
+        payload["w"], payload["n"] = cursor.writer, cursor.n
     return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
 
 
@@ -169,15 +233,17 @@ def decode_cursor(text: str, *, candles: bool) -> Cursor:
         payload: Any = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (binascii.Error, ValueError):
         raise bad from None
-    keys = {"t"} if candles else {"t", "i"}
+    keys = {"t"} if candles else {"t", "w", "n"}
     if not isinstance(payload, dict) or payload.keys() != keys:
         raise bad
-    stamp, row_id = payload["t"], payload.get("i")
+    stamp, writer, n = payload["t"], payload.get("w"), payload.get("n")
     if type(stamp) is not int or not _US_MIN <= stamp <= _US_MAX:
         raise bad
-    if not candles and (type(row_id) is not int or not 1 <= row_id <= _ID_MAX):
+    if not candles and not (
+        type(writer) is int and 0 <= writer <= _INT4_MAX and type(n) is int and 0 <= n <= _ID_MAX
+    ):
         raise bad
-    cursor = Cursor(_EPOCH + timedelta(microseconds=stamp), row_id)
+    cursor = Cursor(_EPOCH + timedelta(microseconds=stamp), writer, n)
     if encode_cursor(cursor) != text:  # only our own canonical encoding is one
         raise bad
     return cursor

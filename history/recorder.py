@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import psycopg
@@ -33,7 +34,7 @@ from dashboard_project import redis_clients
 from dashboard_project.config import Settings
 from dashboard_project.redis_clients import RedisTarget
 from history import metrics
-from history.services import history_rows_write_isolating, staging_create
+from history.services import history_rows_write_isolating, partitions_ahead, staging_create
 from history.stream_group import StreamGroup
 from history.stream_rows import Malformed, StreamRow, parse_entry
 
@@ -51,6 +52,10 @@ _CONNECT_TIMEOUT_S: Final = 3
 # Giving up (and retrying) keeps SIGTERM's 10 s exit promise and the once-a-second log line.
 _STATEMENT_TIMEOUT_MS: Final = 5000
 _REPORT_INTERVAL_S: Final = 1.0
+# Day partitions are created this many days ahead, checked this often: a recorder that runs
+# keeps tomorrow's partitions ready (a row outside them still gets its day on demand).
+_PARTITIONS_AHEAD_DAYS: Final = 2
+_PARTITIONS_CHECK_S: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,9 @@ class Recorder:
         self._next_claim = 0.0
         self._next_report = time.monotonic() + _REPORT_INTERVAL_S
         self._failing_since: float | None = None
+        # The (table, day) partitions known to exist; a new connection starts it afresh.
+        self._partitions: set[tuple[str, date]] = set()
+        self._next_partitions = 0.0
         self.written: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter()
         self.batches = 0
@@ -172,7 +180,11 @@ class Recorder:
         delay = _BACKOFF_MIN_S
         while True:  # ends on success, or on stop: each failed attempt waits on `stop`
             try:
-                inserted, refused = history_rows_write_isolating(conn=self._connection(), rows=rows)
+                conn = self._connection()
+                self._partitions_if_due(conn)
+                inserted, refused = history_rows_write_isolating(
+                    conn=conn, rows=rows, known=self._partitions
+                )
             except psycopg.Error as exc:
                 self._disconnect()
                 self.write_failures += 1
@@ -205,6 +217,15 @@ class Recorder:
         metrics.BATCHES.inc()
         return True
 
+    def _partitions_if_due(self, conn: psycopg.Connection[Any]) -> None:
+        now = time.monotonic()
+        if now >= self._next_partitions:
+            today = datetime.now(UTC).date()
+            partitions_ahead(
+                conn=conn, today=today, days=_PARTITIONS_AHEAD_DAYS, known=self._partitions
+            )
+            self._next_partitions = now + _PARTITIONS_CHECK_S
+
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             conn = psycopg.connect(
@@ -224,6 +245,8 @@ class Recorder:
                 conn.close()
                 raise
             self._conn = conn
+            self._partitions = set()
+            self._next_partitions = 0.0
         return self._conn
 
     def _disconnect(self) -> None:

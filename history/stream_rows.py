@@ -1,21 +1,24 @@
 """Parsing the history stream's entries (written by `aggregation.history_log.HistoryLog`).
 
-An entry has one field `r`: the JSON array `[channel, seq, received_at_epoch, record, row_key]`
-(entries appended before row keys existed have no `row_key`: their replay key is the entry id
-alone). Anything else is malformed: the recorder counts it, logs it and acknowledges it, so that
+An entry has one field `r`: the JSON array `[channel, seq, received_at_epoch, record, row_key]`.
+`row_key` is `{writer}-{n}` (the worker's history log: 1 to 16 hex digits, then a decimal
+counter); entries appended before row keys existed have none, and their replay key is the entry
+id. Anything else is malformed: the recorder counts it, logs it and acknowledges it, so that
 one bad entry can never stop the stream from draining.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
 import orjson
 
-from aggregation.core.records import Channel, Rejection, is_key, validate_record
+from aggregation.core.records import Channel, Rejection, validate_record
+from history.models import LEGACY_SEQ_BITS, LEGACY_WRITER
 
 _CHANNELS: Final = {channel.value: channel for channel in Channel}
 _BIGINT_MAX: Final = 2**63 - 1
@@ -23,6 +26,23 @@ _BIGINT_MAX: Final = 2**63 - 1
 # (and outside what PostgreSQL's timestamptz and Python's datetime both hold).
 _EPOCH_MIN: Final = datetime(1970, 1, 2, tzinfo=UTC).timestamp()
 _EPOCH_MAX: Final = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+_ROW_KEY_RE: Final = re.compile(r"([0-9a-f]{1,16})-([0-9]{1,19})")
+_LEGACY_SEQ_MAX: Final = 2**LEGACY_SEQ_BITS - 1
+_LEGACY_MS_MAX: Final = _BIGINT_MAX >> LEGACY_SEQ_BITS
+
+
+def row_key_parts(row_key: str) -> tuple[int, int] | None:
+    """`'9f3a0c1d-41'` -> (writer as a signed 64-bit integer, 41); None unless a row key.
+
+    The writer part 0 is refused: it is the writer id of rows keyed by their entry id.
+    """
+    match = _ROW_KEY_RE.fullmatch(row_key)
+    if match is None:
+        return None
+    writer, n = int(match[1], 16), int(match[2])
+    if writer == LEGACY_WRITER or n > _BIGINT_MAX:
+        return None
+    return (writer - 2**64 if writer > _BIGINT_MAX else writer), n
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +61,15 @@ class StreamRow:
     def entry_id(self) -> str:
         """The Redis stream entry id (`ms-seq`)."""
         return f"{self.stream_ms}-{self.stream_seq}"
+
+    def key(self) -> tuple[int, int]:
+        """The replay key: (writer, n) of the row key, else (LEGACY_WRITER, ms << 20 | seq)."""
+        if self.row_key is not None:
+            parts = row_key_parts(self.row_key)
+            if parts is None:
+                raise ValueError(f"not a row key: {self.row_key!r}")
+            return parts
+        return LEGACY_WRITER, self.stream_ms << LEGACY_SEQ_BITS | self.stream_seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +106,10 @@ def parse_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StreamRow 
         return Malformed(text_id, "not_a_row")
     channel_name, seq, received, record = value[:4]
     row_key = value[4] if len(value) == 5 else None
-    if row_key is not None and not (isinstance(row_key, str) and is_key(row_key)):
+    if row_key is not None and not (isinstance(row_key, str) and row_key_parts(row_key)):
         return Malformed(text_id, "bad_row_key")
+    if row_key is None and (ids[0] > _LEGACY_MS_MAX or ids[1] > _LEGACY_SEQ_MAX):
+        return Malformed(text_id, "bad_entry_id")  # no room for it in the legacy key
     channel = _CHANNELS.get(channel_name) if isinstance(channel_name, str) else None
     if channel is None:
         return Malformed(text_id, "unknown_channel")

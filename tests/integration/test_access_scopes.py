@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from typing import Any
@@ -23,7 +22,7 @@ from aggregation.core.state import TradingState
 from aggregation.keys import RedisNames
 from aggregation.leader import LeaderLease
 from aggregation.shared_snapshot import SharedSnapshot
-from history.models import AccountSnapshot, MarketTick, OrderEvent
+from tests.history_rows import store, stream_row, tick_row
 from tests.integration.test_access_http import bearer, issue
 
 pytestmark = [
@@ -33,38 +32,20 @@ pytestmark = [
 ]
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-_ids = itertools.count(1)
-
-
-def row(moment: datetime) -> dict[str, Any]:
-    """The fields every stored history row has, as the recorder fills them."""
-    n = next(_ids)
-    return {"stream_ms": n, "stream_seq": 0, "seq": n, "received_at": moment, "time": moment}
-
-
-def tick(symbol: str, price: float) -> MarketTick:
-    """One stored tick."""
-    fields = row(T0 + timedelta(seconds=next(_ids)))
-    record = {"symbol": symbol, "last_price": price}
-    return MarketTick(
-        **fields, updated_at=fields["time"], record=record, symbol=symbol, last_price=price
-    )
 
 
 @pytest.fixture
 def recorded() -> None:
-    """Ticks of two symbols, an order and an account row."""
-    MarketTick.objects.bulk_create([tick("BTCUSDT", 1.0), tick("ETHUSDT", 2.0)])
-    OrderEvent.objects.create(
-        **row(T0),
-        record={"id": "o1", "symbol": "BTCUSDT"},
-        order_id="o1",
-        symbol="BTCUSDT",
-        side="BUY",
-        quantity=1.0,
-        status="NEW",
-    )
-    AccountSnapshot.objects.create(**row(T0), record={"total_balance": 1.0}, total_balance=1.0)
+    """Ticks of two symbols, an order and an account row (through the recorder's write path)."""
+    store(
+        [
+            tick_row("BTCUSDT", T0 + timedelta(seconds=1), 1.0),
+            tick_row("ETHUSDT", T0 + timedelta(seconds=2), 2.0),
+            stream_row("orders", {"id": "o1", "symbol": "BTCUSDT", "side": "BUY",
+                                  "quantity": 1.0, "status": "NEW"}, T0),
+            stream_row("account", {"total_balance": 1.0}, T0),
+        ]
+    )  # fmt: skip
 
 
 def assert_forbidden(response: Any) -> None:

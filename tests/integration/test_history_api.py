@@ -15,10 +15,12 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
-from history.models import AccountSnapshot, MarketTick, OrderEvent, StrategySnapshot
-from history.selectors import rfc3339
+from history.models import MarketTick
+from history.selectors import rfc3339, symbol_id
 from history.services import history_rows_write, staging_create
 from history.stream_rows import StreamRow
+from tests.history_rows import api_item, store, stream_row
+from tests.history_rows import tick_row as tick
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -33,30 +35,6 @@ def api(client: Client, django_user_model: type[User]) -> Client:
     return client
 
 
-def tick(symbol: str, moment: datetime, price: float, *, volume: float | None = None) -> MarketTick:
-    """One stored tick, as the recorder would have stored it."""
-    n = next(_ids)
-    record: dict[str, Any] = {
-        "symbol": symbol,
-        "last_price": price,
-        "updated_at": rfc3339(moment),
-    }
-    if volume is not None:
-        record["volume_24h"] = volume
-    return MarketTick(
-        stream_ms=n,
-        stream_seq=0,
-        seq=n,
-        received_at=moment + timedelta(milliseconds=1),
-        updated_at=moment,
-        time=moment,
-        record=record,
-        symbol=symbol,
-        last_price=price,
-        volume_24h=volume,
-    )
-
-
 def get(api: Client, **params: str) -> dict[str, Any]:
     response = api.get(URL, params)
     assert response.status_code == 200, response.content
@@ -65,7 +43,8 @@ def get(api: Client, **params: str) -> dict[str, Any]:
 
 
 def test_a_page_has_the_contract_shape_and_items_carry_seq_and_received_at(api: Client) -> None:
-    MarketTick.objects.bulk_create([tick("BTCUSDT", T0, 1.5), tick("ETHUSDT", T0, 2.5)])
+    btc = tick("BTCUSDT", T0, 1.5)
+    store([btc, tick("ETHUSDT", T0, 2.5)])
     body = get(api, type="market_data", symbol="BTCUSDT")
     assert set(body) == {"type", "symbol", "limit", "data", "next"}
     assert (body["type"], body["symbol"], body["limit"], body["next"]) == (
@@ -75,14 +54,13 @@ def test_a_page_has_the_contract_shape_and_items_carry_seq_and_received_at(api: 
         None,
     )
     (item,) = body["data"]
-    stored = MarketTick.objects.get(symbol="BTCUSDT")
-    assert item == {**stored.record, "seq": stored.seq, "received_at": rfc3339(stored.received_at)}
+    assert item == api_item(btc)
     assert get(api, type="market_data")["symbol"] is None
     assert len(get(api, type="market_data")["data"]) == 2
 
 
 def test_time_range_is_from_inclusive_to_exclusive(api: Client) -> None:
-    MarketTick.objects.bulk_create([tick("X", T0 + timedelta(minutes=m), m) for m in range(10)])
+    store([tick("X", T0 + timedelta(minutes=m), m) for m in range(10)])
     body = get(
         api,
         type="market_data",
@@ -93,39 +71,28 @@ def test_time_range_is_from_inclusive_to_exclusive(api: Client) -> None:
 
 
 def test_symbol_filters_orders_by_symbol_and_strategies_by_id(api: Client) -> None:
-    def order(order_id: str, symbol: str) -> OrderEvent:
+    def order(order_id: str, symbol: str) -> StreamRow:
         record = {"id": order_id, "symbol": symbol, "side": "BUY", "quantity": 1.0, "status": "NEW"}
-        n = next(_ids)
-        return OrderEvent(
-            stream_ms=n, stream_seq=0, seq=n, received_at=T0, time=T0, record=record,
-            order_id=order_id, symbol=symbol, side="BUY", quantity=1.0, status="NEW",
-        )  # fmt: skip
+        return stream_row("orders", record, T0)
 
-    OrderEvent.objects.bulk_create([order("o1", "BTCUSDT"), order("o2", "ETHUSDT")])
+    store([order("o1", "BTCUSDT"), order("o2", "ETHUSDT")])
     assert [o["id"] for o in get(api, type="orders", symbol="ETHUSDT")["data"]] == ["o2"]
-    n = next(_ids)
-    StrategySnapshot.objects.create(
-        stream_ms=n, stream_seq=0, seq=n, received_at=T0, time=T0,
-        record={"id": "mm-1", "status": "RUNNING"}, strategy_id="mm-1", status="RUNNING",
-    )  # fmt: skip
-    assert [s["id"] for s in get(api, type="strategies", symbol="mm-1")["data"]] == ["mm-1"]
+    strategy = stream_row("strategies", {"id": "mm-1", "status": "RUNNING"}, T0)
+    account = stream_row("account", {"total_balance": 5.0}, T0)
+    store([strategy, account])
+    assert get(api, type="strategies", symbol="mm-1")["data"] == [api_item(strategy)]
     assert get(api, type="strategies", symbol="other")["data"] == []
-    AccountSnapshot.objects.create(
-        stream_ms=n, stream_seq=0, seq=n, received_at=T0, time=T0,
-        record={"total_balance": 5.0}, total_balance=5.0,
-    )  # fmt: skip
-    assert [a["total_balance"] for a in get(api, type="account")["data"]] == [5.0]
+    assert get(api, type="account")["data"] == [api_item(account)]
 
 
 def test_walking_pages_while_rows_are_inserted_gives_no_duplicates_and_no_gaps(
     api: Client,
 ) -> None:
-    # given 200 ticks, many sharing a timestamp (ties are broken by id)
+    # given 200 ticks, many sharing a timestamp (ties are broken by the row key)
     rng = random.Random(5)
-    MarketTick.objects.bulk_create(
-        [tick("X", T0 + timedelta(seconds=rng.randrange(60)), float(i)) for i in range(200)]
-    )
-    expected = list(MarketTick.objects.order_by("-time", "-id").values_list("seq", flat=True))
+    store([tick("X", T0 + timedelta(seconds=rng.randrange(60)), float(i)) for i in range(200)])
+    newest_first = MarketTick.objects.order_by("-time", "-writer_id", "-n")
+    expected = list(newest_first.values_list("seq", flat=True))
     walked: list[int] = []
     cursor: str | None = None
     newest = T0 + timedelta(seconds=60)
@@ -134,11 +101,9 @@ def test_walking_pages_while_rows_are_inserted_gives_no_duplicates_and_no_gaps(
         body = get(api, **params, **({"cursor": cursor} if cursor else {}))
         walked += [item["seq"] for item in body["data"]]
         # when rows keep arriving between pages: newer ones, and one tied with the last row
-        # sent (a larger id at the same time sorts before it, so it belongs to no later page)
+        # sent (a larger key at the same time sorts before it, so it belongs to no later page)
         last_time = datetime.fromisoformat(body["data"][-1]["updated_at"])
-        MarketTick.objects.bulk_create(
-            [tick("X", newest + timedelta(seconds=page), -1.0), tick("X", last_time, -2.0)]
-        )
+        store([tick("X", newest + timedelta(seconds=page), -1.0), tick("X", last_time, -2.0)])
         cursor = body["next"]
         if cursor is None:
             break
@@ -147,7 +112,7 @@ def test_walking_pages_while_rows_are_inserted_gives_no_duplicates_and_no_gaps(
 
 
 def test_a_page_never_exceeds_the_limit_and_next_is_null_at_the_end(api: Client) -> None:
-    MarketTick.objects.bulk_create([tick("X", T0 + timedelta(seconds=s), s) for s in range(5)])
+    store([tick("X", T0 + timedelta(seconds=s), s) for s in range(5)])
     first = get(api, type="market_data", limit="5")
     assert len(first["data"]) == 5
     assert first["next"] is None
@@ -157,10 +122,10 @@ def test_a_page_never_exceeds_the_limit_and_next_is_null_at_the_end(api: Client)
 
 
 def reference_candles(ticks: list[MarketTick], step: timedelta) -> list[dict[str, Any]]:
-    """OHLC computed the slow, obvious way: buckets from the UTC origin, ticks by (time, id)."""
+    """OHLC computed the slow, obvious way: buckets from the UTC origin, ticks by (time, key)."""
     origin = datetime(2000, 1, 1, tzinfo=UTC)
     buckets: dict[datetime, list[MarketTick]] = defaultdict(list)
-    for t in sorted(ticks, key=lambda t: (t.time, t.id)):
+    for t in sorted(ticks, key=lambda t: (t.time, t.writer_id, t.n)):
         buckets[origin + step * ((t.time - origin) // step)].append(t)
     return [
         {
@@ -213,7 +178,7 @@ def test_candles_equal_a_python_reference(api: Client, seed: int) -> None:
     # written out of order in several batches
     rng = random.Random(seed)
     moments = [T0 + timedelta(seconds=rng.randrange(3 * 86_400)) for _ in range(400)]
-    moments += rng.sample(moments, 40)  # ties on time: open/close decided by id
+    moments += rng.sample(moments, 40)  # ties on time: open/close decided by the row key
     ticks = [
         ("X", m, rng.choice([100.0, round(rng.uniform(90, 110), 2)]),
          rng.choice([None, rng.uniform(0, 1e6)]))
@@ -221,7 +186,7 @@ def test_candles_equal_a_python_reference(api: Client, seed: int) -> None:
     ]  # fmt: skip
     rng.shuffle(ticks)
     write_ticks([*ticks, ("Y", T0, 1.0, None)], batches=5)
-    mine = list(MarketTick.objects.filter(symbol="X"))
+    mine = list(MarketTick.objects.filter(symbol_id=symbol_id("X")))
     assert len(mine) == len(ticks)
     for interval, step in INTERVAL_STEPS.items():
         # when walked in small pages
@@ -290,7 +255,7 @@ def test_every_bad_parameter_is_a_400_naming_it(api: Client, query: str, paramet
 
 
 def test_a_row_cursor_is_refused_for_candles(api: Client) -> None:
-    MarketTick.objects.bulk_create([tick("X", T0 + timedelta(seconds=s), s) for s in range(3)])
+    store([tick("X", T0 + timedelta(seconds=s), s) for s in range(3)])
     row_cursor = get(api, type="market_data", symbol="X", limit="1")["next"]
     response = api.get(
         URL, {"type": "market_data", "symbol": "X", "interval": "1m", "cursor": row_cursor}
@@ -309,5 +274,15 @@ def test_the_openapi_schema_describes_the_endpoint(client: Client) -> None:
     assert response.status_code == 200
     operation = response.json()["paths"]["/api/v1/history"]["get"]
     names = {p["name"] for p in operation["parameters"]}
-    assert names == {"type", "symbol", "from", "to", "limit", "cursor", "interval"}
+    assert names == {
+        "type",
+        "symbol",
+        "from",
+        "to",
+        "limit",
+        "cursor",
+        "interval",
+        "format",
+        "order",
+    }
     assert set(operation["responses"]) >= {"200", "400", "403"}

@@ -1,9 +1,9 @@
-"""`manage.py prune_history`: old rows go in small batches, recent ones stay."""
+"""`manage.py prune_history`: old days go whole (their partitions dropped), recent ones stay."""
 
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -11,65 +11,66 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from history.models import MarketTick, MinuteCandle, OrderEvent
+from history.services import partition_name, partitions_list
+from history.stream_rows import StreamRow
+from tests.history_rows import store, stream_row, tick_row
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
-def tick(n: int, age: timedelta) -> MarketTick:
-    moment = timezone.now() - age
-    return MarketTick(
-        stream_ms=n, stream_seq=0, seq=n, received_at=moment, time=moment,
-        record={"symbol": "X", "last_price": 1.0}, symbol="X", last_price=1.0,
-    )  # fmt: skip
+def day_start(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def order(n: int, age: timedelta) -> OrderEvent:
-    moment = timezone.now() - age
+def order(n: int, moment: datetime) -> StreamRow:
     record = {"id": f"o{n}", "symbol": "X", "side": "SELL", "quantity": 1.0, "status": "NEW"}
-    return OrderEvent(
-        stream_ms=n, stream_seq=0, seq=n, received_at=moment, time=moment, record=record,
-        order_id=f"o{n}", symbol="X", side="SELL", quantity=1.0, status="NEW",
-    )  # fmt: skip
+    return stream_row("orders", record, moment)
 
 
-def candle(minutes_ago: int) -> MinuteCandle:
-    bucket = (timezone.now() - timedelta(minutes=minutes_ago)).replace(second=0, microsecond=0)
-    return MinuteCandle(
-        symbol="X", bucket=bucket, open=1, open_time=bucket, open_id=1, high=1, low=1, close=1,
-        close_time=bucket, close_id=1, ticks=1,
-    )  # fmt: skip
-
-
-def test_prune_deletes_what_is_older_than_the_retention_in_batches() -> None:
-    # given 25 old and 4 recent ticks, 7 old and 2 recent orders, old and recent candles
-    MarketTick.objects.bulk_create(
-        [tick(n, timedelta(days=31 + n)) for n in range(25)]
-        + [tick(100 + n, timedelta(days=29)) for n in range(4)]
-    )
-    OrderEvent.objects.bulk_create(
-        [order(n, timedelta(days=40)) for n in range(7)]
-        + [order(100 + n, timedelta(hours=1)) for n in range(2)]
-    )
-    MinuteCandle.objects.bulk_create([candle(31 * 1440 + m) for m in range(5)] + [candle(3)])
+def test_prune_drops_the_days_wholly_older_than_the_retention() -> None:
+    # given ticks on 25 days past the retention, on the day it ends inside (before and after
+    # its cut-off), and recent ones; old and recent orders; their minute candles
+    now = timezone.now()
+    cutoff = now - timedelta(days=30)
+    boundary = day_start(cutoff)  # the day that is partly expired
+    old = [tick_row("X", boundary - timedelta(days=d, hours=1), 1.0) for d in range(25)]
+    partly = [tick_row("X", boundary + timedelta(seconds=1), 2.0)]
+    if cutoff - boundary > timedelta(minutes=2):  # a tick older than the cut-off on that day
+        partly.append(tick_row("X", cutoff - timedelta(seconds=1), 3.0))
+    recent = [tick_row("X", now - timedelta(days=d), 4.0) for d in range(3)]
+    store([*old, *partly, *recent])
+    store([order(n, now - timedelta(days=40)) for n in range(7)] + [order(9, now)])
     out = io.StringIO()
-    # when pruned with a batch of 3 rows (many statements)
+    # when pruned
     call_command("prune_history", days=30, batch_size=3, stdout=out)
-    # then only recent rows are left, and the output says how many went per table
-    assert MarketTick.objects.count() == 4
-    assert OrderEvent.objects.count() == 2
-    assert MinuteCandle.objects.count() == 1
+    # then the old days are gone with their candles, the partly expired day is kept whole
+    assert MarketTick.objects.count() == len(partly) + len(recent)
+    assert OrderEvent.objects.count() == 1
+    assert not MinuteCandle.objects.filter(bucket__lt=boundary).exists()
+    assert MinuteCandle.objects.count() == len(partly) + len(recent)  # a minute each
+    days = [day for _, day in partitions_list(MarketTick._meta.db_table)]
+    assert min(days) == boundary.date()
     lines = out.getvalue().splitlines()
-    assert "market_data: 25 rows deleted" in lines
-    assert "orders: 7 rows deleted" in lines
-    assert "positions: 0 rows deleted" in lines
-    assert "candles_1m: 5 rows deleted" in lines
-    assert lines[-1].startswith("total: 37 rows older than ")
+    assert "market_data: 25 day partitions dropped" in lines
+    assert "orders: 1 day partitions dropped" in lines
+    assert "positions: 0 day partitions dropped" in lines
+    assert "candles_1m: 25 rows deleted" in lines
+    assert lines[-1] == f"kept: the days from {boundary.date().isoformat()} (UTC) on"
+
+
+def test_a_row_outside_the_partitions_gets_its_day_on_demand() -> None:
+    moment = datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert store([tick_row("X", moment, 1.0)]) == {"market_data": 1}
+    names = [name for name, _ in partitions_list(MarketTick._meta.db_table)]
+    assert partition_name(MarketTick._meta.db_table, moment.date()) in names
+    assert MarketTick.objects.get().time == moment
 
 
 def test_prune_defaults_to_the_retention_setting_and_refuses_bad_options() -> None:
-    MarketTick.objects.bulk_create([tick(1, timedelta(days=10)), tick(2, timedelta(days=400))])
+    now = timezone.now()
+    store([tick_row("X", now - timedelta(days=d), float(d)) for d in (10, 400)])
     call_command("prune_history", stdout=io.StringIO())  # history_retention_days: 30
-    assert list(MarketTick.objects.values_list("seq", flat=True)) == [1]
+    assert list(MarketTick.objects.values_list("last_price", flat=True)) == [10.0]
     with pytest.raises(CommandError):
         call_command("prune_history", days=0, stdout=io.StringIO())
     with pytest.raises(CommandError):

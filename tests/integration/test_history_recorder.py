@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,9 +29,16 @@ from redis.exceptions import RedisError
 from aggregation.history_log import HistoryLog
 from aggregation.keys import RedisNames
 from dashboard_project.redis_clients import RedisTarget
-from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle
+from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle, Symbol
 from history.recorder import Recorder, RecorderOptions
-from history.services import history_rows_write, history_rows_write_isolating, staging_create
+from history.selectors import history_list
+from history.services import _WRITE_LOCK as WRITE_LOCK  # the lock recorders take turns on
+from history.services import (
+    history_rows_write,
+    history_rows_write_isolating,
+    partitions_list,
+    staging_create,
+)
 from history.stream_group import GROUP, StreamGroup
 from history.stream_rows import StreamRow, parse_entry
 from tests.processes import free_port, wait_until
@@ -156,8 +164,21 @@ ALL_KINDS: list[Row] = [
 ]  # fmt: skip
 
 
+EXTRA = {
+    "orders": {
+        "client_tag": "extra",
+        "created_at": "2026-05-01T11:59:00Z",
+        "updated_at": "2026-05-01T12:00:01+02:00",
+    }
+}
+
+
 def stored(model: Any) -> list[dict[str, Any]]:
-    return list(model._default_manager.order_by("id").values())
+    return list(model._default_manager.order_by("time", "writer_id", "n").values())
+
+
+def symbol_names() -> dict[int, str]:
+    return dict(Symbol.objects.values_list("id", "name"))
 
 
 def test_every_kind_is_stored_with_equal_values(
@@ -168,22 +189,33 @@ def test_every_kind_is_stored_with_equal_values(
     append(redis_url, stream, ALL_KINDS)
     # when the recorder runs
     assert drain(recorder) == 5
-    # then each table holds its record, typed columns equal to the record's fields
+    # then each table holds its record: typed columns equal to the record's fields, and in
+    # `extra` only what they cannot give back as written (an extra field, times spelled with
+    # an offset or without fraction digits where the column cannot say so)
+    names = symbol_names()
     for channel, seq, record in ALL_KINDS:
         model = HISTORY_MODELS[channel]
         (row,) = stored(model)
-        assert row["record"] == record
         assert row["seq"] == seq
-        assert before <= row["received_at"] <= datetime.now(UTC)
+        assert row["extra"] == EXTRA.get(channel)
         for field in model.typed_fields():
             value = record.get(model.record_key(field.name))
             if isinstance(value, str) and field.get_internal_type() == "DateTimeField":
                 value = datetime.fromisoformat(value)
             assert row[field.attname] == value, field.name
+        if model.key_field is not None:
+            assert names[row["symbol_id"]] == record[model.key_record]
         updated = record.get("updated_at")
-        expected_time = datetime.fromisoformat(updated) if updated else row["received_at"]
-        assert row["updated_at"] == (datetime.fromisoformat(updated) if updated else None)
-        assert row["time"] == expected_time
+        if updated:
+            assert row["time"] == datetime.fromisoformat(updated)
+        # and the API gives the record back as it was accepted
+        page = history_list(kind=channel, symbol=None, start=None, end=None, before=None, limit=9)
+        (item,) = page.items
+        received = datetime.fromisoformat(item.pop("received_at"))
+        assert before <= received <= datetime.now(UTC)
+        assert item == {**record, "seq": seq}
+        if not updated:
+            assert row["time"] == received
     assert recorder.written == {channel: 1 for channel, _, _ in ALL_KINDS}
     (account,) = stored(AccountSnapshot)
     assert account["balances"] == {"USDT": 90000.0, "BTC": 0.5}
@@ -198,7 +230,8 @@ def test_n_rows_in_give_n_rows_out_and_the_stream_is_trimmed(
     drain(recorder)
     found = stored(MarketTick)
     assert len(found) == 1234
-    assert [(r["seq"], r["symbol"], r["last_price"]) for r in found] == [
+    names = symbol_names()
+    assert [(r["seq"], names[r["symbol_id"]], r["last_price"]) for r in found] == [
         (seq, rec["symbol"], rec["last_price"]) for _, seq, rec in rows
     ]
     assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == 1234
@@ -419,3 +452,109 @@ def test_a_retried_append_after_a_lost_reply_records_each_row_once(
     drain(recorder)
     assert MarketTick.objects.count() == len(rows)
     assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == len(rows)
+
+
+def test_the_recorder_creates_the_coming_days_partitions_ahead(
+    recorder: Recorder, redis_url: str, stream: str
+) -> None:
+    # given a recorder that has written one batch
+    append(redis_url, stream, ticks(1))
+    drain(recorder)
+    # then every table has today's partition and the next two days', before any row needs them
+    today = datetime.now(UTC).date()
+    for model in HISTORY_MODELS.values():
+        days = {day for _, day in partitions_list(model._meta.db_table)}
+        assert {today + timedelta(days=d) for d in range(3)} <= days, model.__name__
+
+
+def test_two_recorders_share_the_stream_and_record_each_row_once(
+    options: RecorderOptions, redis_url: str, stream: str, redis_client: redis.Redis
+) -> None:
+    # given rows in the stream, a batch of them delivered twice (a reclaim racing its owner)
+    rows = ticks(3000)
+    append(redis_url, stream, rows)
+    twice = parse_entries(redis_client.xrange(stream, count=200))
+    # when two recorders drain it at the same time, and a copy of one batch is written by a
+    # third connection meanwhile
+    small = dataclasses.replace(options, batch_size=50)
+    recorders = [Recorder(small, consumer=f"recorder-{i}") for i in range(2)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=r.run, args=(stop,)) for r in recorders]
+    try:
+        with psycopg.connect(options.dsn) as conn:
+            # Both must take part however the threads are scheduled: this connection holds the
+            # recorders' write lock until each has been handed a batch and waits for the lock.
+            staging_create(conn=conn)
+            conn.execute(WRITE_LOCK)  # held until the commit below
+            history_rows_write(conn=conn, rows=twice)
+            for thread in threads:
+                thread.start()
+
+            def both_hold_a_batch() -> bool:
+                try:
+                    consumers = redis_client.xinfo_consumers(stream, GROUP)
+                except redis.ResponseError:  # the recorders have not made the group yet
+                    return False
+                return len(consumers) == 2 and all(c["pending"] for c in consumers)
+
+            wait_until(both_hold_a_batch, timeout=30, what="each recorder handed a batch")
+            conn.commit()
+        wait_until(
+            lambda: MarketTick.objects.count() >= len(rows) and redis_client.xlen(stream) == 0,
+            timeout=60,
+            what="both recorders drained the stream",
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    # then each row is stored once, both took part, and every tick is in the candles once
+    assert MarketTick.objects.count() == len(rows)
+    assert all(r.batches > 0 for r in recorders)
+    assert sum(sum(r.written.values()) for r in recorders) == len(rows) - len(twice)
+    assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == len(rows)
+
+
+def parse_entries(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[StreamRow]:
+    parsed = [parse_entry(entry_id, fields) for entry_id, fields in entries]
+    return [row for row in parsed if isinstance(row, StreamRow)]
+
+
+def test_two_writers_of_the_same_rows_at_once_insert_them_once(options: RecorderOptions) -> None:
+    # given a batch written, not yet committed, on one connection (a recorder mid-batch)
+    now = datetime.now(UTC)
+    record = '{"symbol": "RACE", "last_price": 1.5}'
+    rows = [StreamRow(1, i, "market_data", i, now, record, f"abc-{i}") for i in range(1, 52)]
+    with psycopg.connect(options.dsn) as first, psycopg.connect(options.dsn) as second:
+        staging_create(conn=first)
+        staging_create(conn=second)
+        # (the symbol and the writer already known: their dictionary inserts wait for nothing)
+        assert history_rows_write(conn=first, rows=rows[:1]) == {"market_data": 1}
+        rows = rows[1:]
+        first.execute("SELECT 1")  # its transaction: the write below is a savepoint in it
+        assert history_rows_write(conn=first, rows=rows) == {"market_data": 50}
+        # when another connection writes the same rows meanwhile (a reclaim racing the owner)
+        result: dict[str, int] = {}
+        racer = threading.Thread(
+            target=lambda: result.update(history_rows_write(conn=second, rows=rows))
+        )
+        racer.start()
+        pid = second.info.backend_pid
+        with psycopg.connect(options.dsn, autocommit=True) as watcher:
+            wait_until(
+                lambda: (
+                    not racer.is_alive()
+                    or watcher.execute(
+                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                        [pid],
+                    ).fetchone()
+                    == (True,)
+                ),
+                timeout=10,
+                what="the second write waits, or is done",
+            )
+        first.commit()
+        racer.join(timeout=10)
+    # then the rows are stored once: the second writer waited, then found them
+    assert result == {"market_data": 0}
+    assert MarketTick.objects.count() == 51

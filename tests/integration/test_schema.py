@@ -50,5 +50,5 @@ def test_history_parameters_state_their_bounds(client: Client) -> None:
         for p in schema(client)["paths"]["/api/v1/history"]["get"]["parameters"]
     }
     assert parameters["limit"] == {"type": "integer", "minimum": 1, "maximum": 1000}
-    assert parameters["symbol"]["pattern"] == "^[A-Za-z0-9_-]{1,64}$"
+    assert parameters["symbol"]["pattern"] == "^[A-Za-z0-9_-]{1,64}(,[A-Za-z0-9_-]{1,64})*$"
     assert parameters["cursor"]["pattern"] == "^[A-Za-z0-9_-]+$"

@@ -110,14 +110,14 @@ def test_an_unencoded_plus_gets_a_hint() -> None:
 
 
 def test_row_cursor_round_trips() -> None:
-    cursor = Cursor(datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC), 42)
+    cursor = Cursor(datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC), 3, 42)
     text = encode_cursor(cursor)
     assert decode_cursor(text, candles=False) == cursor
     assert parse(type="orders", cursor=text).before == cursor
 
 
 def test_a_row_cursor_is_not_a_candle_cursor_and_back() -> None:
-    rows = encode_cursor(Cursor(datetime(2026, 5, 1, tzinfo=UTC), 42))
+    rows = encode_cursor(Cursor(datetime(2026, 5, 1, tzinfo=UTC), 3, 42))
     candles = encode_cursor(Cursor(datetime(2026, 5, 1, tzinfo=UTC)))
     with pytest.raises(InvalidParameter):
         decode_cursor(rows, candles=True)
@@ -129,13 +129,16 @@ def test_a_row_cursor_is_not_a_candle_cursor_and_back() -> None:
 @pytest.mark.parametrize(
     "payload",
     [
-        b'{"t":1,"i":0}',  # id out of range
-        b'{"t":1,"i":"1"}',
-        b'{"t":1.5,"i":1}',
-        b'{"t":true,"i":1}',
-        b'{"t":1,"i":1,"x":1}',
-        b'{"t":99999999999999999999,"i":1}',
-        b'{"i":1,"t":1}',  # not our canonical encoding
+        b'{"t":1,"w":-1,"n":1}',  # writer id out of range
+        b'{"t":1,"w":2147483648,"n":1}',
+        b'{"t":1,"w":1,"n":-1}',  # n out of range
+        b'{"t":1,"w":1,"n":"1"}',
+        b'{"t":1,"i":1}',  # a cursor of the schema before day partitions
+        b'{"t":1.5,"w":1,"n":1}',
+        b'{"t":true,"w":1,"n":1}',
+        b'{"t":1,"w":1,"n":1,"x":1}',
+        b'{"t":99999999999999999999,"w":1,"n":1}',
+        b'{"n":1,"w":1,"t":1}',  # not our canonical encoding
         b"[1,1]",
         b"null",
     ],
@@ -174,9 +177,9 @@ def test_any_text_is_a_cursor_or_refused(text: str, candles: bool) -> None:
     st.datetimes(
         min_value=datetime(1, 1, 3), max_value=datetime(9999, 12, 29), timezones=st.just(UTC)
     ),
-    st.integers(1, 2**63 - 1),
+    st.integers(0, 2**31 - 1),
+    st.integers(0, 2**63 - 1),
 )
-def test_every_cursor_round_trips(moment: datetime, row_id: int) -> None:
-    assert decode_cursor(encode_cursor(Cursor(moment, row_id)), candles=False) == Cursor(
-        moment, row_id
-    )
+def test_every_cursor_round_trips(moment: datetime, writer: int, n: int) -> None:
+    cursor = Cursor(moment, writer, n)
+    assert decode_cursor(encode_cursor(cursor), candles=False) == cursor

@@ -36,6 +36,16 @@ def test_the_writers_row_key_is_kept() -> None:
     row = parse_entry(b"1-0", entry(["market_data", 12, 1714564800.25, TICK, "9f3a0c1d-41"]))
     assert isinstance(row, StreamRow)
     assert row.row_key == "9f3a0c1d-41"
+    assert row.key() == (0x9F3A0C1D, 41)
+
+
+def test_the_replay_key_is_the_row_key_in_two_integers_or_the_entry_id() -> None:
+    keyed = parse_entry(b"1-0", entry(["market_data", 1, 1.0e9, TICK, "ffffffffffffffff-7"]))
+    assert isinstance(keyed, StreamRow)
+    assert keyed.key() == (-1, 7)  # the 64-bit writer id, stored as a signed bigint
+    legacy = parse_entry(b"1714564800000-7", entry(["market_data", 1, 1.0e9, TICK]))
+    assert isinstance(legacy, StreamRow)
+    assert legacy.key() == (0, 1714564800000 << 20 | 7)
 
 
 def test_extra_fields_pass_through_and_nulls_are_dropped() -> None:
@@ -75,6 +85,12 @@ def test_extra_fields_pass_through_and_nulls_are_dropped() -> None:
         (b"1-0", entry(["market_data", 1, 1.0e9, TICK, 7]), "bad_row_key"),
         (b"1-0", entry(["market_data", 1, 1.0e9, TICK, "k\n"]), "bad_row_key"),
         (b"1-0", entry(["market_data", 1, 1.0e9, TICK, "k" * 65]), "bad_row_key"),
+        (b"1-0", entry(["market_data", 1, 1.0e9, TICK, "not-a-key"]), "bad_row_key"),
+        (b"1-0", entry(["market_data", 1, 1.0e9, TICK, "0-1"]), "bad_row_key"),  # legacy's
+        (b"1-0", entry(["market_data", 1, 1.0e9, TICK, "1ffffffffffffffff-1"]), "bad_row_key"),
+        (b"1-0", entry(["market_data", 1, 1.0e9, TICK, "1-9223372036854775808"]), "bad_row_key"),
+        (b"1-1048576", entry(["market_data", 1, 1.0e9, TICK]), "bad_entry_id"),  # no legacy key
+        (b"8796093022208-0", entry(["market_data", 1, 1.0e9, TICK]), "bad_entry_id"),
         (b"1-0", entry(["market_data", 1, 1.0e9, TICK, "k", "extra"]), "not_a_row"),
     ],
 )
