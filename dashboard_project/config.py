@@ -182,7 +182,9 @@ class Settings(BaseSettings):
     # --- WebSocket (contract section 4) ----------------------------------------------------
     ws_ping_interval_s: PositiveSeconds = 30.0
     ws_idle_timeout_s: PositiveSeconds = 60.0
-    ws_write_timeout_s: PositiveSeconds = 10.0  # the earlier service's write timeout
+    # The earlier service's write timeout: a socket none of whose writes completes for this
+    # long (the client stopped reading) is closed 1008 and reset (realtime.writer).
+    ws_write_timeout_s: PositiveSeconds = 10.0
     ws_max_message_bytes: int = Field(4096, ge=64, le=1_048_576)
     # The earlier service queued 256 messages per client; past this we drop and resync instead.
     ws_send_buffer_messages: int = Field(256, ge=1, le=100_000)

@@ -33,7 +33,9 @@ from realtime.writer import SocketWriter
 
 log = logging.getLogger(__name__)
 
-CLOSE_POLICY = 1008  # bad query parameters (the contract's codes cover auth and limits)
+# Bad query parameters, or a client that stopped reading (ws_write_timeout_s; the contract's
+# codes cover auth and limits; docs/SECURITY.md says why not 1011).
+CLOSE_POLICY = 1008
 CLOSE_TOO_LARGE = 1009
 CLOSE_KICKED = 4000
 CADENCE_TYPES = ("web", "tui")
@@ -54,6 +56,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     cadence: str
     client_id: str
     admission: Admission | None = None
+    closing: asyncio.Task[None] | None = None  # closing a client that stopped reading
     limits: AccessLimits
 
     @property
@@ -105,6 +108,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             limit=config.ws_send_buffer_messages,
             limit_bytes=config.ws_send_buffer_bytes,
             on_overflow_drained=self._resync,
+            write_timeout_s=config.ws_write_timeout_s,
+            on_stalled=self._stalled,
         )
         self.continuity = Continuity(0)
         self.waiting_for_mirror = False
@@ -339,6 +344,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             return
         metrics.RESYNCS.inc()
         self._send_snapshot()
+
+    def _stalled(self) -> None:
+        """The writer gave up: a write has not completed for `ws_write_timeout_s`."""
+        log.warning(
+            "closing a client that stopped reading",
+            extra={"client": self.client_id, "write_timeout_s": settings.CONFIG.ws_write_timeout_s},
+        )
+        metrics.WS_BOUNDS.labels("write_timeout").inc()
+        self.closing = asyncio.get_running_loop().create_task(self.close_with(CLOSE_POLICY))
 
     def _write(self, payload: str | bytes) -> None:
         if isinstance(payload, str):

@@ -65,10 +65,11 @@ RESYNCS = Counter(
 KICKS = Counter("dashboard_kicks", "Connections closed with 4000 because an admin asked.")
 WS_BOUNDS = Counter(
     "dashboard_ws_bounds",
-    "Per-connection bounds reached: refreshes merged, subscribes refused (too_many_subscriptions)",
+    "Per-connection bounds reached: refreshes merged, subscribes refused (too_many_subscriptions),"
+    " clients closed because their writes stalled (write_timeout)",
     ["bound"],
 )
-for _bound in ("refresh_merged", "too_many_subscriptions"):
+for _bound in ("refresh_merged", "too_many_subscriptions", "write_timeout"):
     WS_BOUNDS.labels(_bound)
 
 _FORMATS: Final = tuple(Format)

@@ -8,7 +8,9 @@ task, and later frames wait in a queue bounded in messages and in bytes (a few s
 big desk weigh more than hundreds of updates). When the queue overflows, the queued updates
 are dropped and the client is marked for one fresh snapshot once the drain completes — so a
 stalled client costs the server a bounded amount of memory, never a growing backlog
-(contract section 4, "Slow clients").
+(contract section 4, "Slow clients"). A write that has not completed for `write_timeout_s` (the
+client has stopped reading: `ws_write_timeout_s`) ends the writer: its queue is dropped, the
+stalled send cancelled, and `on_stalled` is called for the connection to be closed.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class SocketWriter:
         limit: int,
         limit_bytes: int = 1 << 62,
         on_overflow_drained: Callable[[], None],
+        write_timeout_s: float | None = None,
+        on_stalled: Callable[[], None] = lambda: None,
     ) -> None:
         self._send = send
         self._limit = limit
@@ -60,6 +64,10 @@ class SocketWriter:
         self.queued_bytes = 0
         self._drain: asyncio.Task[None] | None = None
         self._on_overflow_drained = on_overflow_drained
+        self._write_timeout_s = write_timeout_s
+        self._on_stalled = on_stalled
+        self._deadline: asyncio.TimerHandle | None = None
+        self._progress_at = 0.0  # when the drain last completed a send (loop time)
         self.overflowed = False
         self.closed = False
         self.sent = 0
@@ -100,9 +108,13 @@ class SocketWriter:
         except Exception:  # the connection is gone; the consumer's disconnect handles it
             self.closed = True
             return
-        self._drain = asyncio.get_running_loop().create_task(
-            self._finish(coroutine, yielded, message)
-        )
+        loop = asyncio.get_running_loop()
+        self._drain = loop.create_task(self._finish(coroutine, yielded, message))
+        if self._write_timeout_s is not None:
+            # One timer per drain, not per send: each completed send moves `_progress_at`,
+            # and the timer re-arms itself for what is left (a slow reader is not stalled).
+            self._progress_at = loop.time()
+            self._deadline = loop.call_later(self._write_timeout_s, self._check_stalled)
 
     def stale(self) -> None:
         """Drop what is queued; once the drain completes, `on_overflow_drained` is called.
@@ -119,9 +131,23 @@ class SocketWriter:
         self.overflowed = True
 
     def _count(self, message: AsgiMessage) -> None:
-        """Called when a frame was written."""
+        """Called when the drain wrote a frame."""
         self.sent += 1
         TOTALS.bytes += _size(message)
+        self._progress_at = asyncio.get_running_loop().time()
+
+    def _check_stalled(self) -> None:
+        """The write timer: close if no send has completed for `write_timeout_s`."""
+        self._deadline = None
+        if self._drain is None or self.closed or self._write_timeout_s is None:
+            return
+        loop = asyncio.get_running_loop()
+        left = self._progress_at + self._write_timeout_s - loop.time()
+        if left > 0:
+            self._deadline = loop.call_later(left, self._check_stalled)
+            return
+        self.close()
+        self._on_stalled()
 
     async def _finish(
         self, coroutine: Coroutine[Any, Any, None], yielded: Any, first: AsgiMessage
@@ -141,6 +167,9 @@ class SocketWriter:
             return
         finally:
             self._drain = None
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
         if self.overflowed:
             self.overflowed = False
             self._on_overflow_drained()
@@ -152,6 +181,9 @@ class SocketWriter:
         self.queued_bytes = 0
         if self._drain is not None:
             self._drain.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
 
 def _size(message: AsgiMessage) -> int:

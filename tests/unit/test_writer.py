@@ -152,3 +152,77 @@ async def test_stale_drops_what_is_queued_and_resyncs_after_the_drain() -> None:
     await drain_done(writer)
     assert send.delivered == [frame(0)]
     assert drained == [True]
+
+
+async def test_a_send_stalled_past_the_write_timeout_closes_the_writer() -> None:
+    send = GatedSend()
+    stalled = asyncio.Event()
+    writer = SocketWriter(
+        send,
+        limit=4,
+        on_overflow_drained=lambda: None,
+        write_timeout_s=0.05,
+        on_stalled=stalled.set,
+    )
+    send.writable.clear()  # the client stopped reading: flow control holds the send
+    for n in range(3):
+        writer.write(frame(n))
+    assert writer.queued_bytes > 0
+    await asyncio.wait_for(stalled.wait(), 2)
+    # what it held is released: the queue, and the send in flight (cancelled)
+    assert writer.closed
+    assert writer.queued_bytes == 0
+    await drain_done(writer)
+    send.writable.set()
+    writer.write(frame(9))
+    await asyncio.sleep(0)
+    assert send.delivered == []  # nothing more is written to it
+
+
+class PacedSend:
+    """An ASGI send that completes one message each time `release` is called."""
+
+    def __init__(self) -> None:
+        self.tokens = asyncio.Semaphore(0)
+        self.delivered: list[dict[str, Any]] = []
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        await self.tokens.acquire()
+        self.delivered.append(message)
+
+
+async def test_a_slow_reader_whose_sends_progress_is_not_closed() -> None:
+    # given a 0.5 s write timeout and a client that takes a frame every 0.1 s
+    send = PacedSend()
+    stalled: list[bool] = []
+    writer = SocketWriter(
+        send,
+        limit=16,
+        on_overflow_drained=lambda: None,
+        write_timeout_s=0.5,
+        on_stalled=lambda: stalled.append(True),
+    )
+    for n in range(10):
+        writer.write(frame(n))
+    # when the whole backlog takes twice the timeout to drain
+    while writer.backlogged:
+        send.tokens.release()
+        await asyncio.sleep(0.1)
+    # then it was written, in order, and the writer stays open (the timer went with the drain)
+    assert send.delivered == [frame(n) for n in range(10)]
+    await asyncio.sleep(0.6)
+    assert stalled == []
+    assert not writer.closed
+
+
+async def test_without_a_write_timeout_a_stalled_send_waits() -> None:
+    send = GatedSend()
+    writer = SocketWriter(send, limit=4, on_overflow_drained=lambda: None)
+    send.writable.clear()
+    writer.write(frame(0))
+    await asyncio.sleep(0.05)
+    assert writer.backlogged
+    assert not writer.closed
+    send.writable.set()
+    await drain_done(writer)
+    assert send.delivered == [frame(0)]

@@ -45,6 +45,7 @@ def _uvicorn(config: Settings) -> None:
 
     from realtime.header_timeout import HeaderTimeoutProtocol
     from realtime.shutdown import GoingAwayServer
+    from realtime.ws_close import PausedCloseProtocol
 
     server_config = uvicorn.Config(
         APP,
@@ -52,7 +53,7 @@ def _uvicorn(config: Settings) -> None:
         port=config.port,
         loop="uvloop",
         http=HeaderTimeoutProtocol.with_timeout(config.http_header_timeout_s),  # httptools
-        ws="websockets-sansio",
+        ws=PausedCloseProtocol,  # websockets-sansio, closing stalled sockets (ws_write_timeout_s)
         ws_max_size=max(_SERVER_MAX_FRAME, config.ws_max_message_bytes),
         ws_ping_interval=config.ws_ping_interval_s,
         # A peer that answers no ping is dropped `ws_idle_timeout_s` after the last one it did.
