@@ -33,8 +33,8 @@ from access.credentials import (
 )
 from access.ratelimit import ConnectionCounts, KeyedBuckets, KeyedWindows
 from access.services import normalize_origin
-from dashboard_project.config import Settings
 from realtime.protocol import Subscription
+from shared.config import Settings
 
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_FORBIDDEN: Final = 4403

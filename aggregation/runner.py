@@ -26,7 +26,13 @@ from redis.exceptions import RedisError
 from aggregation import metrics
 from aggregation.backends import Backend, BackendUnavailable
 from aggregation.broadcast import update_event
-from aggregation.core.records import (
+from aggregation.feeds.redis_feed import RedisFeed, scan_cache_keys
+from aggregation.history_log import HistoryLog
+from aggregation.leader import LeaderLease, NotLeader
+from aggregation.shared_snapshot import SharedSnapshot
+from shared import redis_clients
+from shared.config import Settings
+from shared.core.records import (
     Accepted,
     Channel,
     Rejection,
@@ -34,16 +40,10 @@ from aggregation.core.records import (
     is_key,
     parse_record,
 )
-from aggregation.core.state import TradingState
-from aggregation.feeds.redis_feed import RedisFeed, scan_cache_keys
-from aggregation.history_log import HistoryLog
-from aggregation.keys import CADENCES, RedisNames
-from aggregation.leader import LeaderLease, NotLeader
-from aggregation.shared_snapshot import SharedSnapshot
-from aggregation.throttled_log import ThrottledLog
-from dashboard_project import redis_clients
-from dashboard_project.config import Settings
-from dashboard_project.task_health import TaskHealth
+from shared.core.state import TradingState
+from shared.keys import CADENCES, RedisNames
+from shared.supervision import TaskHealth
+from shared.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aggregation.core.records import Accepted, Channel, parse_record
-from aggregation.core.state import TradingState
+from shared.core.records import Accepted, Channel, parse_record
+from shared.core.state import TradingState
 
 MAX_BYTES = 65_536
 CADENCES = ("web", "tui")

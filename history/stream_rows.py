@@ -15,7 +15,7 @@ from typing import Final
 
 import orjson
 
-from aggregation.core.records import Channel, Rejection, is_key, validate_record
+from shared.core.records import Channel, Rejection, is_key, validate_record
 
 _CHANNELS: Final = {channel.value: channel for channel in Channel}
 _BIGINT_MAX: Final = 2**63 - 1

@@ -17,8 +17,6 @@ from access import gate
 from access.gate import AccessLimits, Admission, Refusal
 from access.metrics import WS_REFUSED, limit_hit
 from access.ratelimit import EventWindow, TokenBucket
-from aggregation.broadcast import rfc3339_now
-from aggregation.events import StateUpdate
 from realtime import clientlog, metrics, protocol
 from realtime.hub import Hub, get_hub
 from realtime.presence import ClientInfo, identity
@@ -30,6 +28,8 @@ from realtime.protocol import (
     Subscription,
 )
 from realtime.writer import SocketWriter
+from shared.clock import rfc3339_now
+from shared.events import StateUpdate
 
 log = logging.getLogger(__name__)
 

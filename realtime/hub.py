@@ -24,18 +24,18 @@ from django.conf import settings
 from access import gate
 from access.gate import Admission
 from access.metrics import WS_REFUSED
-from aggregation.events import StateUpdate
-from aggregation.keys import CADENCES, RedisNames
-from aggregation.shared_snapshot import SharedSnapshot
-from dashboard_project import redis_clients
-from dashboard_project.config import Settings
 from realtime import metrics
 from realtime.mirror import ProcessMirror
 from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
 from realtime.protocol import Format, Subscription
 from realtime.stats import WebStats
-from realtime.supervision import TaskSupervisor
 from realtime.watchdog import DeafnessCheck
+from shared import redis_clients
+from shared.config import Settings
+from shared.events import StateUpdate
+from shared.keys import CADENCES, RedisNames
+from shared.snapshot import SnapshotReader
+from shared.supervision import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Hub:
         self.redis = redis_clients.async_client(
             config, socket_timeout=None, socket_connect_timeout=5
         )
-        self.mirror = ProcessMirror(SharedSnapshot(self.redis, self.names))
+        self.mirror = ProcessMirror(SnapshotReader(self.redis, self.names))
         self._members: dict[str, set[Member]] = {cadence: set() for cadence in CADENCES}
         self._by_id: dict[str, Member] = {}
         self.loops = TaskSupervisor("hub")  # its background loops, restarted if one dies

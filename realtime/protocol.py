@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 import msgpack
 import orjson
 
-from aggregation.core.records import KEY_PATTERN, Channel
+from shared.core.records import KEY_PATTERN, Channel
 
 CHANNEL_NAMES: Final = tuple(channel.value for channel in Channel)
 # Channels whose entities have a symbol (or id) a subscription can be narrowed to; orders are

@@ -17,8 +17,8 @@ from typing import Final
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from aggregation.keys import RedisNames
-from dashboard_project.redis_clients import RedisSource, async_client
+from shared.keys import RedisNames
+from shared.redis_clients import RedisSource, async_client
 
 log = logging.getLogger(__name__)
 

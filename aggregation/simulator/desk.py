@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from aggregation.core.records import Record
 from aggregation.simulator import market
+from shared.core.records import Record
 
 Side = Literal["BUY", "SELL"]
 OPEN_STATUSES: Final = frozenset({"NEW", "PARTIALLY_FILLED"})

@@ -21,8 +21,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from aggregation.core.records import Record
 from aggregation.simulator.desk import Desk
+from shared.core.records import Record
 
 logger = logging.getLogger("aggregation.simulator")
 

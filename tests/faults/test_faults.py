@@ -22,7 +22,7 @@ import redis
 from django.conf import settings
 from psycopg import sql
 
-from aggregation.core.changes import apply_changes
+from shared.core.changes import apply_changes
 from tests.e2e.stack import Stack, connect, decode, wait_quiet
 from tests.processes import free_port, scratch_database, wait_until
 

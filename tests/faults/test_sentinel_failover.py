@@ -17,8 +17,8 @@ from urllib.request import urlopen
 
 import pytest
 
-from aggregation.keys import RedisNames
-from dashboard_project.redis_clients import RedisTarget, sync_client
+from shared.keys import RedisNames
+from shared.redis_clients import RedisTarget, sync_client
 from tests.e2e.stack import Stack
 from tests.faults.sentinel_topology import MASTER_NAME, SentinelTopology, watch_failover
 from tests.faults.test_faults import (

@@ -23,8 +23,8 @@ from django.db import connection
 from psycopg import sql
 
 from aggregation.history_log import HistoryLog
-from aggregation.keys import RedisNames
 from history.stream_group import GROUP
+from shared.keys import RedisNames
 from tests.processes import ManagedProcess, scratch_database, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]

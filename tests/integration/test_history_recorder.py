@@ -26,13 +26,13 @@ from django.db.models import Sum
 from redis.exceptions import RedisError
 
 from aggregation.history_log import HistoryLog
-from aggregation.keys import RedisNames
-from dashboard_project.redis_clients import RedisTarget
 from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle
 from history.recorder import Recorder, RecorderOptions
 from history.services import history_rows_write, history_rows_write_isolating, staging_create
 from history.stream_group import GROUP, StreamGroup
 from history.stream_rows import StreamRow, parse_entry
+from shared.keys import RedisNames
+from shared.redis_clients import RedisTarget
 from tests.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

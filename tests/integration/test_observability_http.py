@@ -17,7 +17,7 @@ from django.db import connections
 from django.test import AsyncClient, Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from realtime.supervision import TaskSupervisor
+from shared.supervision import TaskSupervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 

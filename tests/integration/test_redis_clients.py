@@ -20,7 +20,7 @@ import redis
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from dashboard_project.redis_clients import (
+from shared.redis_clients import (
     RedisTarget,
     async_client,
     channel_layer_host,

@@ -18,11 +18,11 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.db import connection
 
-from aggregation.core.changes import apply_changes
 from aggregation.runner import Aggregator, TaskCrashLoop
 from aggregation.shared_snapshot import SharedSnapshot
-from dashboard_project.config import Settings
 from dashboard_project.readiness import Readiness, readiness
+from shared.config import Settings
+from shared.core.changes import apply_changes
 
 pytestmark = pytest.mark.integration
 

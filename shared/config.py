@@ -24,7 +24,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from dashboard_project.legacy_yaml import translate_legacy
+from shared.legacy_yaml import translate_legacy
 
 ENV_PREFIX = "DASHBOARD_"
 CONFIG_PATH_ENV = "DASHBOARD_CONFIG"

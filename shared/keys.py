@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aggregation.core.records import Channel
+from shared.core.records import Channel
 
 CADENCES = ("web", "tui")
 
