@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -31,6 +28,8 @@ from aggregation.history_log import HistoryLog
 from aggregation.leader import LeaderLease, NotLeader
 from aggregation.shared_snapshot import SharedSnapshot
 from shared import redis_clients
+from shared.cadences import CADENCES, interval_ms
+from shared.clock import sleep_unless
 from shared.config import Settings
 from shared.core.records import (
     Accepted,
@@ -41,7 +40,8 @@ from shared.core.records import (
     parse_record,
 )
 from shared.core.state import TradingState
-from shared.keys import CADENCES, RedisNames
+from shared.keys import RedisNames
+from shared.process_id import process_id
 from shared.supervision import TaskHealth
 from shared.throttled_log import ThrottledLog
 
@@ -78,7 +78,7 @@ class Aggregator:
     ) -> None:
         self.config = config
         self.names = RedisNames(config.redis_key_prefix, config.input_prefix)
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = worker_id or process_id()
         self.state = TradingState(cadences=(*CADENCES, _MIRROR), max_orders=config.max_orders)
         self.redis = redis_clients.async_client(config, socket_timeout=5, socket_connect_timeout=2)
         self.layer = layer
@@ -199,7 +199,7 @@ class Aggregator:
                     await self._lead(stop)
                     await self._exit_if_crash_looping()
                 else:
-                    await _wait(stop, self.config.leader_renew_ms / 1000)
+                    await sleep_unless(stop, self.config.leader_renew_ms / 1000)
         finally:
             await self._close()
 
@@ -324,9 +324,7 @@ class Aggregator:
     # --- output ------------------------------------------------------------------------------
 
     async def _ticks(self, cadence: str, done: asyncio.Event) -> None:
-        interval = (
-            self.config.web_interval_ms if cadence == "web" else self.config.tui_interval_ms
-        ) / 1000
+        interval = interval_ms(self.config, cadence) / 1000
         loop = asyncio.get_running_loop()
         deadline = loop.time()
         while not done.is_set():
@@ -408,7 +406,7 @@ class Aggregator:
                 await asyncio.gather(
                     *(self._poll(b) for b in self.backends if b.channel is Channel.STRATEGIES)
                 )
-            await _wait(done, 0.1)
+            await sleep_unless(done, 0.1)
 
     async def _poll(self, backend: Backend) -> None:
         try:
@@ -440,7 +438,7 @@ class Aggregator:
         self, period: float, step: Callable[[], Awaitable[None]], done: asyncio.Event
     ) -> None:
         while not done.is_set():
-            await _wait(done, period)
+            await sleep_unless(done, period)
             try:
                 await step()
             except (RedisError, OSError) as exc:
@@ -487,8 +485,3 @@ class Aggregator:
             with contextlib.suppress(Exception):
                 await backend.aclose()
         await self.redis.aclose()
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=seconds)

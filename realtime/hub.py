@@ -12,9 +12,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import socket
-import uuid
 from typing import Any, Final, Protocol
 
 import msgpack
@@ -27,13 +24,15 @@ from access.metrics import WS_REFUSED
 from realtime import metrics
 from realtime.mirror import ProcessMirror
 from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
-from realtime.protocol import Format, Subscription
+from realtime.protocol import Format, Subscription, size_of
 from realtime.stats import WebStats
 from realtime.watchdog import DeafnessCheck
 from shared import redis_clients
+from shared.cadences import CADENCES
 from shared.config import Settings
 from shared.events import StateUpdate
-from shared.keys import CADENCES, RedisNames
+from shared.keys import RedisNames
+from shared.process_id import process_id
 from shared.snapshot import SnapshotReader
 from shared.supervision import TaskSupervisor
 
@@ -87,7 +86,7 @@ class Hub:
         self.config = config
         self.layer = layer
         self.names = RedisNames(config.redis_key_prefix, config.input_prefix)
-        self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.process_id = process_id()
         # Same trap as the channel layer's: no read timeout on a long-lived client.
         self.redis = redis_clients.async_client(
             config, socket_timeout=None, socket_connect_timeout=5
@@ -267,7 +266,7 @@ class Hub:
             cadence,
             event["sent_at"],
             (
-                (Format.JSON, metrics.size_of(event["json"])),
+                (Format.JSON, size_of(event["json"])),
                 (Format.MSGPACK, len(event["msgpack"])),
             ),
         )

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 from shared.core.records import Channel
 
-CADENCES = ("web", "tui")
-
 
 @dataclass(frozen=True, slots=True)
 class RedisNames:
