@@ -24,8 +24,8 @@ from redis.backoff import NoBackoff
 
 from aggregation.backends import Backend, BackendUnavailable, build_backends
 from aggregation.simulator.desk import Desk
+from aggregation.simulator.process import run_simulator
 from aggregation.simulator.publisher import CACHE_TTL_S, Publisher
-from aggregation.simulator.runner import run_simulator
 from shared.config import Settings
 from shared.core.records import Accepted, Channel, parse_record
 
