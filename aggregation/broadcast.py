@@ -1,4 +1,4 @@
-"""Encoding a cadence's update once per format and sending it to that cadence's group."""
+"""Encoding a cadence's update once per format (`aggregation/ticks.py` sends it to the group)."""
 
 from __future__ import annotations
 
