@@ -15,9 +15,9 @@ import redis.asyncio as aioredis
 
 from realtime.presence import list_clients
 from shared.core.changes import apply_changes
+from support.processes import wait_until
 from tests.e2e.stack import Stack, connect, receive, wait_quiet
 from tests.e2e.test_websocket import random_burst, tick
-from tests.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

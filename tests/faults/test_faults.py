@@ -23,8 +23,8 @@ from django.conf import settings
 from psycopg import sql
 
 from shared.core.changes import apply_changes
+from support.processes import free_port, scratch_database, wait_until
 from tests.e2e.stack import Stack, connect, decode, wait_quiet
-from tests.processes import free_port, scratch_database, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.faults]
 

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from dashboard_project.embedded import Defaults, embedded_stores, listens
 from shared.config import Settings
-from tests.processes import ROOT, free_port
+from support.processes import ROOT, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.embedded]
 

@@ -25,7 +25,7 @@ from psycopg import sql
 from aggregation.history_log import HistoryLog
 from history.stream_group import GROUP
 from shared.keys import RedisNames
-from tests.processes import ManagedProcess, scratch_database, wait_until
+from support.processes import ManagedProcess, scratch_database, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

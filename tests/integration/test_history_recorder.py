@@ -33,7 +33,7 @@ from history.stream_group import GROUP, StreamGroup
 from history.stream_rows import StreamRow, parse_entry
 from shared.keys import RedisNames
 from shared.redis_clients import RedisTarget
-from tests.processes import free_port, wait_until
+from support.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -27,7 +27,7 @@ from shared.redis_clients import (
     server_role,
     sync_client,
 )
-from tests.faults.sentinel_topology import MASTER_NAME, SentinelTopology, watch_failover
+from support.sentinel_topology import MASTER_NAME, SentinelTopology, watch_failover
 
 pytestmark = [pytest.mark.integration]
 

@@ -312,7 +312,7 @@ async def test_backends_down_leave_the_state_untouched_and_say_so(
     # given backends at addresses where nothing listens
     from aggregation import metrics
     from aggregation.backends import build_backends
-    from tests.processes import free_port
+    from support.processes import free_port
 
     nowhere = f"127.0.0.1:{free_port()}"
     config = worker_config.model_copy(
