@@ -139,11 +139,6 @@ class Hub:
         await asyncio.gather(*(m.close_with(code) for m in members), return_exceptions=True)
         return len(members)
 
-    @property
-    def member_count(self) -> int:
-        """Connected consumers in this process."""
-        return len(self._by_id)
-
     async def _subscribe(self) -> None:
         self.channel = await self.layer.new_channel("hub.")
         for cadence in CADENCES:
