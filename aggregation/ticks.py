@@ -20,6 +20,7 @@ from aggregation.broadcast import update_event
 from aggregation.leader import LeaderLease, NotLeader
 from aggregation.shared_snapshot import SharedSnapshot
 from shared.cadences import interval_ms
+from shared.channel_layer import ChannelLayer
 from shared.config import Settings
 from shared.core.state import TradingState
 from shared.keys import RedisNames
@@ -40,7 +41,7 @@ class Ticker:
         state: TradingState,
         lease: LeaderLease,
         shared: SharedSnapshot,
-        layer: Any,
+        layer: ChannelLayer,
         names: RedisNames,
         throttled: ThrottledLog,
         owner: str,

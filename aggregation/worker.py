@@ -35,6 +35,7 @@ from aggregation.stats import WorkerStats
 from aggregation.ticks import MIRROR, Ticker
 from shared import redis_clients
 from shared.cadences import CADENCES
+from shared.channel_layer import ChannelLayer
 from shared.clock import sleep_unless
 from shared.config import Settings
 from shared.core.state import TradingState
@@ -66,7 +67,7 @@ class Worker:
         self,
         config: Settings,
         *,
-        layer: Any,
+        layer: ChannelLayer,
         backends: list[Backend],
         worker_id: str | None = None,
     ) -> None:

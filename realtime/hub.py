@@ -28,6 +28,7 @@ from realtime.stats import WebStats
 from realtime.watchdog import DeafnessCheck
 from shared import redis_clients
 from shared.cadences import CADENCES
+from shared.channel_layer import ChannelLayer
 from shared.config import Settings
 from shared.events import HUB_EVENTS, ClientKick, StateUpdate
 from shared.keys import RedisNames
@@ -79,7 +80,7 @@ class Member(Protocol):
 class Hub:
     """Receives updates for this process and fans them out to its consumers."""
 
-    def __init__(self, config: Settings, layer: Any) -> None:
+    def __init__(self, config: Settings, layer: ChannelLayer) -> None:
         self.config = config
         self.layer = layer
         self.names = RedisNames(config.redis_key_prefix, config.input_prefix)
@@ -319,7 +320,7 @@ async def get_hub() -> Hub:
     return hub
 
 
-async def kick_client(layer: Any, *, prefix: str, client_id: str) -> None:
+async def kick_client(layer: ChannelLayer, *, prefix: str, client_id: str) -> None:
     """Ask whichever process holds `client_id` to close it with code 4000."""
     names = RedisNames(prefix)
     await layer.group_send(names.group(CONTROL), {"type": "client.kick", "client_id": client_id})
