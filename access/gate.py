@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from channels.auth import get_user
@@ -33,13 +33,14 @@ from access.credentials import (
 )
 from access.ratelimit import ConnectionCounts, KeyedBuckets, KeyedWindows
 from access.services import normalize_origin
-from dashboard_project.config import Settings
+from realtime.close_codes import (
+    CLOSE_FORBIDDEN,
+    CLOSE_TOO_MANY,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHORIZED,
+)
 from realtime.protocol import Subscription
-
-CLOSE_UNAUTHORIZED: Final = 4401
-CLOSE_FORBIDDEN: Final = 4403
-CLOSE_TOO_MANY: Final = 4429
-CLOSE_TRY_AGAIN: Final = 1013  # RFC 6455 "try again later": the credential store is unreachable
+from shared.config import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Writes and lookups of tokens and origins (HackSoft style: services write, selectors read)."""
+"""Writes of tokens and origins, and a token's lookup by key (the cached lookups a connection
+needs are in access/credentials.py)."""
 
 from __future__ import annotations
 

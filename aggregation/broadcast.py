@@ -1,21 +1,16 @@
-"""Encoding a cadence's update once per format and sending it to that cadence's group."""
+"""Encoding a cadence's update once per format (`aggregation/ticks.py` sends it to the group)."""
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
 import orjson
 
-from aggregation.core.state import Update
-from aggregation.events import StateUpdate
-
-
-def rfc3339_now() -> str:
-    """The current UTC time as RFC 3339 with milliseconds, e.g. 2026-11-23T12:00:00.250Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from shared.clock import rfc3339_now
+from shared.core.state import Update
+from shared.events import StateUpdate
 
 
 def update_event(cadence: str, update: Update) -> StateUpdate:

@@ -28,8 +28,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from aggregation.core.records import Record
 from aggregation.leader import NotLeader
+from shared.core.records import Record
 
 log = logging.getLogger(__name__)
 

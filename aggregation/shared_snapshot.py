@@ -1,4 +1,4 @@
-"""The shared snapshot in Redis: one hash per channel plus the seq (design principle 5).
+"""Writing the shared snapshot in Redis (design principle 5); `shared/snapshot.py` reads it.
 
 The leader writes the entities that changed since its last write, atomically and fenced (a Lua
 script that writes only while the leader key holds the writer's id). A standby taking over, and
@@ -13,13 +13,12 @@ from typing import Any, Final
 import orjson
 import redis.asyncio as aioredis
 
-from aggregation.core.records import ALL_CHANNELS, Channel
-from aggregation.core.state import Changes, Snapshot, TradingState
-from aggregation.keys import RedisNames
 from aggregation.leader import NotLeader
+from shared.core.records import ALL_CHANNELS, Channel
+from shared.core.state import Changes, Snapshot, TradingState
+from shared.keys import RedisNames
+from shared.snapshot import WHOLE_FIELD, SnapshotReader
 
-# Unkeyed channels live in one field of their hash.
-_WHOLE_FIELD: Final = {Channel.ORDERS: "list", Channel.ACCOUNT: "record"}
 _KEYED: Final = (Channel.MARKET_DATA, Channel.POSITIONS, Channel.STRATEGIES)
 _HASH_INDEX: Final = {channel: index for index, channel in enumerate(ALL_CHANNELS, start=3)}
 
@@ -44,12 +43,11 @@ return existed
 """
 
 
-class SharedSnapshot:
-    """Reads and writes one deployment's shared snapshot."""
+class SharedSnapshot(SnapshotReader):
+    """Reads and writes one deployment's shared snapshot (the worker's side)."""
 
     def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
-        self._client = client
-        self._names = names
+        super().__init__(client, names)
         self._keys = [names.leader, names.seq, *(names.state(c) for c in ALL_CHANNELS)]
         self._write = client.register_script(_WRITE)
 
@@ -74,23 +72,6 @@ class SharedSnapshot:
         entities.update(stale)
         await self._write_entities(state, entities, owner=owner)
 
-    async def load(self) -> tuple[Snapshot, int]:
-        """Read the snapshot and its seq in one transaction; (empty, 0) if there is none."""
-        pipe = self._client.pipeline(transaction=True)
-        pipe.get(self._names.seq)
-        for channel in ALL_CHANNELS:
-            pipe.hgetall(self._names.state(channel))
-        seq_raw, *hashes = await pipe.execute()
-        snapshot: Snapshot = {}
-        for channel, fields in zip(ALL_CHANNELS, hashes, strict=True):
-            decoded = {k.decode(): orjson.loads(v) for k, v in fields.items()}
-            if channel in _WHOLE_FIELD:
-                default: Any = [] if channel is Channel.ORDERS else {}
-                snapshot[channel.value] = decoded.get(_WHOLE_FIELD[channel], default)
-            else:
-                snapshot[channel.value] = decoded  # plain str keys: JSON encoders need them
-        return snapshot, int(seq_raw or 0)
-
     async def _stale_fields(self, snapshot: Snapshot) -> set[tuple[Channel, str | None]]:
         """Fields in Redis that the state no longer has (to delete on a full write)."""
         pipe = self._client.pipeline(transaction=False)
@@ -107,7 +88,7 @@ class SharedSnapshot:
         args: list[Any] = [owner, state.seq]
         for channel, key in entities:
             value = state.entity(channel, key)
-            field = key if key is not None else _WHOLE_FIELD[channel]
+            field = key if key is not None else WHOLE_FIELD[channel]
             args += [_HASH_INDEX[channel], field, b"" if value is None else orjson.dumps(value)]
         existed = await self._write(keys=self._keys, args=args)
         if existed == -1:
@@ -119,6 +100,6 @@ def _entity_of(path: str) -> tuple[Channel, str | None]:
     """The entity a change path belongs to: `market_data.BTC.last_price` -> (market_data, BTC)."""
     parts = path.split(".", 2)
     channel = Channel(parts[0])
-    if channel in _WHOLE_FIELD or len(parts) == 1:
+    if channel in WHOLE_FIELD or len(parts) == 1:
         return channel, None
     return channel, parts[1]

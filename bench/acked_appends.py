@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from aggregation.history_log import HistoryLog  # noqa: E402
-from dashboard_project.redis_clients import RedisTarget, async_client  # noqa: E402
-from tests.faults.sentinel_topology import RedisNode  # noqa: E402
+from shared.redis_clients import RedisTarget, async_client  # noqa: E402
+from support.sentinel_topology import RedisNode  # noqa: E402
 
 WAIT_TIMEOUT_MS = 100  # a replica that is further behind than this is reported, not waited for
 # A market tick as the worker records it (channel, seq, received_at, record): ~200 bytes.

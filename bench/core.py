@@ -18,11 +18,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aggregation.core.records import Accepted, Channel, parse_record
-from aggregation.core.state import TradingState
+from shared.cadences import CADENCES
+from shared.core.records import Accepted, Channel, parse_record
+from shared.core.state import TradingState
 
 MAX_BYTES = 65_536
-CADENCES = ("web", "tui")
 
 
 def _market(symbol: str, price: float) -> bytes:

@@ -32,7 +32,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import (  # noqa: E402
+from support.processes import (  # noqa: E402
     ManagedProcess,
     free_port,
     isolated_env,

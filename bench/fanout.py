@@ -32,7 +32,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import (  # noqa: E402
+from support.processes import (  # noqa: E402
     UNLIMITED_CLIENTS_ENV,
     ManagedProcess,
     free_port,

@@ -29,7 +29,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import ManagedProcess, isolated_env, wait_until  # noqa: E402
+from support.processes import ManagedProcess, isolated_env, wait_until  # noqa: E402
 
 SYMBOLS = [f"SYM{i}USDT" for i in range(20)]
 BATCH = 200  # ticks per pipeline round trip

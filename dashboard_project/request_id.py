@@ -20,7 +20,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
-from dashboard_project.logconfig import current_request_id
+from shared.logconfig import current_request_id
 
 HEADER: Final = "X-Request-ID"
 _META_KEY: Final = "HTTP_X_REQUEST_ID"

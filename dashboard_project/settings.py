@@ -1,4 +1,4 @@
-"""Django settings, derived from the one typed settings object (`dashboard_project.config`).
+"""Django settings, derived from the one typed settings object (`shared.config`).
 
 Nothing here is tuned by hand: every value an operator may change is a field of `Settings`.
 """
@@ -13,9 +13,9 @@ from typing import Any
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
-from dashboard_project import redis_clients
-from dashboard_project.config import load_settings_or_exit
-from dashboard_project.logconfig import logging_config
+from shared import redis_clients
+from shared.config import load_settings_or_exit
+from shared.logconfig import logging_config
 
 CONFIG = load_settings_or_exit()
 

@@ -1,4 +1,4 @@
-"""Process-level HTTP endpoints: liveness, readiness, metrics and the debug dump."""
+"""Process-level HTTP endpoints: liveness, readiness, metrics (the debug dump: realtime/api.py)."""
 
 from __future__ import annotations
 

@@ -28,15 +28,15 @@ from typing import Any, Final
 import psycopg
 from redis.exceptions import RedisError
 
-from aggregation.keys import RedisNames
-from aggregation.throttled_log import ThrottledLog
-from dashboard_project import redis_clients
-from dashboard_project.config import Settings
-from dashboard_project.redis_clients import RedisTarget
 from history import metrics
 from history.services import history_rows_write_isolating, partitions_ahead, staging_create
 from history.stream_group import StreamGroup
 from history.stream_rows import Malformed, StreamRow, parse_entry
+from shared import redis_clients
+from shared.config import Settings
+from shared.keys import RedisNames
+from shared.redis_clients import RedisTarget
+from shared.throttled_log import ThrottledLog
 
 log = logging.getLogger("history.recorder")
 

@@ -17,8 +17,8 @@ from typing import Final
 
 import orjson
 
-from aggregation.core.records import Channel, Rejection, validate_record
 from history.models import LEGACY_SEQ_BITS, LEGACY_WRITER
+from shared.core.records import Channel, Rejection, validate_record
 
 _CHANNELS: Final = {channel.value: channel for channel in Channel}
 _BIGINT_MAX: Final = 2**63 - 1

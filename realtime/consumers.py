@@ -17,9 +17,8 @@ from access import gate
 from access.gate import AccessLimits, Admission, Refusal
 from access.metrics import WS_REFUSED, limit_hit
 from access.ratelimit import EventWindow, TokenBucket
-from aggregation.broadcast import rfc3339_now
-from aggregation.events import StateUpdate
 from realtime import clientlog, metrics, protocol
+from realtime.close_codes import CLOSE_KICKED, CLOSE_POLICY, CLOSE_TOO_LARGE, CLOSE_TOO_MANY
 from realtime.hub import Hub, get_hub
 from realtime.presence import ClientInfo, identity
 from realtime.protocol import (
@@ -30,15 +29,12 @@ from realtime.protocol import (
     Subscription,
 )
 from realtime.writer import SocketWriter
+from shared.cadences import CADENCES
+from shared.clock import rfc3339_now
+from shared.events import StateUpdate
 
 log = logging.getLogger(__name__)
 
-# Bad query parameters, or a client that stopped reading (ws_write_timeout_s; the contract's
-# codes cover auth and limits; docs/SECURITY.md says why not 1011).
-CLOSE_POLICY = 1008
-CLOSE_TOO_LARGE = 1009
-CLOSE_KICKED = 4000
-CADENCE_TYPES = ("web", "tui")
 _ids = itertools.count(1)
 
 
@@ -276,7 +272,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         if self.refusals.add(now) >= self.refusals.limit:
             limit_hit("abuse")
             await self._close_refused(
-                Refusal(gate.CLOSE_TOO_MANY, "sustained message flood; reconnect later")
+                Refusal(CLOSE_TOO_MANY, "sustained message flood; reconnect later")
             )
         else:
             self._refuse(ErrorCode.RATE_LIMITED, "too many messages; slow down")
@@ -367,7 +363,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
 def _parse_query(query: dict[str, list[str]]) -> tuple[str, Format, Subscription]:
     cadence = _single(query, "type", "web")
-    if cadence not in CADENCE_TYPES:
+    if cadence not in CADENCES:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "type must be web or tui")
     fmt = _single(query, "format", "json")
     if fmt not in (Format.JSON.value, Format.MSGPACK.value):
@@ -380,7 +376,7 @@ def _parse_query(query: dict[str, list[str]]) -> tuple[str, Format, Subscription
 def _client_type(query: dict[str, list[str]]) -> str:
     """The cadence asked for, for metric labels: bounded, so `unknown` for anything else."""
     cadence = _single(query, "type", "web")
-    return cadence if cadence in CADENCE_TYPES else "unknown"
+    return cadence if cadence in CADENCES else "unknown"
 
 
 def _single(query: dict[str, list[str]], name: str, default: str) -> str:

@@ -10,32 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import os
-import socket
-import uuid
 from typing import Any, Final, Protocol
 
 import msgpack
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from access import gate
 from access.gate import Admission
-from access.metrics import WS_REFUSED
-from aggregation.events import StateUpdate
-from aggregation.keys import CADENCES, RedisNames
-from aggregation.shared_snapshot import SharedSnapshot
-from dashboard_project import redis_clients
-from dashboard_project.config import Settings
 from realtime import metrics
+from realtime.access_recheck import access_recheck
+from realtime.gc_policy import gc_policy
 from realtime.mirror import ProcessMirror
-from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
-from realtime.protocol import Format, Subscription
+from realtime.presence import ClientInfo, publish_presence_forever
+from realtime.protocol import Format, Subscription, size_of
 from realtime.stats import WebStats
-from realtime.supervision import TaskSupervisor
 from realtime.watchdog import DeafnessCheck
+from shared import redis_clients
+from shared.cadences import CADENCES
+from shared.channel_layer import ChannelLayer
+from shared.config import Settings
+from shared.events import HUB_EVENTS, ClientKick, StateUpdate
+from shared.keys import RedisNames
+from shared.process_id import process_id
+from shared.snapshot import SnapshotReader
+from shared.supervision import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,6 @@ CONTROL: Final = "control"  # the group every hub joins for admin messages (kick
 # cadence.
 _DEAF_AFTER_S: Final = 3.0
 _UNDECODABLE_LOG_EVERY_S: Final = 10.0  # a flood of foreign messages: one warning per 10 s
-_GC_FREEZE_EVERY_S: Final = 10.0
-_GC_FULL_EVERY_S: Final = 600.0  # one full collection (a stall) per 10 min reclaims frozen garbage
 
 
 class Member(Protocol):
@@ -83,16 +80,16 @@ class Member(Protocol):
 class Hub:
     """Receives updates for this process and fans them out to its consumers."""
 
-    def __init__(self, config: Settings, layer: Any) -> None:
+    def __init__(self, config: Settings, layer: ChannelLayer) -> None:
         self.config = config
         self.layer = layer
         self.names = RedisNames(config.redis_key_prefix, config.input_prefix)
-        self.process_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.process_id = process_id()
         # Same trap as the channel layer's: no read timeout on a long-lived client.
         self.redis = redis_clients.async_client(
             config, socket_timeout=None, socket_connect_timeout=5
         )
-        self.mirror = ProcessMirror(SharedSnapshot(self.redis, self.names))
+        self.mirror = ProcessMirror(SnapshotReader(self.redis, self.names))
         self._members: dict[str, set[Member]] = {cadence: set() for cadence in CADENCES}
         self._by_id: dict[str, Member] = {}
         self.loops = TaskSupervisor("hub")  # its background loops, restarted if one dies
@@ -112,10 +109,11 @@ class Hub:
         await self.mirror.load()
         self._last_event = asyncio.get_running_loop().time()
         self.loops.start("receive", self._receive)
-        self.loops.start("presence", self._heartbeat)
+        self.loops.start("presence", self._presence)
         self.loops.start("watchdog", self._watchdog)
-        self.loops.start("gc", self._gc_policy)
+        self.loops.start("gc", gc_policy)
         self.loops.start("access", self._access_recheck)
+        self.loops.start("stats", self._stats)
         log.info("hub started", extra={"web_process": self.process_id, "seq": self.mirror.seq})
 
     async def stop(self) -> None:
@@ -142,11 +140,6 @@ class Hub:
         await asyncio.gather(*(m.close_with(code) for m in members), return_exceptions=True)
         return len(members)
 
-    @property
-    def member_count(self) -> int:
-        """Connected consumers in this process."""
-        return len(self._by_id)
-
     async def _subscribe(self) -> None:
         self.channel = await self.layer.new_channel("hub.")
         for cadence in CADENCES:
@@ -169,7 +162,6 @@ class Hub:
         deafness = DeafnessCheck(_DEAF_AFTER_S)
         while True:
             await asyncio.sleep(1.0)
-            self.stats.tick(self)  # the web.stats line, when its interval has passed
             try:
                 shared_seq = int(await self.redis.get(self.names.seq) or 0)
                 if not deafness.observe(
@@ -190,27 +182,6 @@ class Hub:
             except Exception as exc:  # Redis away: try again next round
                 log.warning("hub watchdog could not check", extra={"error": str(exc)})
 
-    async def _gc_policy(self) -> None:
-        """Keep long-lived objects out of full garbage collections (design principle 7).
-
-        With thousands of connections, each full collection walks every consumer's objects
-        and stalled the loop ~400 ms every ~10 s at 5,000 clients, tripling p99 latency.
-        Freezing moves what exists now to the permanent generation, which collections skip;
-        new connections are frozen on the next round. Frozen garbage (closed connections) is
-        reclaimed by an unfreeze-and-collect every `_GC_FULL_EVERY_S`, one stall per period.
-        """
-        loop = asyncio.get_running_loop()
-        last_full = loop.time()
-        while True:
-            await asyncio.sleep(_GC_FREEZE_EVERY_S)
-            if loop.time() - last_full >= _GC_FULL_EVERY_S:
-                gc.unfreeze()
-                gc.collect()
-                last_full = loop.time()
-            else:
-                gc.collect(1)  # young garbage first, so that it is not frozen
-            gc.freeze()
-
     async def _receive(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -228,6 +199,8 @@ class Hub:
             self._last_event = loop.time()
             try:
                 self._dispatch(event)
+            except UnknownEvent:  # a dict, but not an event of ours: as undecodable
+                self._undecodable(loop.time())
             except Exception:  # one bad event must not stop the process's updates
                 log.exception("hub could not handle an event", extra={"type": event.get("type")})
 
@@ -241,15 +214,20 @@ class Hub:
             )
 
     def _dispatch(self, event: dict[str, Any]) -> None:
+        """Hand `event` to the handler its type names (`state.update` -> `state_update`)."""
         kind = event.get("type")
-        if kind == "state.update":
-            self._on_update(event)  # type: ignore[arg-type]
-        elif kind == "client.kick":
-            member = self._by_id.get(str(event.get("client_id")))
-            if member is not None:
-                asyncio.get_running_loop().create_task(member.kick())
+        if kind not in HUB_EVENTS:
+            raise UnknownEvent(kind)
+        getattr(self, str(kind).replace(".", "_"))(event)
 
-    def _on_update(self, event: StateUpdate) -> None:
+    def client_kick(self, event: ClientKick) -> None:
+        """Close the client `event` names if this process holds it."""
+        member = self._by_id.get(str(event.get("client_id")))
+        if member is not None:
+            asyncio.get_running_loop().create_task(member.kick())
+
+    def state_update(self, event: StateUpdate) -> None:
+        """Apply one update to the mirror and hand it to every member of its cadence."""
         self.received += 1
         changes: dict[str, Any] = msgpack.unpackb(event["msgpack"])["changes"]
         if self.mirror.apply(event["base_seq"], event["seq"], changes) == "gap":
@@ -267,7 +245,7 @@ class Hub:
             cadence,
             event["sent_at"],
             (
-                (Format.JSON, metrics.size_of(event["json"])),
+                (Format.JSON, size_of(event["json"])),
                 (Format.MSGPACK, len(event["msgpack"])),
             ),
         )
@@ -293,37 +271,28 @@ class Hub:
         for member in tuple(self._by_id.values()):
             member.catch_up()
 
+    async def _presence(self) -> None:
+        await publish_presence_forever(
+            self.redis,
+            prefix=self.names.prefix,
+            process=self.process_id,
+            clients=lambda: [member.info() for member in self._by_id.values()],
+        )
+
     async def _access_recheck(self) -> None:
-        """Close sockets whose token was revoked or expired or whose origin was disabled.
+        await access_recheck(
+            lambda: tuple(self._by_id.values()), every_s=self.config.access_recheck_s
+        )
 
-        One query per round for the whole process (not per socket): the bound on how long
-        withdrawn access keeps a socket open is `access_recheck_s` (+ the lookup cache for new
-        connections, `access_cache_s`).
-        """
+    async def _stats(self) -> None:
+        """The web.stats line, when its interval has passed (checked once a second)."""
         while True:
-            await asyncio.sleep(self.config.access_recheck_s)
-            try:
-                closing = await gate.recheck(tuple(self._by_id.values()))
-            except Exception as exc:  # database away: keep serving; the next round retries
-                log.warning("access re-check failed", extra={"error": str(exc)})
-                continue
-            for member, code in closing:
-                log.info("access withdrawn", extra={"client": member.client_id, "code": code})
-                WS_REFUSED.labels(str(code)).inc()
-                await member.close_with(code)
+            await asyncio.sleep(1.0)
+            self.stats.tick(self)
 
-    async def _heartbeat(self) -> None:
-        while True:
-            try:
-                await publish_presence(
-                    self.redis,
-                    prefix=self.names.prefix,
-                    process=self.process_id,
-                    clients=[member.info() for member in self._by_id.values()],
-                )
-            except Exception as exc:  # Redis away: the entries expire, and come back with it
-                log.warning("presence update failed", extra={"error": str(exc)})
-            await asyncio.sleep(HEARTBEAT_S)
+
+class UnknownEvent(ValueError):
+    """A channel-layer message whose type is none of `HUB_EVENTS`."""
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
@@ -351,7 +320,7 @@ async def get_hub() -> Hub:
     return hub
 
 
-async def kick_client(layer: Any, *, prefix: str, client_id: str) -> None:
+async def kick_client(layer: ChannelLayer, *, prefix: str, client_id: str) -> None:
     """Ask whichever process holds `client_id` to close it with code 4000."""
     names = RedisNames(prefix)
     await layer.group_send(names.group(CONTROL), {"type": "client.kick", "client_id": client_id})

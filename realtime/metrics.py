@@ -15,7 +15,8 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from realtime.protocol import Format, Subscription
+from realtime.protocol import Format, Subscription, size_of
+from shared.cadences import CADENCES
 
 CONNECTED_CLIENTS = Gauge(
     "dashboard_connected_clients", "Registered dashboard connections by cadence.", ["client_type"]
@@ -87,13 +88,6 @@ def encoded(fmt: Format, message_type: str, payload: str | bytes, started: float
     MESSAGE_SIZE.labels(fmt.value, message_type).observe(size_of(payload))
 
 
-def size_of(payload: str | bytes) -> int:
-    """A frame's size in bytes on the wire (UTF-8 for text), without copying ASCII text."""
-    if isinstance(payload, bytes):
-        return len(payload)
-    return len(payload) if payload.isascii() else len(payload.encode())
-
-
 def broadcast(client_type: str, sent_at: float, sizes: Iterable[tuple[Format, int]]) -> None:
     """Record one broadcast event: its latency since the worker's tick and its frame sizes."""
     BROADCAST_LATENCY.labels(client_type).observe(max(0.0, time.time() - sent_at))
@@ -129,7 +123,7 @@ def subscribed(subscription: Subscription, step: int) -> None:
 
 def _export_zeroes() -> None:
     """Create the label sets known in advance, so a scrape shows them before any traffic."""
-    for client_type in ("web", "tui"):
+    for client_type in CADENCES:
         CONNECTED_CLIENTS.labels(client_type)
         for message_type in ("snapshot", "update", "error", "pong"):
             MESSAGES_SENT.labels(client_type, message_type)

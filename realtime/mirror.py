@@ -14,9 +14,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from aggregation.broadcast import rfc3339_now
-from aggregation.core.changes import ChangeConflict, apply_changes
-from aggregation.shared_snapshot import SharedSnapshot
 from realtime import metrics
 from realtime.protocol import (
     Format,
@@ -26,6 +23,9 @@ from realtime.protocol import (
     is_everything,
     snapshot_frame,
 )
+from shared.clock import rfc3339_now
+from shared.core.changes import ChangeConflict, apply_changes
+from shared.snapshot import SnapshotReader
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ _CACHED_VIEWS = 64
 class ProcessMirror:
     """The web process's copy of the state at `seq`."""
 
-    def __init__(self, shared: SharedSnapshot) -> None:
+    def __init__(self, shared: SnapshotReader) -> None:
         self._shared = shared
         self.data: dict[str, Any] = {}
         self.seq = 0

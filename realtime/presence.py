@@ -7,11 +7,16 @@ layer to whichever process holds the client.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 import orjson
 import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
 
 PRESENCE_TTL_S: Final = 15  # three missed heartbeats (every 5 s) and a process's list expires
 HEARTBEAT_S: Final = 5.0
@@ -57,6 +62,18 @@ async def publish_presence(
         pipe.hset(key, mapping={c.id: orjson.dumps(asdict(c)) for c in clients})
         pipe.expire(key, PRESENCE_TTL_S)
     await pipe.execute()
+
+
+async def publish_presence_forever(
+    client: aioredis.Redis, *, prefix: str, process: str, clients: Callable[[], list[ClientInfo]]
+) -> None:
+    """Publish this process's clients every `HEARTBEAT_S`, forever (the hub's presence loop)."""
+    while True:
+        try:
+            await publish_presence(client, prefix=prefix, process=process, clients=clients())
+        except Exception as exc:  # Redis away: the entries expire, and come back with it
+            log.warning("presence update failed", extra={"error": str(exc)})
+        await asyncio.sleep(HEARTBEAT_S)
 
 
 async def list_clients(client: aioredis.Redis, *, prefix: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 import msgpack
 import orjson
 
-from aggregation.core.records import KEY_PATTERN, Channel
+from shared.core.records import KEY_PATTERN, Channel
 
 CHANNEL_NAMES: Final = tuple(channel.value for channel in Channel)
 # Channels whose entities have a symbol (or id) a subscription can be narrowed to; orders are
@@ -238,3 +238,10 @@ def encode(frame: Mapping[str, Any], fmt: Format) -> str | bytes:
         return orjson.dumps(frame).decode()
     packed: bytes = msgpack.packb(frame)
     return packed
+
+
+def size_of(payload: str | bytes) -> int:
+    """A frame's size in bytes on the wire (UTF-8 for text), without copying ASCII text."""
+    if isinstance(payload, bytes):
+        return len(payload)
+    return len(payload) if payload.isascii() else len(payload.encode())

@@ -6,13 +6,13 @@ from typing import Any, TypedDict
 
 import redis.asyncio as aioredis
 
-from aggregation.broadcast import rfc3339_now
-from aggregation.keys import RedisNames
-from aggregation.shared_snapshot import SharedSnapshot
-from dashboard_project import redis_clients
-from dashboard_project.config import Settings
 from realtime.presence import list_clients
 from realtime.protocol import Subscription, filter_snapshot
+from shared import redis_clients
+from shared.clock import rfc3339_now
+from shared.config import Settings
+from shared.keys import RedisNames
+from shared.snapshot import SnapshotReader
 
 
 class StateDump(TypedDict):
@@ -33,7 +33,7 @@ async def state_snapshot(*, config: Settings) -> tuple[dict[str, Any], int]:
     client = _client(config)
     try:
         names = RedisNames(config.redis_key_prefix, config.input_prefix)
-        return await SharedSnapshot(client, names).load()
+        return await SnapshotReader(client, names).load()
     finally:
         await client.aclose()
 

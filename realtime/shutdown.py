@@ -13,10 +13,10 @@ from typing import Any
 
 import uvicorn
 
+from realtime.close_codes import CLOSE_GOING_AWAY
 from realtime.hub import current_hub
 
 log = logging.getLogger(__name__)
-GOING_AWAY = 1001
 
 
 class GoingAwayServer(uvicorn.Server):
@@ -26,7 +26,7 @@ class GoingAwayServer(uvicorn.Server):
         """Called once the server has stopped accepting connections."""
         hub = current_hub()
         if hub is not None:
-            closed = await hub.close_all(GOING_AWAY)
+            closed = await hub.close_all(CLOSE_GOING_AWAY)
             log.info("closed dashboard sockets for shutdown", extra={"sockets": closed})
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(hub.stop(), timeout=2)

@@ -4,7 +4,7 @@ previous one, like the worker's `worker.stats` line.
 Nothing is counted twice: frames sent and received, resyncs and kicks are read from the
 Prometheus metrics (`realtime.metrics`); bytes written and frames dropped for stalled clients
 from the socket writers' process totals (`realtime.writer.TOTALS`); errors from the log
-handler's count of ERROR records (`dashboard_project.logconfig.ErrorCount`).
+handler's count of ERROR records (`shared.logconfig.ErrorCount`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any, Final, Protocol
 
 from prometheus_client import Counter
 
-from dashboard_project.logconfig import ErrorCount
 from realtime import metrics
 from realtime.writer import TOTALS
+from shared.logconfig import ErrorCount
 
 log = logging.getLogger(__name__)
 

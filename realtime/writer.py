@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, cast
 
+from realtime.protocol import size_of
+
 log = logging.getLogger(__name__)
 
 AsgiMessage = dict[str, Any]
@@ -189,9 +191,7 @@ class SocketWriter:
 def _size(message: AsgiMessage) -> int:
     """A frame's payload size in bytes (UTF-8 for text; `isascii` is a flag check in CPython)."""
     text = message.get("text")
-    if text is not None:
-        return len(text) if text.isascii() else len(text.encode())
-    return len(message.get("bytes") or b"")
+    return size_of(text if text is not None else message.get("bytes") or b"")
 
 
 class _Resume:

@@ -26,9 +26,9 @@ from redis.sentinel import MasterNotFoundError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard_project.config import ConfigError, Settings, load_settings
 from dashboard_project.embedded import embedded_stores
-from dashboard_project.redis_clients import RedisTarget, sync_client
+from shared.config import ConfigError, Settings, load_settings
+from shared.redis_clients import RedisTarget, sync_client
 
 ROOT = Path(__file__).resolve().parent.parent
 

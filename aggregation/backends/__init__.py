@@ -9,7 +9,7 @@ from aggregation.backends.grpc_clients import AccountServiceBackend, OrderServic
 from aggregation.backends.strategy_http import StrategyServiceBackend
 
 if TYPE_CHECKING:
-    from dashboard_project.config import Settings
+    from shared.config import Settings
 
 __all__ = [
     "AccountServiceBackend",

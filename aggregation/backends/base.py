@@ -25,10 +25,10 @@ from tenacity import (
     wait_exponential,
 )
 
-from aggregation.core.records import Accepted, Channel, Rejection, validate_record
+from shared.core.records import Accepted, Channel, Rejection, validate_record
 
 if TYPE_CHECKING:
-    from dashboard_project.config import Settings
+    from shared.config import Settings
 
 logger = logging.getLogger("aggregation.backends")
 

@@ -15,10 +15,10 @@ from aggregation.backends.protos import (
     order_service_pb2,
     order_service_pb2_grpc,
 )
-from aggregation.core.records import Accepted, Channel
+from shared.core.records import Accepted, Channel
 
 if TYPE_CHECKING:
-    from dashboard_project.config import Settings
+    from shared.config import Settings
 
 # Codes after which the same call may well succeed: the server is starting, restarting,
 # overloaded or slow. Anything else (UNIMPLEMENTED, INVALID_ARGUMENT, ...) will not improve.

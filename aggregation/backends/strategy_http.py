@@ -8,10 +8,10 @@ import httpx
 import msgspec
 
 from aggregation.backends.base import Backend, BackendUnavailable, CallPolicy
-from aggregation.core.records import Accepted, Channel
+from shared.core.records import Accepted, Channel
 
 if TYPE_CHECKING:
-    from dashboard_project.config import Settings
+    from shared.config import Settings
 
 # A status of a few dozen strategies is a few KiB; a reply past 4 MiB is a broken or hostile
 # server, refused before it fills the worker's memory.

@@ -17,8 +17,9 @@ from typing import Final
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from aggregation.keys import RedisNames
-from dashboard_project.redis_clients import RedisSource, async_client
+from shared.clock import sleep_unless
+from shared.keys import RedisNames
+from shared.redis_clients import RedisSource, async_client
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class RedisFeed:
                     "redis subscriber lost; reconnecting",
                     extra={"error": str(exc) or type(exc).__name__, "retry_in_s": delay},
                 )
-                await _sleep_unless(stop, delay)
+                await sleep_unless(stop, delay)
             finally:
                 self.connected = False
                 await _close(pubsub, client)
@@ -131,11 +132,6 @@ async def scan_cache_keys(client: aioredis.Redis, names: RedisNames) -> AsyncIte
         for value in await client.mget(batch):
             if isinstance(value, bytes):
                 yield value
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 async def _close(pubsub: aioredis.client.PubSub, client: aioredis.Redis) -> None:

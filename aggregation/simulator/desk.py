@@ -13,11 +13,11 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final, Literal
 
-from aggregation.core.records import Record
 from aggregation.simulator import market
+from shared.clock import rfc3339
+from shared.core.records import Record
 
 Side = Literal["BUY", "SELL"]
 OPEN_STATUSES: Final = frozenset({"NEW", "PARTIALLY_FILLED"})
@@ -44,11 +44,6 @@ STRATEGY_NAMES: Final = (
     ("strat-breakout", "Breakout"),
 )
 WIN_PROBABILITY: Final = 0.55  # a modestly profitable book, so the pnl drifts upwards
-
-
-def rfc3339(timestamp: float) -> str:
-    """Format a Unix time as an RFC 3339 UTC timestamp with milliseconds: `...T12:00:00.000Z`."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-from aggregation.core.records import Record
+from shared.core.records import Record
 
 # Rough spot prices in USDT (mid 2024), so the dashboard shows familiar magnitudes.
 BASE_PRICES: Final = (

@@ -21,8 +21,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from aggregation.core.records import Record
 from aggregation.simulator.desk import Desk
+from shared.clock import sleep_unless
+from shared.core.records import Record
 
 logger = logging.getLogger("aggregation.simulator")
 
@@ -114,7 +115,9 @@ class Publisher:
             if batch.messages and not await self._send(batch, stop, deadline):
                 break
             next_batch = now + BATCH_INTERVAL_S
-            await _wait(stop, min(next_batch, deadline) - self._clock())
+            pause = min(next_batch, deadline) - self._clock()
+            if pause > 0:  # behind: publish the next batch at once
+                await sleep_unless(stop, pause)
         return self.stats
 
     def _build(self, ticks: int, now: float) -> _Batch:
@@ -178,21 +181,10 @@ class Publisher:
                 )
                 if stop.is_set() or self._clock() + delay >= deadline:
                     return False
-                await _wait(stop, delay)
+                await sleep_unless(stop, delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
             for field in fields(PublishStats):
                 name = field.name
                 setattr(self.stats, name, getattr(self.stats, name) + getattr(batch.counts, name))
             return True
-
-
-async def _wait(stop: asyncio.Event, timeout_s: float) -> None:
-    """Sleep up to `timeout_s`, waking early when `stop` is set."""
-    if timeout_s <= 0:
-        return
-    try:
-        async with asyncio.timeout(timeout_s):
-            await stop.wait()
-    except TimeoutError:
-        pass

@@ -19,7 +19,7 @@ import msgpack
 import orjson
 import websockets
 
-from aggregation.core.changes import ChangeConflict, apply_changes
+from shared.core.changes import ChangeConflict, apply_changes
 
 RECONNECT_MAX_S = 5.0  # reconnect backoff: 0.25 s doubling to 5 s
 # The largest frame taken from the server. websockets' default (1 MiB) is less than a big desk's

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, WebSocket
 
-from aggregation.core.changes import ChangeConflict, apply_changes
+from shared.core.changes import ChangeConflict, apply_changes
 from tests.browser.conftest import Desk, create_user, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]

@@ -9,9 +9,9 @@ from typing import Any
 
 import redis
 
+from support.processes import wait_until
+from support.sentinel_topology import RedisNode
 from tests.deploy.test_deploy_files import compose
-from tests.faults.sentinel_topology import RedisNode
-from tests.processes import wait_until
 
 
 def sentinel_services(services: dict[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from typing import IO
 
 import yaml
 
+from support.processes import ROOT, free_port, wait_until
 from tests.e2e.stack import Stack, _answers
-from tests.processes import ROOT, free_port, wait_until
 
 NGINX = Path("/usr/sbin/nginx")
 SHIPPED = ROOT / "deploy/nginx/nginx.conf"

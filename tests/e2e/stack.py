@@ -19,7 +19,7 @@ import websockets
 from psycopg import sql
 from websockets.asyncio.client import ClientConnection
 
-from tests.processes import (
+from support.processes import (
     ManagedProcess,
     free_port,
     isolated_env,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import websockets
 
+from support.processes import wait_until
 from tests.e2e.stack import Stack, connect, receive
-from tests.processes import wait_until
 
 pytestmark = [pytest.mark.e2e]
 

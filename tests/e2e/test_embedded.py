@@ -20,8 +20,8 @@ from typing import IO
 import pytest
 
 from dashboard_project import embedded
+from support.processes import ROOT, free_port, wait_until
 from tests.e2e.stack import connect, receive
-from tests.processes import ROOT, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded, pytest.mark.slow]
 

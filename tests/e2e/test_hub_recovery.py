@@ -18,10 +18,10 @@ import redis
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection
 
+from support.processes import ManagedProcess, wait_until
 from tests.e2e.stack import Stack, connect, receive
 from tests.e2e.test_websocket import tick
 from tests.faults.test_faults import PrivateRedis
-from tests.processes import ManagedProcess, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -11,8 +11,8 @@ import socket
 
 import pytest
 
+from support.processes import free_port, wait_until
 from tests.e2e.stack import Stack
-from tests.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -17,8 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
 
+from support.processes import ManagedProcess, free_port, wait_until
 from tests.e2e.stack import Stack, connect, decode, receive, wait_quiet
-from tests.processes import ManagedProcess, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -8,9 +8,9 @@ import time
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from support.processes import wait_until
 from tests.e2e.stack import Stack, connect, receive
 from tests.e2e.test_websocket import tick
-from tests.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

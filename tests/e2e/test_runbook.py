@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from dashboard_project import __version__
+from support.processes import ManagedProcess, wait_until
 from tests.e2e.stack import Stack, connect, receive
-from tests.processes import ManagedProcess, wait_until
 
 pytestmark = [pytest.mark.e2e]
 

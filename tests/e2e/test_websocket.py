@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from aggregation.core.changes import apply_changes
+from shared.core.changes import apply_changes
 from tests.e2e.stack import Stack, connect, receive, wait_quiet
 
 pytestmark = [pytest.mark.e2e]

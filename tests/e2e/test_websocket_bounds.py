@@ -7,9 +7,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from bench.limits import refresh_flood
+from support.processes import UNLIMITED_CLIENTS_ENV
 from tests.e2e.stack import Stack, connect, receive, wait_quiet
 from tests.e2e.test_websocket import tick
-from tests.processes import UNLIMITED_CLIENTS_ENV
 
 pytestmark = [pytest.mark.e2e]
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from aggregation.core.changes import apply_changes
 from realtime.presence import list_clients
+from shared.core.changes import apply_changes
+from support.processes import wait_until
 from tests.e2e.stack import Stack, connect, receive, wait_quiet
 from tests.e2e.test_websocket import random_burst, tick
-from tests.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

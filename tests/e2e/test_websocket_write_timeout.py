@@ -12,9 +12,9 @@ from urllib.request import urlopen
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from support.processes import wait_until
 from tests.e2e.stack import Stack, connect, receive
 from tests.e2e.test_websocket import tick
-from tests.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -22,9 +22,9 @@ import redis
 from django.conf import settings
 from psycopg import sql
 
-from aggregation.core.changes import apply_changes
+from shared.core.changes import apply_changes
+from support.processes import free_port, scratch_database, wait_until
 from tests.e2e.stack import Stack, connect, decode, wait_quiet
-from tests.processes import free_port, scratch_database, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.faults]
 

@@ -17,10 +17,11 @@ from urllib.request import urlopen
 
 import pytest
 
-from aggregation.keys import RedisNames
-from dashboard_project.redis_clients import RedisTarget, sync_client
+from shared.keys import RedisNames
+from shared.redis_clients import RedisTarget, sync_client
+from support.processes import wait_until
+from support.sentinel_topology import MASTER_NAME, SentinelTopology, watch_failover
 from tests.e2e.stack import Stack
-from tests.faults.sentinel_topology import MASTER_NAME, SentinelTopology, watch_failover
 from tests.faults.test_faults import (
     Follower,
     _appended,
@@ -32,7 +33,6 @@ from tests.faults.test_faults import (
     running_desk,
     settle_and_compare,
 )
-from tests.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.faults]
 

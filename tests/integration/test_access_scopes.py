@@ -17,11 +17,11 @@ from django.utils import timezone
 from access.credentials import CACHE
 from access.models import ApiToken
 from access.services import token_issue
-from aggregation.core.records import Accepted, Channel, validate_record
-from aggregation.core.state import TradingState
-from aggregation.keys import RedisNames
 from aggregation.leader import LeaderLease
 from aggregation.shared_snapshot import SharedSnapshot
+from shared.core.records import Accepted, Channel, validate_record
+from shared.core.state import TradingState
+from shared.keys import RedisNames
 from tests.history_rows import store, stream_row, tick_row
 from tests.integration.test_access_http import bearer, issue
 

@@ -10,9 +10,9 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.test import Client
 
-from aggregation.keys import RedisNames
 from realtime.hub import CONTROL
 from realtime.presence import ClientInfo, publish_presence
+from shared.keys import RedisNames
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -28,7 +28,6 @@ from aggregation.backends.protos import (
     order_service_pb2,
     order_service_pb2_grpc,
 )
-from aggregation.core.records import Accepted, Channel
 from aggregation.simulator.desk import Desk
 from aggregation.simulator.servers import (
     GrpcServer,
@@ -36,6 +35,7 @@ from aggregation.simulator.servers import (
     account_server,
     order_server,
 )
+from shared.core.records import Accepted, Channel
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import pytest
 import redis
 from django.conf import settings
 
-from dashboard_project.config import Settings
 from dashboard_project.embedded import Defaults, embedded_stores, listens
-from tests.processes import ROOT, free_port
+from shared.config import Settings
+from support.processes import ROOT, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.embedded]
 

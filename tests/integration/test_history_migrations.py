@@ -14,7 +14,7 @@ from django.db import connection
 
 from history.services import history_rows_write, staging_create
 from history.stream_rows import StreamRow
-from tests.processes import run_command, scratch_database
+from support.processes import run_command, scratch_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

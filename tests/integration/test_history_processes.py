@@ -23,9 +23,9 @@ from django.db import connection
 from psycopg import sql
 
 from aggregation.history_log import HistoryLog
-from aggregation.keys import RedisNames
 from history.stream_group import GROUP
-from tests.processes import ManagedProcess, scratch_database, wait_until
+from shared.keys import RedisNames
+from support.processes import ManagedProcess, scratch_database, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

@@ -27,8 +27,6 @@ from django.db.models import Sum
 from redis.exceptions import RedisError
 
 from aggregation.history_log import HistoryLog
-from aggregation.keys import RedisNames
-from dashboard_project.redis_clients import RedisTarget
 from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle, Symbol
 from history.recorder import Recorder, RecorderOptions
 from history.selectors import history_list
@@ -41,7 +39,9 @@ from history.services import (
 )
 from history.stream_group import GROUP, StreamGroup
 from history.stream_rows import StreamRow, parse_entry
-from tests.processes import free_port, wait_until
+from shared.keys import RedisNames
+from shared.redis_clients import RedisTarget
+from support.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

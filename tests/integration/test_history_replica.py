@@ -20,7 +20,7 @@ import pytest
 
 from history.services import history_rows_write, staging_create
 from history.stream_rows import StreamRow
-from tests.processes import free_port, issue_token, run_command, wait_until
+from support.processes import free_port, issue_token, run_command, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

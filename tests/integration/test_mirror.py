@@ -6,13 +6,13 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from aggregation.core.records import Accepted, Channel, validate_record
-from aggregation.core.state import TradingState
-from aggregation.keys import RedisNames
 from aggregation.leader import LeaderLease
 from aggregation.shared_snapshot import SharedSnapshot
 from realtime.mirror import ProcessMirror
 from realtime.protocol import EVERYTHING, Format
+from shared.core.records import Accepted, Channel, validate_record
+from shared.core.state import TradingState
+from shared.keys import RedisNames
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ from django.db import connections
 from django.test import AsyncClient, Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from aggregation.keys import RedisNames
 from history.stream_group import GROUP
-from realtime.supervision import TaskSupervisor
-from tests.processes import wait_until
+from shared.keys import RedisNames
+from shared.supervision import TaskSupervisor
+from support.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 

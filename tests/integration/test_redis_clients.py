@@ -20,14 +20,14 @@ import redis
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from dashboard_project.redis_clients import (
+from shared.redis_clients import (
     RedisTarget,
     async_client,
     channel_layer_host,
     server_role,
     sync_client,
 )
-from tests.faults.sentinel_topology import MASTER_NAME, SentinelTopology, watch_failover
+from support.sentinel_topology import MASTER_NAME, SentinelTopology, watch_failover
 
 pytestmark = [pytest.mark.integration]
 

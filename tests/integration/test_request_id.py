@@ -11,8 +11,8 @@ from django.http import HttpRequest, JsonResponse
 from django.test import AsyncClient, Client
 from django.urls import path
 
-from dashboard_project.logconfig import RequestIdFilter, current_request_id
 from dashboard_project.request_id import request_id_for
+from shared.logconfig import RequestIdFilter, current_request_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.urls(__name__)]
 

@@ -23,11 +23,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from aggregation.backends import Backend, BackendUnavailable, build_backends
-from aggregation.core.records import Accepted, Channel, parse_record
 from aggregation.simulator.desk import Desk
+from aggregation.simulator.process import run_simulator
 from aggregation.simulator.publisher import CACHE_TTL_S, Publisher
-from aggregation.simulator.runner import run_simulator
-from dashboard_project.config import Settings
+from shared.config import Settings
+from shared.core.records import Accepted, Channel, parse_record
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,11 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.db import connection
 
-from aggregation.core.changes import apply_changes
-from aggregation.runner import Aggregator, TaskCrashLoop
 from aggregation.shared_snapshot import SharedSnapshot
-from dashboard_project.config import Settings
+from aggregation.worker import TaskCrashLoop, Worker
 from dashboard_project.readiness import Readiness, readiness
+from shared.config import Settings
+from shared.core.changes import apply_changes
 
 pytestmark = pytest.mark.integration
 
@@ -75,8 +75,8 @@ async def layer(redis_url: str, key_prefix: str) -> AsyncIterator[RedisPubSubCha
 @pytest.fixture
 async def worker(
     worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
-) -> AsyncIterator[Aggregator]:
-    aggregator = Aggregator(worker_config, layer=layer, backends=[])
+) -> AsyncIterator[Worker]:
+    aggregator = Worker(worker_config, layer=layer, backends=[])
     stop = asyncio.Event()
     task = asyncio.create_task(aggregator.run(stop))
     await eventually(aggregator.leading.is_set, what="leadership")
@@ -92,7 +92,7 @@ async def subscribe(layer: RedisPubSubChannelLayer, group: str) -> str:
     return channel
 
 
-async def test_published_ticks_reach_the_state(worker: Aggregator, aredis: aioredis.Redis) -> None:
+async def test_published_ticks_reach_the_state(worker: Worker, aredis: aioredis.Redis) -> None:
     prefix = worker.names.input_prefix
     await aredis.publish(f"{prefix}market_data:BTCUSDT", tick("BTCUSDT", 50000.5))
     await aredis.publish(
@@ -155,7 +155,7 @@ HOSTILE = [
 
 
 async def test_every_bad_input_class_is_counted_and_the_worker_carries_on(
-    worker: Aggregator, aredis: aioredis.Redis
+    worker: Worker, aredis: aioredis.Redis
 ) -> None:
     prefix = worker.names.input_prefix
     for channel, payload, _ in HOSTILE:
@@ -173,14 +173,14 @@ async def test_every_bad_input_class_is_counted_and_the_worker_carries_on(
 
 
 async def test_strategy_payload_that_is_not_a_strategy_asks_for_a_reload(
-    worker: Aggregator, aredis: aioredis.Redis
+    worker: Worker, aredis: aioredis.Redis
 ) -> None:
     await aredis.publish(f"{worker.names.input_prefix}strategies:s1", b'{"event":"changed"}')
     await eventually(lambda: worker.ingest_counts().get(("strategies", "reload")), what="reload")
 
 
 async def test_each_cadence_gets_one_update_in_both_encodings(
-    worker: Aggregator, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
+    worker: Worker, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
 ) -> None:
     # given a client of each cadence's group holding the state's snapshot
     web = await subscribe(layer, worker.names.group("web"))
@@ -214,9 +214,7 @@ async def test_each_cadence_gets_one_update_in_both_encodings(
         assert replica == worker.state.snapshot()
 
 
-async def test_shared_snapshot_follows_the_state(
-    worker: Aggregator, aredis: aioredis.Redis
-) -> None:
+async def test_shared_snapshot_follows_the_state(worker: Worker, aredis: aioredis.Redis) -> None:
     prefix = worker.names.input_prefix
     await aredis.publish(f"{prefix}market_data:BTCUSDT", tick("BTCUSDT", 7.0))
     await aredis.publish(
@@ -234,7 +232,7 @@ async def test_shared_snapshot_follows_the_state(
 
 
 async def test_history_log_receives_every_applied_change(
-    worker: Aggregator, aredis: aioredis.Redis
+    worker: Worker, aredis: aioredis.Redis
 ) -> None:
     prefix = worker.names.input_prefix
     start = worker.state.seq
@@ -254,7 +252,7 @@ async def test_cache_keys_are_loaded_and_orderbook_reloads_one(
     prefix = worker_config.input_prefix
     await aredis.set(f"{prefix}market_data:AAAUSDT", tick("AAAUSDT", 1.0))
     await aredis.set(f"{prefix}market_data:BBBUSDT", b"corrupt")
-    aggregator = Aggregator(worker_config, layer=layer, backends=[])
+    aggregator = Worker(worker_config, layer=layer, backends=[])
     stop = asyncio.Event()
     task = asyncio.create_task(aggregator.run(stop))
     try:
@@ -272,7 +270,7 @@ async def test_cache_keys_are_loaded_and_orderbook_reloads_one(
 
 
 async def test_subscriber_cut_by_redis_reconnects_by_itself(
-    worker: Aggregator, aredis: aioredis.Redis
+    worker: Worker, aredis: aioredis.Redis
 ) -> None:
     # given a running worker; when Redis drops every pub/sub connection (as it does to a slow
     # subscriber, or on restart)
@@ -288,9 +286,7 @@ async def test_subscriber_cut_by_redis_reconnects_by_itself(
     assert worker.feed.reconnects >= 1
 
 
-async def test_lost_shared_state_is_rewritten_whole(
-    worker: Aggregator, aredis: aioredis.Redis
-) -> None:
+async def test_lost_shared_state_is_rewritten_whole(worker: Worker, aredis: aioredis.Redis) -> None:
     # given a state mirrored to Redis
     prefix = worker.names.input_prefix
     await aredis.publish(f"{prefix}market_data:KEEPUSDT", tick("KEEPUSDT", 1.0))
@@ -316,7 +312,7 @@ async def test_backends_down_leave_the_state_untouched_and_say_so(
     # given backends at addresses where nothing listens
     from aggregation import metrics
     from aggregation.backends import build_backends
-    from tests.processes import free_port
+    from support.processes import free_port
 
     nowhere = f"127.0.0.1:{free_port()}"
     config = worker_config.model_copy(
@@ -330,7 +326,7 @@ async def test_backends_down_leave_the_state_untouched_and_say_so(
         }
     )
     backends = build_backends(config)
-    aggregator = Aggregator(config, layer=layer, backends=backends)
+    aggregator = Worker(config, layer=layer, backends=backends)
     stop = asyncio.Event()
     task = asyncio.create_task(aggregator.run(stop))
     try:
@@ -368,7 +364,7 @@ async def test_backends_down_leave_the_state_untouched_and_say_so(
 
 
 async def test_timestamps_python_cannot_parse_are_still_applied(
-    worker: Aggregator, aredis: aioredis.Redis
+    worker: Worker, aredis: aioredis.Redis
 ) -> None:
     # RFC 3339 allows lower-case "t" and "z"; msgspec accepts them, datetime.fromisoformat not.
     prefix = worker.names.input_prefix
@@ -385,7 +381,7 @@ async def test_a_new_leader_after_redis_lost_everything_never_reuses_a_seq(
     worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
 ) -> None:
     # given a leader that has applied changes, then stopped
-    first = Aggregator(worker_config, layer=layer, backends=[])
+    first = Worker(worker_config, layer=layer, backends=[])
     stop = asyncio.Event()
     task = asyncio.create_task(first.run(stop))
     await eventually(lambda: first.feed_connected, what="first worker subscribed")
@@ -401,7 +397,7 @@ async def test_a_new_leader_after_redis_lost_everything_never_reuses_a_seq(
     keys = [k async for k in aredis.scan_iter(match=f"{first.names.prefix}:*")]
     if keys:
         await aredis.delete(*keys)
-    second = Aggregator(worker_config, layer=layer, backends=[])
+    second = Worker(worker_config, layer=layer, backends=[])
     stop = asyncio.Event()
     task = asyncio.create_task(second.run(stop))
     try:
@@ -434,7 +430,7 @@ async def test_a_worker_task_that_dies_is_named_by_readiness_restarted_and_then_
 ) -> None:
     # given a leading worker whose next broadcast fails, and a client of the tui cadence
     config = worker_config.model_copy(update={"task_failure_report_s": 2.0})
-    aggregator = Aggregator(config, layer=BreakingLayer(layer, failures=1), backends=[])
+    aggregator = Worker(config, layer=BreakingLayer(layer, failures=1), backends=[])
     stop = asyncio.Event()
     task = asyncio.create_task(aggregator.run(stop))
     try:
@@ -494,7 +490,7 @@ async def test_a_worker_whose_tasks_keep_dying_exits_and_releases_the_lease(
     worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
 ) -> None:
     # given a worker whose every broadcast fails (the cause survives each restart)
-    aggregator = Aggregator(worker_config, layer=BreakingLayer(layer, math.inf), backends=[])
+    aggregator = Worker(worker_config, layer=BreakingLayer(layer, math.inf), backends=[])
     task = asyncio.create_task(aggregator.run(asyncio.Event()))
     await eventually(lambda: aggregator.feed_connected, what="subscription")
     prefix = aggregator.names.input_prefix
@@ -515,7 +511,7 @@ async def test_a_worker_whose_tasks_keep_dying_exits_and_releases_the_lease(
 
 
 async def test_a_worker_that_lost_its_lease_appends_no_more_history(
-    worker: Aggregator, aredis: aioredis.Redis
+    worker: Worker, aredis: aioredis.Redis
 ) -> None:
     # given a leader whose history is all appended
     prefix = worker.names.input_prefix
@@ -540,7 +536,7 @@ async def _xlen_is(client: aioredis.Redis, stream: str, n: int) -> bool:
 
 
 async def test_a_cache_reload_never_overwrites_a_newer_published_value(
-    worker: Aggregator, aredis: aioredis.Redis
+    worker: Worker, aredis: aioredis.Redis
 ) -> None:
     # given a tick published at 12:00:05 and a cache key still holding the 12:00:00 one
     prefix = worker.names.input_prefix
@@ -587,7 +583,7 @@ async def test_a_backend_poll_never_overwrites_a_newer_published_value(
     config = worker_config.model_copy(
         update={"strategy_service_http": f"http://127.0.0.1:{port}", "refresh_period_s": 0.2}
     )
-    aggregator = Aggregator(
+    aggregator = Worker(
         config, layer=layer, backends=[StrategyServiceBackend.from_settings(config)]
     )
     stop = asyncio.Event()

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from tests.processes import ManagedProcess, isolated_env, wait_until
+from support.processes import ManagedProcess, isolated_env, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from aggregation.core.records import Accepted, Channel, validate_record
+from shared.core.records import Accepted, Channel, validate_record
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 ORDER_IDS = ["o1", "o2", "o3", "o4", "o5"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_project.config import ConfigError, Settings, load_settings
+from shared.config import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from aggregation.core.changes import ChangeConflict, apply_changes
+from shared.core.changes import ChangeConflict, apply_changes
 
 
 def base() -> dict[str, Any]:

@@ -17,9 +17,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregation.core.changes import apply_changes
-from aggregation.core.records import Accepted
-from aggregation.core.state import TradingState, Update
+from shared.core.changes import apply_changes
+from shared.core.records import Accepted
+from shared.core.state import TradingState, Update
 from tests.unit.core_records_strategies import accepted_records
 
 CADENCES = ("web", "tui")

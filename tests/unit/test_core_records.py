@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from aggregation.core.records import Accepted, Channel, Rejection, parse_record, validate_record
+from shared.core.records import Accepted, Channel, Rejection, parse_record, validate_record
 
 MAX = 65_536
 

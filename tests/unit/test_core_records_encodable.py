@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregation.core.records import (
+from shared.core.records import (
     INT_MAX,
     INT_MIN,
     MAX_DEPTH,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from aggregation.core.records import Accepted, Channel, validate_record
-from aggregation.core.state import TradingState, Update
+from shared.core.records import Accepted, Channel, validate_record
+from shared.core.state import TradingState, Update
 
 
 def rec(channel: Channel, **fields: Any) -> Accepted:

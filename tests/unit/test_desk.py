@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from aggregation.core.records import Accepted, Channel, validate_record
-from aggregation.simulator.desk import Desk, rfc3339
+from aggregation.simulator.desk import Desk
 from aggregation.simulator.market import BASE_PRICES
+from shared.clock import rfc3339
+from shared.core.records import Accepted, Channel, validate_record
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 STATUS_RANK = {"NEW": 0, "PARTIALLY_FILLED": 1, "FILLED": 2, "CANCELED": 2}

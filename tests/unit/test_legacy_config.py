@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from dashboard_project import __version__
-from dashboard_project.config import ConfigError, load_settings
-from dashboard_project.legacy_yaml import go_duration_s, translate_legacy
-from dashboard_project.logconfig import JsonFormatter
+from shared.config import ConfigError, load_settings
+from shared.legacy_yaml import go_duration_s, translate_legacy
+from shared.logconfig import JsonFormatter
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""API keys never reach a log line (dashboard_project.logconfig.RedactSecrets)."""
+"""API keys never reach a log line (shared.logconfig.RedactSecrets)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from dashboard_project.logconfig import RedactSecrets, redact
+from shared.logconfig import RedactSecrets, redact
 
 KEY = "dsk_Zm9vYmFyYmF6cXV4LXF1dXgtY29ycmVjdC1ob3JzZQ"
 

@@ -10,9 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregation.core.changes import apply_changes
-from aggregation.core.records import Accepted
-from aggregation.core.state import TradingState
 from realtime import protocol
 from realtime.protocol import (
     EVERYTHING,
@@ -22,6 +19,9 @@ from realtime.protocol import (
     Format,
     ProtocolError,
 )
+from shared.core.changes import apply_changes
+from shared.core.records import Accepted
+from shared.core.state import TradingState
 from tests.unit.core_records_strategies import SYMBOLS, accepted_records
 
 MAX = 4096

@@ -1,11 +1,11 @@
-"""The background-loop supervisor (realtime/supervision.py): restart, report, stop."""
+"""The background-loop supervisor (shared/supervision.py): restart, report, stop."""
 
 from __future__ import annotations
 
 import asyncio
 
-from realtime import supervision
-from realtime.supervision import TaskSupervisor
+from shared import supervision
+from shared.supervision import TaskSupervisor
 
 
 async def _until(condition: object, timeout: float = 5.0) -> None:  # noqa: ASYNC109

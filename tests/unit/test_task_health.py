@@ -1,4 +1,4 @@
-"""TaskHealth: which background tasks died lately (dashboard_project/task_health.py)."""
+"""TaskHealth: which background tasks died lately (shared/supervision.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from dashboard_project.task_health import TaskHealth
+from shared.supervision import TaskHealth
 
 
 async def test_a_task_that_raises_is_noted_by_name() -> None:

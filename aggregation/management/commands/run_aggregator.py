@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from prometheus_client import start_http_server
 
 from aggregation.backends import build_backends
-from aggregation.runner import Aggregator, TaskCrashLoop
+from aggregation.worker import TaskCrashLoop, Worker
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        aggregator = Aggregator(config, layer=get_channel_layer(), backends=build_backends(config))
+        aggregator = Worker(config, layer=get_channel_layer(), backends=build_backends(config))
         try:
             await aggregator.run(stop)
         except TaskCrashLoop as exc:  # exit 1: the supervisor restarts the process

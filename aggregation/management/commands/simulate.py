@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from aggregation.simulator.runner import run_simulator
+from aggregation.simulator.process import run_simulator
 
 
 def _positive_int(text: str) -> int:

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from dashboard_project import __version__
-from dashboard_project.config import Settings
+from shared.config import Settings
 
 log = logging.getLogger("realtime.serve")
 

@@ -1,6 +1,6 @@
 // The dashboard state as the protocol defines it (contract section 4), free of the DOM.
 //
-// applyChanges mirrors aggregation/core/changes.py `apply_changes` exactly: a key is a dotted
+// applyChanges mirrors shared/core/changes.py `apply_changes` exactly: a key is a dotted
 // path split on "."; a one-segment path replaces (or, with null, deletes) a whole channel; a
 // longer path walks objects below the channel, copying each record on the way down; null
 // deletes; a path below a missing parent is a conflict (the client must resync), except a

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from tests.processes import free_port, wait_until
+from support.processes import free_port, wait_until
 
 MASTER_NAME = "desk"
 # Tuned down for the test so that a failover takes ~2 s instead of ~6 s; production keeps the

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aggregation.core.records import Channel
-
-CADENCES = ("web", "tui")
+from shared.core.records import Channel
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from dashboard_project.legacy_yaml import translate_legacy
+from shared.legacy_yaml import translate_legacy
 
 ENV_PREFIX = "DASHBOARD_"
 CONFIG_PATH_ENV = "DASHBOARD_CONFIG"
@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     # A background task that died (and was restarted) keeps `/health/ready` at 503, naming it,
     # for this long: long enough for probes every few seconds to see it, short enough that a
     # task restarted for good is ready again soon. A task dying over and over makes the worker
-    # exit instead (aggregation/runner.py).
+    # exit instead (aggregation/worker.py).
     task_failure_report_s: PositiveSeconds = 10.0
     # One `web.stats` log line per interval, like the worker's per second: a web process has
     # many more, larger counts to tally, and its metrics are scraped anyway. 0: no line. The

@@ -24,7 +24,7 @@ from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
 from redis.connection import parse_url
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from dashboard_project.config import Settings
+from shared.config import Settings
 
 ROLES: Final = ("master", "replica")
 REDIS_ROLE = Gauge(

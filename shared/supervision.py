@@ -1,21 +1,28 @@
-"""A process's background loops, watched: one that dies is logged, reported and restarted.
+"""A process's long-running tasks, watched: one that dies is logged, reported and restarted.
 
-A loop of the web process (the hub's receive, presence, watchdog, GC policy, access re-check)
-runs forever; if one raises or returns, the process would go on answering `/health` while it
-had silently stopped doing that job. Each loop runs under a `TaskSupervisor`: a loop that stops
-unexpectedly is logged with its traceback, counted, reported by `/health/ready` (503, naming it)
-until it runs again, and restarted after a backoff (so a loop that fails at once does not spin).
+A background task that dies must never leave a live process that silently stopped working
+(issue 13): its owner restarts it or exits the process, and until it runs again readiness
+answers 503 naming it. Two owners, two restart policies, one module:
 
-The interface is small on purpose, so that every process kind can share it: `start(name,
-factory)`, `restart(name)`, `health()`; `check()` is the readiness check over every supervisor
-alive in the process.
+- `TaskSupervisor` (the web process: the hub's receive, presence, watchdog, GC policy, access
+  re-check) restarts each loop on its own after a backoff, so a loop that fails at once does not
+  spin; `check()` is the readiness check over every supervisor alive in the process. Its
+  interface is small on purpose: `start(name, factory)`, `restart(name)`, `health()`.
+- `TaskHealth` (the worker) records deaths of tasks whose owner restarts them as a group (the
+  worker steps down and leads again, or exits after too many deaths); the worker sends
+  `report()` in its heartbeat (`failed_tasks`), which readiness reads from Redis. Until a
+  restarted task has lived `task_failure_report_s`, or while it keeps dying, it is reported.
+  `health.watch(asyncio.create_task(coro, name="hub"))` notes the task's death if it ends with an
+  exception (a cancellation is no death); `health.failed(name, exc)` notes one by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict
@@ -166,3 +173,50 @@ def _why(task: asyncio.Task[None]) -> str:
     if exc is None:
         return "returned"  # a loop must never end by itself
     return f"{type(exc).__name__}: {exc}"[:200]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailure:
+    """One death: the task's name, its exception (type and message) and when (epoch seconds)."""
+
+    name: str
+    error: str
+    at: float
+
+
+class TaskHealth:
+    """The deaths of one process's long-running tasks."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, TaskFailure] = {}
+        self._deaths: deque[float] = deque(maxlen=1000)
+
+    def watch(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+        """Note `task`'s death if it ends with an exception; return it (for chaining)."""
+        task.add_done_callback(self._on_done)
+        return task
+
+    def failed(self, name: str, error: BaseException | str) -> None:
+        """Note that task `name` died of `error` just now."""
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        now = time.time()
+        self._latest[name] = TaskFailure(name, text[:300], now)
+        self._deaths.append(now)
+
+    def failing(self, within_s: float) -> dict[str, TaskFailure]:
+        """The tasks that died within the last `within_s` seconds, by name."""
+        since = time.time() - within_s
+        return {name: f for name, f in sorted(self._latest.items()) if f.at > since}
+
+    def deaths_within(self, seconds: float) -> int:
+        """How many deaths (of any task) happened in the last `seconds`."""
+        since = time.time() - seconds
+        return sum(1 for at in self._deaths if at > since)
+
+    def report(self, within_s: float) -> dict[str, str]:
+        """`failing(within_s)` as `{name: error}`, for a heartbeat or a log line."""
+        return {name: failure.error for name, failure in self.failing(within_s).items()}
+
+    def _on_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.failed(task.get_name(), task.exception() or "")

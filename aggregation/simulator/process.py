@@ -16,10 +16,10 @@ import orjson
 from aggregation.simulator.desk import Desk
 from aggregation.simulator.publisher import Publisher, PublishStats
 from aggregation.simulator.servers import StatusHttpServer, account_server, order_server
-from dashboard_project import redis_clients
+from shared import redis_clients
 
 if TYPE_CHECKING:
-    from dashboard_project.config import Settings
+    from shared.config import Settings
 
 logger = logging.getLogger("aggregation.simulator")
 

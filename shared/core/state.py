@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aggregation.core.records import ALL_CHANNELS, Accepted, Channel, Record, instant
+from shared.core.records import ALL_CHANNELS, Accepted, Channel, Record, instant
 
 # Where an entity lives: (channel,) for the account and the order list, (channel, key) otherwise.
 EntityKey = tuple[str, ...]

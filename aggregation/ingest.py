@@ -1,0 +1,130 @@
+"""The worker's input: every pub/sub message, cache key and backend record, into the state.
+
+Each record is validated (`parse_record`), applied to the state unless stale or unchanged, and
+appended to the history log when it changed something. Input never raises: a bad message is
+counted by (source, result) and logged at most once a second per reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter as Tally
+from typing import Final
+
+import redis.asyncio as aioredis
+
+from aggregation.feeds.redis_feed import scan_cache_keys
+from aggregation.history_log import HistoryLog
+from shared.config import Settings
+from shared.core.records import Accepted, Channel, Rejection, instant, is_key, parse_record
+from shared.core.state import TradingState
+from shared.keys import RedisNames
+from shared.throttled_log import ThrottledLog
+
+log = logging.getLogger(__name__)
+
+_CHANNELS: Final = {channel.value: channel for channel in Channel}
+_RELOAD_KINDS: Final = ("orderbook", "trades")
+
+
+class Ingest:
+    """Validates, applies and records input; counts each message by (source, result)."""
+
+    def __init__(
+        self,
+        config: Settings,
+        *,
+        state: TradingState,
+        history: HistoryLog,
+        redis: aioredis.Redis,
+        names: RedisNames,
+        throttled: ThrottledLog,
+    ) -> None:
+        self._config = config
+        self._state = state
+        self._history = history
+        self._redis = redis
+        self._names = names
+        self._throttled = throttled
+        self.counts: Tally[tuple[str, str]] = Tally()
+        self.lag_max = 0.0  # the largest producer-to-state lag since the last stats line
+        self.strategy_reload = asyncio.Event()  # a strategies message asked for a reload
+        self._pending_reloads: set[str] = set()
+
+    def ingest(self, kind: str, suffix: str, payload: bytes) -> None:
+        """Called for every pub/sub message: validate, apply, record; never raises on input."""
+        channel = _CHANNELS.get(kind)
+        if channel is None:
+            if kind in _RELOAD_KINDS and is_key(suffix):
+                self._pending_reloads.add(suffix)
+                self._count(kind, "reload")
+            else:
+                self._count(kind if kind in _RELOAD_KINDS else "unknown", "invalid_channel")
+            return
+        result = parse_record(channel, payload, max_bytes=self._config.ingest_max_payload_bytes)
+        if isinstance(result, Rejection):
+            if channel is Channel.STRATEGIES:  # contract 3.1: anything else means "reload"
+                self.strategy_reload.set()
+                self._count(kind, "reload")
+                return
+            self._reject(kind, result)
+            return
+        if self.apply(result, kind):
+            stamp = result.record.get("updated_at")
+            if stamp is not None:  # producer-to-state lag, for live input only
+                lag = time.time() - instant(stamp).timestamp()
+                self.lag_max = max(self.lag_max, lag)
+
+    def apply(self, accepted: Accepted, source: str) -> bool:
+        """Apply one valid record; if it changed the state, log it for history and say so."""
+        if self._state.is_stale(accepted):  # older than what a producer published since
+            self._count(source, "stale")
+            return False
+        if not self._state.apply(accepted):
+            self._count(source, "unchanged")
+            return False
+        self._count(source, "applied")
+        self._history.record(accepted.channel.value, self._state.seq, accepted.record)
+        return True
+
+    async def load_cache(self) -> None:
+        """Load every market-data cache key (at start, after a reconnect, each refresh)."""
+        loaded = 0
+        async for value in scan_cache_keys(self._redis, self._names):
+            self._apply_payload(Channel.MARKET_DATA, value, "cache")
+            loaded += 1
+        log.info("cache keys loaded", extra={"keys": loaded, "seq": self._state.seq})
+
+    async def reload_symbols(self) -> None:
+        """Read the cache keys of the symbols an orderbook or trades message named."""
+        if not self._pending_reloads:
+            return
+        symbols = sorted(self._pending_reloads)
+        self._pending_reloads.clear()
+        values = await self._redis.mget([self._names.cache_key(s) for s in symbols])
+        for value in values:
+            if isinstance(value, bytes):
+                self._apply_payload(Channel.MARKET_DATA, value, "cache")
+
+    def _apply_payload(self, channel: Channel, payload: bytes, source: str) -> None:
+        result = parse_record(channel, payload, max_bytes=self._config.ingest_max_payload_bytes)
+        if isinstance(result, Rejection):
+            self._reject(source, result)
+        else:
+            self.apply(result, source)
+
+    def _reject(self, source: str, rejection: Rejection) -> None:
+        self._count(source, rejection.reason)
+        self._throttled.warning(
+            f"{source}:{rejection.reason}",
+            "input rejected",
+            source=source,
+            reason=rejection.reason,
+            field=rejection.field,
+            detail=rejection.detail[:200],
+        )
+
+    def _count(self, source: str, result: str) -> None:
+        self.counts[(source, result)] += 1

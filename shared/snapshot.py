@@ -1,0 +1,45 @@
+"""Reading the shared snapshot in Redis: one hash per channel plus the seq (design principle 5).
+
+The worker's leader writes it (`aggregation/shared_snapshot.py`); a standby taking over, and
+every web process, reads it here. Unkeyed channels (orders, account) live in one field of their
+hash; keyed channels hold one field per entity.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+import redis.asyncio as aioredis
+
+from shared.core.records import ALL_CHANNELS, Channel
+from shared.core.state import Snapshot
+from shared.keys import RedisNames
+
+# Unkeyed channels live in one field of their hash.
+WHOLE_FIELD: Final = {Channel.ORDERS: "list", Channel.ACCOUNT: "record"}
+
+
+class SnapshotReader:
+    """Reads one deployment's shared snapshot."""
+
+    def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
+        self._client = client
+        self._names = names
+
+    async def load(self) -> tuple[Snapshot, int]:
+        """Read the snapshot and its seq in one transaction; (empty, 0) if there is none."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.get(self._names.seq)
+        for channel in ALL_CHANNELS:
+            pipe.hgetall(self._names.state(channel))
+        seq_raw, *hashes = await pipe.execute()
+        snapshot: Snapshot = {}
+        for channel, fields in zip(ALL_CHANNELS, hashes, strict=True):
+            decoded = {k.decode(): orjson.loads(v) for k, v in fields.items()}
+            if channel in WHOLE_FIELD:
+                default: Any = [] if channel is Channel.ORDERS else {}
+                snapshot[channel.value] = decoded.get(WHOLE_FIELD[channel], default)
+            else:
+                snapshot[channel.value] = decoded  # plain str keys: JSON encoders need them
+        return snapshot, int(seq_raw or 0)
