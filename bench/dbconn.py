@@ -122,6 +122,7 @@ def main() -> None:
             redis_url=redis_url,
             DASHBOARD_DATABASE_URL=database_url,
             DASHBOARD_LOG_LEVEL="WARNING",
+            DASHBOARD_HISTORY_REQUESTS_PER_MINUTE="1000000",  # connections, not the throttle
         )
         run_command(["migrate", "--no-input"], env=base, timeout=300)
         token = issue_token(f"{prefix}-bench", env=base)

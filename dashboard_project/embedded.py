@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import signal
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -130,11 +132,11 @@ def _postgres(pgdata: Path) -> Iterator[tuple[str, str]]:
     pgdata.mkdir(exist_ok=True)
     user = _postgres_user(pgdata, POSTGRES_BIN_PATH)
 
-    def pg(program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def pg(program: str, *args: str) -> None:
         # Our own binaries and arguments; as root, run as the server's system user.
-        return subprocess.run(  # noqa: S603
+        subprocess.run(  # noqa: S603
             [str(POSTGRES_BIN_PATH / program), "-D", str(pgdata), *args],
-            check=check,
+            check=True,
             capture_output=True,
             user=user,
         )
@@ -151,10 +153,29 @@ def _postgres(pgdata: Path) -> Iterator[tuple[str, str]]:
     try:
         yield _pg_url(port), _pg_what(pgdata, "started an embedded", "")
     finally:
-        stopped = pg("pg_ctl", "-w", "-m", "fast", "stop", check=False)
-        if stopped.returncode:  # say so: a server left running holds its port and data
-            why = (stopped.stderr or stopped.stdout).decode(errors="replace").strip()
-            print(f"embedded PostgreSQL did not stop: {why}", file=sys.stderr)
+        _stop_postgres(pgdata)
+
+
+def _stop_postgres(pgdata: Path, timeout_s: float = 60.0) -> None:
+    """Fast shutdown, as `pg_ctl -m fast stop` does it: SIGINT to the postmaster, then wait
+    until it has removed its pid file.
+
+    Not through pg_ctl: pg_ctl runs as the server's user and must reach the data folder, which
+    a parent folder may have closed since the start (pytest sets its temp root back to 0700
+    whenever a session starts). The pid file is readable by its owner and by root.
+    """
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        os.kill(int(pid_file.read_text(encoding="utf-8").split()[0]), signal.SIGINT)
+    except (OSError, ValueError, IndexError) as exc:  # say so: a live server holds port and data
+        print(f"embedded PostgreSQL did not stop: {exc}", file=sys.stderr)
+        return
+    deadline = time.monotonic() + timeout_s
+    while pid_file.exists():
+        if time.monotonic() > deadline:
+            print(f"embedded PostgreSQL did not stop within {timeout_s} s", file=sys.stderr)
+            return
+        time.sleep(0.1)
 
 
 def _pg_url(port: int) -> str:
