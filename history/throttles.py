@@ -1,4 +1,8 @@
-"""The history API's request throttle: per token (else user, else address), across processes.
+"""The history API's request throttle: per token, across processes.
+
+Tokens are what scripts and quants use; a browser session is a trader on the dashboard, which
+asks for a symbol's candles at each click (a reloaded page: a request per chart), so sessions are
+not counted — an account is limited by the login and connection limits instead (SECURITY.md).
 
 A DRF throttle (`BaseThrottle`) whose state is in Redis, so that every web process counts
 against the same limit. One round trip a request: a Lua script keeps, per credential, the
@@ -15,7 +19,6 @@ import logging
 import math
 from typing import Any, Final
 
-import redis
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -23,6 +26,7 @@ from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle  # type: ignore[import-untyped]
 
 from access.credentials import Credential
+from shared.redis_clients import RedisTarget, sync_client
 
 log = logging.getLogger(__name__)
 _WINDOW_MS: Final = 60_000
@@ -42,10 +46,9 @@ return 0
 
 
 @functools.cache
-def _script(url: str) -> Any:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2).register_script(
-        _GCRA
-    )
+def _script(target: RedisTarget) -> Any:
+    client = sync_client(target, socket_timeout=2, socket_connect_timeout=2)
+    return client.register_script(_GCRA)
 
 
 class HistoryRateThrottle(BaseThrottle):  # type: ignore[misc]
@@ -56,11 +59,16 @@ class HistoryRateThrottle(BaseThrottle):  # type: ignore[misc]
 
     def allow_request(self, request: Any, view: Any) -> bool:
         """Called by DRF before the view: take one request's worth from the bucket."""
+        credential = request.auth
+        if not (isinstance(credential, Credential) and credential.kind == "token"):
+            return True  # a browser session (see the module docstring)
         config = settings.CONFIG
         interval = _WINDOW_MS / config.history_requests_per_minute
-        key = f"{config.redis_key_prefix}:throttle:history:{self._ident(request)}"
+        token = credential.token_id or credential.name
+        key = f"{config.redis_key_prefix}:throttle:history:token:{token}"
         try:
-            wait_ms = float(_script(str(config.redis_url))(keys=[key], args=[interval, _WINDOW_MS]))
+            script = _script(RedisTarget.from_settings(config))
+            wait_ms = float(script(keys=[key], args=[interval, _WINDOW_MS]))
         except RedisError as exc:  # no Redis, no count: serve rather than fail every request
             log.warning("history throttle unavailable", extra={"error": str(exc)[:300]})
             return True
@@ -70,11 +78,3 @@ class HistoryRateThrottle(BaseThrottle):  # type: ignore[misc]
     def wait(self) -> float | None:
         """Seconds until a request would be allowed (DRF's Retry-After)."""
         return None if self._wait_s is None else math.ceil(self._wait_s)
-
-    def _ident(self, request: Any) -> str:
-        credential = request.auth
-        if isinstance(credential, Credential) and credential.kind == "token":
-            return f"token:{credential.token_id or credential.name}"
-        if request.user is not None and request.user.is_authenticated:
-            return f"user:{request.user.pk}"
-        return f"address:{self.get_ident(request)}"

@@ -234,6 +234,22 @@ def test_history_requests_are_throttled_per_token(
     assert client.get(URL, params, **bearer(second)).status_code == 200  # another token
 
 
+def test_a_browser_session_is_not_throttled(
+    client: Client,
+    settings: Any,
+    key_prefix: str,
+    redis_client: redis.Redis,
+    django_user_model: Any,
+) -> None:
+    """The dashboard asks for a symbol's candles at each click: a trader is not a scraper."""
+    settings.CONFIG = settings.CONFIG.model_copy(
+        update={"history_requests_per_minute": 3, "redis_key_prefix": key_prefix.rstrip(":")}
+    )
+    client.force_login(django_user_model.objects.create_user("trader", "", "pw-1"))
+    statuses = {client.get(URL, {"type": "orders"}).status_code for _ in range(10)}
+    assert statuses == {200}
+
+
 def test_the_throttle_takes_uneven_rates_and_serves_when_redis_is_gone(
     client: Client, settings: Any, key_prefix: str, redis_client: redis.Redis
 ) -> None:
