@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 import msgpack
@@ -29,7 +30,7 @@ from aggregation.keys import CADENCES, RedisNames
 from aggregation.shared_snapshot import SharedSnapshot
 from dashboard_project import redis_clients
 from dashboard_project.config import Settings
-from realtime import metrics
+from realtime import metrics, notices
 from realtime.mirror import ProcessMirror
 from realtime.presence import HEARTBEAT_S, ClientInfo, publish_presence
 from realtime.protocol import Format, Subscription
@@ -39,7 +40,7 @@ from realtime.watchdog import DeafnessCheck
 
 log = logging.getLogger(__name__)
 
-CONTROL: Final = "control"  # the group every hub joins for admin messages (kicks)
+CONTROL: Final = "control"  # the group every hub joins for admin messages (kicks, notices)
 # The watchdog (realtime/watchdog.py): if the shared snapshot's seq stays ahead while the hub
 # hears nothing for this long, the hub's subscription is dead (seen when Redis cut it repeatedly
 # mid-reconnect: connected, yet subscribed to nothing) and is rebuilt. Far above the 100 ms tui
@@ -75,6 +76,9 @@ class Member(Protocol):
 
     async def kick(self) -> None:
         """Close the connection with code 4000 (an admin asked)."""
+
+    def notify(self, frames: Mapping[Format, str | bytes]) -> bool:
+        """Write a staff notice, encoded in each format; whether it was written."""
 
     async def close_with(self, code: int) -> None:
         """Close the connection with `code`."""
@@ -248,6 +252,8 @@ class Hub:
             member = self._by_id.get(str(event.get("client_id")))
             if member is not None:
                 asyncio.get_running_loop().create_task(member.kick())
+        elif kind == notices.EVENT:
+            notices.deliver(self._by_id.values(), event)
 
     def _on_update(self, event: StateUpdate) -> None:
         self.received += 1

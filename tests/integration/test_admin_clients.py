@@ -127,3 +127,35 @@ def test_staff_see_whose_client_it_is_and_kick_by_token(
     finally:
         loop.run_until_complete(layer.group_discard(group, channel))
         loop.close()
+
+
+def test_staff_send_a_notice_from_the_page_and_bad_ones_send_nothing(
+    client: Client, django_user_model: type[User], prefix: str
+) -> None:
+    layer = get_channel_layer()
+    group = RedisNames(prefix).group(CONTROL)
+    loop = asyncio.new_event_loop()
+    channel = loop.run_until_complete(layer.new_channel())
+    loop.run_until_complete(layer.group_add(group, channel))
+    try:
+        client.force_login(django_user_model.objects.create_user("ops", "", "pw", is_staff=True))
+        page = client.get(URL).content.decode()
+        assert f'action="{URL}notice/"' in page
+        for bad, why in (
+            ({"level": "panic", "text": "x"}, "level must be one of info, warning"),
+            ({"level": "info", "text": ""}, "text must be 1 to 500 characters"),
+            ({"level": "info", "text": "x" * 501}, "text must be 1 to 500 characters"),
+            ({"level": "info", "text": "a\x1b[2Jb"}, "text must not contain control characters"),
+        ):
+            response = client.post(f"{URL}notice/", bad, follow=True)
+            assert said(response) == [f"notice not sent: {why}"]
+        text = "Desk closes at 17:00 <b>sharp</b>"
+        response = client.post(f"{URL}notice/", {"level": "warning", "text": text}, follow=True)
+        assert said(response) == ["notice sent to every connected client"]
+        # the first message the hubs hear is the good one: the bad ones sent nothing
+        message = loop.run_until_complete(asyncio.wait_for(layer.receive(channel), 5))
+        assert message == {"type": "client.notice", "level": "warning", "text": text}
+        assert client.get(f"{URL}notice/").status_code == 405
+    finally:
+        loop.run_until_complete(layer.group_discard(group, channel))
+        loop.close()
