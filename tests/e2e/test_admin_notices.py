@@ -3,7 +3,6 @@ who asked (issue 15, "Admins"); bad or unauthorised requests send nothing."""
 
 from __future__ import annotations
 
-import http.client
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.e2e.stack import Stack, connect, receive
+from tests.e2e.stack import Stack, connect, post_notice, receive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -29,22 +28,6 @@ def two_webs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
-
-
-def post(stack: Stack, body: bytes, token: str, content_type: str = "application/json") -> Any:
-    """`POST /api/v1/notice` on the first web process: (status, decoded body)."""
-    connection = http.client.HTTPConnection("127.0.0.1", stack.web_ports[0], timeout=5)
-    try:
-        connection.request(
-            "POST",
-            "/api/v1/notice",
-            body=body,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
-        )
-        response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"null")
-    finally:
-        connection.close()
 
 
 async def next_notice(ws: websockets.ClientConnection) -> dict[str, Any]:
@@ -70,12 +53,12 @@ async def test_a_notice_reaches_every_client_of_both_processes(two_webs: Stack) 
         for ws in (json_1, msgpack_2, json_2):
             assert (await receive(ws))["type"] == "snapshot"
         body = json.dumps({"level": "warning", "text": HOSTILE}).encode()
-        assert post(stack, body, staff) == (202, {"sent": True})
+        assert post_notice(stack.web_ports[0], body, staff) == (202, {"sent": True})
         expected = {"type": "notice", "level": "warning", "text": HOSTILE}
         for ws in (json_1, msgpack_2, json_2):
             assert await next_notice(ws) == expected
         # the frame's encoding is the client's: text for JSON, binary for MessagePack
-        assert post(stack, b'{"level": "info", "text": "ok"}', staff)[0] == 202
+        assert post_notice(stack.web_ports[0], b'{"level": "info", "text": "ok"}', staff)[0] == 202
         assert isinstance(await json_1.recv(), str)
         assert isinstance(await msgpack_2.recv(), bytes)
 
@@ -122,13 +105,19 @@ async def test_bad_bodies_get_400_and_non_staff_403_and_nothing_is_sent(two_webs
     async with connect(stack.ws_url(stack.web_ports[1], format="json")) as ws:
         assert (await receive(ws))["type"] == "snapshot"
         for body, content_type in BAD_BODIES:
-            status, answer = post(stack, body, staff, content_type)
+            status, answer = post_notice(stack.web_ports[0], body, staff, content_type)
             assert status == 400, (body, status, answer)
             assert set(answer) == {"error", "message"}, (body, answer)
-        status, answer = post(stack, b'{"level": "info", "text": "x"}', staff, "text/plain")
+        status, answer = post_notice(
+            stack.web_ports[0], b'{"level": "info", "text": "x"}', staff, "text/plain"
+        )
         assert (status, answer["error"]) == (415, "unsupported_media_type")
-        status, answer = post(stack, b'{"level": "info", "text": "from a quant"}', quant)
+        status, answer = post_notice(
+            stack.web_ports[0], b'{"level": "info", "text": "from a quant"}', quant
+        )
         assert (status, answer["error"]) == (403, "permission_denied")
         # the first notice the client gets is the next good one: none of the above was sent
-        assert post(stack, b'{"level": "info", "text": "good"}', staff)[0] == 202
+        assert (
+            post_notice(stack.web_ports[0], b'{"level": "info", "text": "good"}', staff)[0] == 202
+        )
         assert await next_notice(ws) == {"type": "notice", "level": "info", "text": "good"}

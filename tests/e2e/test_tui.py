@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TabbedContent
 
 from realtime.tui.app import DashboardApp
-from tests.e2e.stack import Stack, wait_quiet
+from tests.e2e.stack import Stack, post_notice, wait_quiet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -174,7 +174,9 @@ async def test_tui_shows_a_staff_notice_as_literal_text(fresh_stack: Stack) -> N
         assert app.client.view.last_message_at
         assert not banner.display
         # when staff send a warning whose text is textual/rich markup
-        status = await asyncio.to_thread(post_notice, port, staff, "warning", markup)
+        status, _ = await asyncio.to_thread(
+            post_notice, port, {"level": "warning", "text": markup}, staff
+        )
         assert status == 202
         for _ in range(200):
             await pilot.pause(0.05)
@@ -186,7 +188,10 @@ async def test_tui_shows_a_staff_notice_as_literal_text(fresh_stack: Stack) -> N
         assert "black on yellow" in styles(banner)
         assert all("link" not in style and "red" not in style for style in styles(banner))
         # and an info notice replaces it, styled apart
-        assert await asyncio.to_thread(post_notice, port, staff, "info", "all clear") == 202
+        status, _ = await asyncio.to_thread(
+            post_notice, port, {"level": "info", "text": "all clear"}, staff
+        )
+        assert status == 202
         for _ in range(200):
             await pilot.pause(0.05)
             if str(banner.render()) == "NOTICE  all clear":
@@ -199,23 +204,3 @@ async def test_tui_shows_a_staff_notice_as_literal_text(fresh_stack: Stack) -> N
 def styles(widget: Static) -> list[str]:
     """The styles of a widget's rendered spans (textual's Content)."""
     return [str(span.style) for span in getattr(widget.render(), "spans", ())]
-
-
-def post_notice(port: int, token: str, level: str, text: str) -> int:
-    """`POST /api/v1/notice` with a staff token; the status."""
-    import http.client
-    import json
-
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request(
-            "POST",
-            "/api/v1/notice",
-            body=json.dumps({"level": level, "text": text}),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
