@@ -21,7 +21,7 @@ _ERRORS = {
     "session without a CSRF token on an unsafe method.",
     "429": "Too many failed authentications from this address; wait and retry.",
 }
-_BODY_IF_DECLARED = ("404", "503")  # declared by the operations that can answer them
+_BODY_IF_DECLARED = ("400", "404", "415", "503")  # declared by the operations answering them
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]

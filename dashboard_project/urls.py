@@ -8,6 +8,7 @@ import dashboard_project.openapi  # noqa: F401  (registers the schema's bearer s
 from dashboard_project import views
 from realtime.api import ClientsView, DebugView, StateView
 from realtime.kicks import KickClientView, KickTokenView, KickUserView
+from realtime.notices import NoticeView
 
 urlpatterns = [
     path("health", views.health, name="health"),
@@ -19,6 +20,7 @@ urlpatterns = [
     path("api/v1/clients/<str:value>/kick", KickClientView.as_view(), name="kick-client"),
     path("api/v1/tokens/<str:value>/kick", KickTokenView.as_view(), name="kick-token"),
     path("api/v1/users/<str:value>/kick", KickUserView.as_view(), name="kick-user"),
+    path("api/v1/notice", NoticeView.as_view(), name="notice"),
     path("api/v1/", include("history.urls")),
     path("api/schema", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),
     path("admin/", admin.site.urls),

@@ -1,4 +1,5 @@
-"""Django admin: the connected clients of every web process (presence registry), with a kick."""
+"""Django admin: the connected clients of every web process (presence registry), with kicks and
+a notice to every client."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
+from realtime import notices, protocol
 from realtime.kicks import Target, kick
 from realtime.models import ConnectedClient
 from realtime.selectors import client_list
@@ -42,10 +44,12 @@ class ConnectedClientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # djang
         return False
 
     def get_urls(self) -> list[URLPattern]:
-        """The list replaces the changelist; `kick/` takes a POST."""
+        """The list replaces the changelist; `kick/` and `notice/` take a POST."""
         kick = self.admin_site.admin_view(require_POST(self.kick_view))
+        notice = self.admin_site.admin_view(require_POST(self.notice_view))
         return [
             path("kick/", kick, name="realtime_connectedclient_kick"),
+            path("notice/", notice, name="realtime_connectedclient_notice"),
             path("", self.admin_site.admin_view(self.changelist_view), name=self._list_name),
         ]
 
@@ -65,6 +69,8 @@ class ConnectedClientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # djang
             "title": "Connected clients",
             "clients": clients,
             "opts": self.model._meta,
+            "notice_levels": protocol.NOTICE_LEVELS,
+            "notice_max_chars": protocol.NOTICE_MAX_CHARS,
         }
         return TemplateResponse(request, "admin/realtime/connected_clients.html", context)
 
@@ -80,6 +86,17 @@ class ConnectedClientAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # djang
                 messages.success(request, f"asked the web processes to close {', '.join(ids)}")
             else:
                 messages.warning(request, f"no connected client of {target} {value}")
+        return HttpResponseRedirect(reverse(f"admin:{self._list_name}"))
+
+    def notice_view(self, request: HttpRequest) -> HttpResponse:
+        """Called for a notice: show it to every connected client of every web process."""
+        try:
+            notice = protocol.parse_notice(request.POST.dict())
+        except protocol.NoticeError as exc:
+            messages.error(request, f"notice not sent: {exc}")
+        else:
+            notices.send(notice, by=request.user.get_username())
+            messages.success(request, "notice sent to every connected client")
         return HttpResponseRedirect(reverse(f"admin:{self._list_name}"))
 
 

@@ -7,6 +7,7 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -238,6 +239,13 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         log.info("client kicked", extra={"client": self.client_id})
         metrics.KICKS.inc()
         await self.close_with(CLOSE_KICKED)
+
+    def notify(self, frames: Mapping[Format, str | bytes]) -> bool:
+        """Write a staff notice in this client's format (dropped while the client is stalled)."""
+        if not self.connected or self.writer.overflowed:
+            return False
+        self._write(frames[self.fmt])
+        return True
 
     async def close_with(self, code: int) -> None:
         """Close the socket with `code` and stop delivering to it."""

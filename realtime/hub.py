@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 import msgpack
@@ -18,7 +19,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from access.gate import Admission
-from realtime import metrics
+from realtime import metrics, notices
 from realtime.access_recheck import access_recheck
 from realtime.gc_policy import gc_policy
 from realtime.mirror import ProcessMirror
@@ -30,7 +31,7 @@ from shared import redis_clients
 from shared.cadences import CADENCES
 from shared.channel_layer import ChannelLayer
 from shared.config import Settings
-from shared.events import HUB_EVENTS, ClientKick, StateUpdate
+from shared.events import HUB_EVENTS, ClientKick, ClientNotice, StateUpdate
 from shared.keys import RedisNames
 from shared.process_id import process_id
 from shared.snapshot import SnapshotReader
@@ -38,7 +39,7 @@ from shared.supervision import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
-CONTROL: Final = "control"  # the group every hub joins for admin messages (kicks)
+CONTROL: Final = "control"  # the group every hub joins for admin messages (kicks, notices)
 # The watchdog (realtime/watchdog.py): if the shared snapshot's seq stays ahead while the hub
 # hears nothing for this long, the hub's subscription is dead (seen when Redis cut it repeatedly
 # mid-reconnect: connected, yet subscribed to nothing) and is rebuilt. Far above the 100 ms tui
@@ -72,6 +73,9 @@ class Member(Protocol):
 
     async def kick(self) -> None:
         """Close the connection with code 4000 (an admin asked)."""
+
+    def notify(self, frames: Mapping[Format, str | bytes]) -> bool:
+        """Write a staff notice, encoded in each format; whether it was written."""
 
     async def close_with(self, code: int) -> None:
         """Close the connection with `code`."""
@@ -225,6 +229,10 @@ class Hub:
         member = self._by_id.get(str(event.get("client_id")))
         if member is not None:
             asyncio.get_running_loop().create_task(member.kick())
+
+    def client_notice(self, event: ClientNotice) -> None:
+        """Write a staff notice to every client of this process (checked again first)."""
+        notices.deliver(self._by_id.values(), dict(event))
 
     def state_update(self, event: StateUpdate) -> None:
         """Apply one update to the mirror and hand it to every member of its cadence."""

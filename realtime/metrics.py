@@ -125,7 +125,7 @@ def _export_zeroes() -> None:
     """Create the label sets known in advance, so a scrape shows them before any traffic."""
     for client_type in CADENCES:
         CONNECTED_CLIENTS.labels(client_type)
-        for message_type in ("snapshot", "update", "error", "pong"):
+        for message_type in ("snapshot", "update", "error", "pong", "notice"):
             MESSAGES_SENT.labels(client_type, message_type)
     for message_type in ("subscribe", "unsubscribe", "refresh", "ping", "invalid"):
         MESSAGES_RECEIVED.labels(message_type)

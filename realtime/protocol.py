@@ -231,6 +231,56 @@ def error_frame(code: ErrorCode, message: str) -> dict[str, Any]:
 
 PONG: Final = {"type": "pong"}
 
+NOTICE_LEVELS: Final = ("info", "warning")
+NOTICE_MAX_CHARS: Final = 500
+# What a notice's text may not hold: C0 and C1 controls and DEL (a newline included: a notice is
+# one line), and the bidirectional overrides and isolates that make text display in another
+# order than it reads ("Trojan Source"). Written with escapes so that the same pattern serves
+# Python here and the OpenAPI schema (ECMA-262, and the Rust regex schemathesis validates with).
+NOTICE_TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"
+_NOTICE_TEXT_RE: Final = re.compile(NOTICE_TEXT_PATTERN)
+# Lone surrogates (a JSON "\ud800" escape) cannot be encoded as UTF-8; a schema pattern cannot
+# name them (the Rust regex has no surrogates), so they have their own check.
+_SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
+
+
+class NoticeError(ValueError):
+    """A notice refused (REST answers 400 with it; the hub drops a foreign one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A staff notice for every connected client: one line of plain text."""
+
+    level: Literal["info", "warning"]
+    text: str
+
+    def frame(self) -> dict[str, Any]:
+        """The `notice` server message."""
+        return {"type": "notice", "level": self.level, "text": self.text}
+
+
+def parse_notice(obj: object) -> Notice:
+    """Check `{"level": "info"|"warning", "text": "..."}`; raise NoticeError saying what is wrong.
+
+    Other keys are ignored. The text is 1..NOTICE_MAX_CHARS characters without control
+    characters; it is plain text, which clients must display as text (never as markup).
+    """
+    if not isinstance(obj, Mapping):
+        raise NoticeError("a notice is a JSON object with level and text")
+    level, text = obj.get("level"), obj.get("text")
+    if level not in NOTICE_LEVELS:
+        raise NoticeError(f"level must be one of {', '.join(NOTICE_LEVELS)}")
+    if not isinstance(text, str):
+        raise NoticeError("text must be a string")
+    if not 1 <= len(text) <= NOTICE_MAX_CHARS:
+        raise NoticeError(f"text must be 1 to {NOTICE_MAX_CHARS} characters")
+    if not _NOTICE_TEXT_RE.fullmatch(text):
+        raise NoticeError("text must not contain control characters")
+    if _SURROGATE_RE.search(text):
+        raise NoticeError("text must not contain lone surrogates (not Unicode text)")
+    return Notice(level, text)
+
 
 def encode(frame: Mapping[str, Any], fmt: Format) -> str | bytes:
     """Encode a frame: JSON as text (str), MessagePack as bytes."""

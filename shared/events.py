@@ -37,5 +37,16 @@ class ClientKick(TypedDict):
     client_id: str
 
 
+class ClientNotice(TypedDict):
+    """A staff notice for every client (realtime/notices.py); handled by `Hub.client_notice`.
+
+    Sent to every hub's control group; each hub checks it again before writing the frame.
+    """
+
+    type: Literal["client.notice"]
+    level: str
+    text: str
+
+
 # Every event type a hub handles.
-HUB_EVENTS: tuple[str, ...] = ("state.update", "client.kick")
+HUB_EVENTS: tuple[str, ...] = ("state.update", "client.kick", "client.notice")

@@ -11,7 +11,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from realtime.tui.client import DashboardClient
+from realtime.tui.client import DashboardClient, Notice
 
 REDRAW_S = 0.1  # the terminal cadence: redraw at most ten times a second
 
@@ -100,6 +100,7 @@ class DashboardApp(App[None]):
         """Called once to build the screen."""
         yield Header()
         yield Static("connecting", id="status")
+        yield Static("", id="notice")
         with TabbedContent(initial="market_data"):
             for name, title in TITLES.items():
                 with TabPane(title, id=name):
@@ -111,6 +112,7 @@ class DashboardApp(App[None]):
         for name, columns in COLUMNS.items():
             self.query_one(f"#table-{name}", DataTable).add_columns(*(t for _, t in columns))
         self.query_one("#table-account", DataTable).add_columns("Field", "Value")
+        self.query_one("#notice", Static).display = False
         self._task = asyncio.get_running_loop().create_task(self.client.run())
         self.set_interval(REDRAW_S, self._redraw)
 
@@ -145,6 +147,8 @@ class DashboardApp(App[None]):
         if not self._dirty:
             return
         self._dirty = False
+        if view.notice is not None:
+            self._show_notice(view.notice)
         state = view.state
         for name, columns in COLUMNS.items():
             value = state.get(name) or ({} if name != "orders" else [])
@@ -164,3 +168,20 @@ class DashboardApp(App[None]):
                 )
             )
             account.add_row(Text(key), cell(shown))
+
+    def _show_notice(self, notice: Notice) -> None:
+        """The last staff notice, above the tables: a warning black on yellow.
+
+        A `Text`: the notice is what a staff member typed, shown as it reads, never as markup.
+        """
+        warning = notice.level == "warning"
+        banner = self.query_one("#notice", Static)
+        banner.update(
+            Text.assemble(
+                ("WARNING" if warning else "NOTICE", "bold"),
+                "  ",
+                notice.text,
+                style="black on yellow" if warning else "white on dark_blue",
+            )
+        )
+        banner.display = True

@@ -38,6 +38,15 @@ class ClientView:
     last_message_at: float = 0.0
     updates: int = 0
     resyncs: int = 0
+    notice: Notice | None = None  # the last staff notice (server-sent; shown as literal text)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A staff notice frame: `info` or `warning`, and one line of plain text."""
+
+    level: str
+    text: str
 
 
 class DashboardClient:
@@ -113,4 +122,6 @@ class DashboardClient:
                 return
             view.seq = frame["seq"]
             view.updates += 1
+        elif kind == "notice":
+            view.notice = Notice(str(frame.get("level")), str(frame.get("text")))
         self._on_change()

@@ -12,6 +12,7 @@ from playwright.sync_api import Page, WebSocket
 
 from shared.core.changes import ChangeConflict, apply_changes
 from tests.browser.conftest import Desk, create_user, log_in
+from tests.e2e.stack import post_notice
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
@@ -205,3 +206,39 @@ def test_staff_users_get_a_link_to_the_admin(page: Page, desk: Desk) -> None:
     log_in(page, staff)
     page.click("a[href='/admin/']")
     page.wait_for_url(re.compile(r"/admin/$"))
+
+
+MARKUP = '<b id="injected">bold</b><img src=x id="injected-img"> & <script>alert(1)</script>'
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_a_staff_notice_shows_in_a_banner_as_literal_text(page: Page, desk: Desk, fmt: str) -> None:
+    # given a logged-in trader on this format, and no notice yet (a user of its own: the
+    # history requests of the page count against a per-user rate)
+    trader = Desk(stack=desk.stack, port=desk.port, username=create_user(desk.stack))
+    sockets: list[WebSocket] = []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    log_in(page, trader)
+    switch_format(page, sockets, fmt)
+    page.wait_for_selector("#conn-state[data-state=live]")
+    banner = page.locator("#notice")
+    assert banner.is_hidden()
+    token = desk.stack.issue_token(f"notice-{fmt}", "--staff")
+    # when staff send an info notice holding markup, then it shows as the very text sent
+    assert post_notice(desk.port, {"level": "info", "text": MARKUP}, token)[0] == 202
+    page.wait_for_selector("#notice[data-level=info]:not([hidden])")
+    assert page.locator("#notice-text").text_content() == MARKUP
+    assert page.locator("#injected, #injected-img, #notice script").count() == 0
+    info_background = banner.evaluate("(node) => getComputedStyle(node).backgroundColor")
+    # when they send a warning, then it replaces the info, styled differently
+    warning = {"level": "warning", "text": "Exchange gateway restarts in 5 minutes"}
+    assert post_notice(desk.port, warning, token)[0] == 202
+    page.wait_for_selector("#notice[data-level=warning]")
+    assert page.inner_text("#notice-text") == "Exchange gateway restarts in 5 minutes"
+    assert page.inner_text("#notice-label").lower() == "warning"
+    warning_background = banner.evaluate("(node) => getComputedStyle(node).backgroundColor")
+    assert warning_background != info_background
+    # and the trader can dismiss it, while the page stays live
+    page.click("#notice-dismiss")
+    assert banner.is_hidden()
+    assert page.inner_text("#conn-state") == "live"

@@ -211,3 +211,27 @@ def wait_quiet(stack: Stack, *, quiet_s: float = 0.8, timeout: float = 20) -> in
 
     wait_until(quiet, timeout=timeout, what="the state to settle")
     return int(last[0])
+
+
+def post_notice(
+    port: int, body: bytes | dict[str, Any], token: str, content_type: str = "application/json"
+) -> tuple[int, Any]:
+    """`POST /api/v1/notice` on a web process with a bearer token: (status, decoded body).
+
+    A dict is sent as JSON; bytes as they are (malformed bodies).
+    """
+    import http.client
+
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request(
+            "POST",
+            "/api/v1/notice",
+            body=data,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
+        )
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()

@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TabbedContent
 
 from realtime.tui.app import DashboardApp
-from tests.e2e.stack import Stack, wait_quiet
+from tests.e2e.stack import Stack, post_notice, wait_quiet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -153,3 +153,54 @@ async def rows_shown(pilot: Pilot[None], table: DataTable[Any], count: int) -> N
 def _plain(value: object) -> str:
     """A cell as the user reads it: its text, whatever renderable holds it."""
     return value.plain if isinstance(value, Text) else str(value)
+
+
+async def test_tui_shows_a_staff_notice_as_literal_text(fresh_stack: Stack) -> None:
+    # given the TUI following a server
+    stack = fresh_stack
+    stack.start_worker()
+    port = stack.start_web()
+    staff = stack.issue_token("ops", "--staff")
+    app = DashboardApp(
+        stack.ws_url(port, auth=False, type="tui", format="msgpack"), token=stack.token
+    )
+    markup = "[bold red]not bold[/] [link=https://example.invalid]no link[/link] [/]"
+    async with app.run_test(size=(160, 40)) as pilot:
+        banner = app.query_one("#notice", Static)
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.client.view.last_message_at:  # the snapshot came: the server holds it
+                break
+        assert app.client.view.last_message_at
+        assert not banner.display
+        # when staff send a warning whose text is textual/rich markup
+        status, _ = await asyncio.to_thread(
+            post_notice, port, {"level": "warning", "text": markup}, staff
+        )
+        assert status == 202
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if banner.display:
+                break
+        # then it shows above the tables, character for character, marked as a warning
+        assert banner.display
+        assert str(banner.render()) == f"WARNING  {markup}"
+        assert "black on yellow" in styles(banner)
+        assert all("link" not in style and "red" not in style for style in styles(banner))
+        # and an info notice replaces it, styled apart
+        status, _ = await asyncio.to_thread(
+            post_notice, port, {"level": "info", "text": "all clear"}, staff
+        )
+        assert status == 202
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if str(banner.render()) == "NOTICE  all clear":
+                break
+        assert str(banner.render()) == "NOTICE  all clear"
+        assert "white on dark_blue" in styles(banner)
+        await pilot.press("q")
+
+
+def styles(widget: Static) -> list[str]:
+    """The styles of a widget's rendered spans (textual's Content)."""
+    return [str(span.style) for span in getattr(widget.render(), "spans", ())]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -97,33 +98,116 @@ def test_kick_asks_the_web_processes_to_close_the_client(
         loop.close()
 
 
+class ControlGroup:
+    """A listener on the control group, as every hub is."""
+
+    def __init__(self, prefix: str) -> None:
+        self.layer = get_channel_layer()
+        self.group = RedisNames(prefix).group(CONTROL)
+        self.loop = asyncio.new_event_loop()
+        self.channel = self.loop.run_until_complete(self.layer.new_channel())
+        self.loop.run_until_complete(self.layer.group_add(self.group, self.channel))
+
+    def receive(self) -> dict[str, Any]:
+        """The next message the hubs hear (within 5 s)."""
+        return dict(
+            self.loop.run_until_complete(asyncio.wait_for(self.layer.receive(self.channel), 5))
+        )
+
+    def close(self) -> None:
+        """Leave the group."""
+        self.loop.run_until_complete(self.layer.group_discard(self.group, self.channel))
+        self.loop.close()
+
+
+@pytest.fixture
+def control(prefix: str) -> Iterator[ControlGroup]:
+    """A listener on this test's control group, left after the test."""
+    listener = ControlGroup(prefix)
+    yield listener
+    listener.close()
+
+
 def said(response: Any) -> list[str]:
     """The admin messages shown on the page a redirect led to."""
     return [str(message) for message in response.context["messages"]]
 
 
 def test_staff_see_whose_client_it_is_and_kick_by_token(
-    client: Client, django_user_model: type[User], prefix: str, redis_url: str
+    client: Client,
+    django_user_model: type[User],
+    prefix: str,
+    control: ControlGroup,
+    redis_url: str,
 ) -> None:
     present(redis_url, prefix, token="quant-notebook")
-    layer = get_channel_layer()
-    group = RedisNames(prefix).group(CONTROL)
-    loop = asyncio.new_event_loop()
-    channel = loop.run_until_complete(layer.new_channel())
-    loop.run_until_complete(layer.group_add(group, channel))
-    try:
-        client.force_login(django_user_model.objects.create_user("ops", "", "pw", is_staff=True))
-        page = client.get(URL).content.decode()
-        assert "token quant-notebook" in page
-        assert 'name="token" value="quant-notebook"' in page
-        response = client.post(f"{URL}kick/", {"token": "quant-notebook"}, follow=True)
-        assert said(response) == ["asked the web processes to close web-1-abcd"]
-        message = loop.run_until_complete(asyncio.wait_for(layer.receive(channel), 5))
-        assert message == {"type": "client.kick", "client_id": "web-1-abcd"}
-        nobody = client.post(f"{URL}kick/", {"user": "nobody"}, follow=True)
-        assert said(nobody) == ["no connected client of user nobody"]
-        both = client.post(f"{URL}kick/", {"user": "a", "token": "b"}, follow=True)
-        assert said(both) == ["give one client, token or user"]
-    finally:
-        loop.run_until_complete(layer.group_discard(group, channel))
-        loop.close()
+    client.force_login(django_user_model.objects.create_user("ops", "", "pw", is_staff=True))
+    page = client.get(URL).content.decode()
+    assert "token quant-notebook" in page
+    assert 'name="token" value="quant-notebook"' in page
+    response = client.post(f"{URL}kick/", {"token": "quant-notebook"}, follow=True)
+    assert said(response) == ["asked the web processes to close web-1-abcd"]
+    message = control.receive()
+    assert message == {"type": "client.kick", "client_id": "web-1-abcd"}
+    nobody = client.post(f"{URL}kick/", {"user": "nobody"}, follow=True)
+    assert said(nobody) == ["no connected client of user nobody"]
+    both = client.post(f"{URL}kick/", {"user": "a", "token": "b"}, follow=True)
+    assert said(both) == ["give one client, token or user"]
+
+
+def test_staff_send_a_notice_from_the_page_and_bad_ones_send_nothing(
+    client: Client, django_user_model: type[User], prefix: str, control: ControlGroup
+) -> None:
+    client.force_login(django_user_model.objects.create_user("ops", "", "pw", is_staff=True))
+    page = client.get(URL).content.decode()
+    assert f'action="{URL}notice/"' in page
+    for bad, why in (
+        ({"level": "panic", "text": "x"}, "level must be one of info, warning"),
+        ({"level": "info", "text": ""}, "text must be 1 to 500 characters"),
+        ({"level": "info", "text": "x" * 501}, "text must be 1 to 500 characters"),
+        ({"level": "info", "text": "a\x1b[2Jb"}, "text must not contain control characters"),
+    ):
+        response = client.post(f"{URL}notice/", bad, follow=True)
+        assert said(response) == [f"notice not sent: {why}"]
+    text = "Desk closes at 17:00 <b>sharp</b>"
+    response = client.post(f"{URL}notice/", {"level": "warning", "text": text}, follow=True)
+    assert said(response) == ["notice sent to every connected client"]
+    # the first message the hubs hear is the good one: the bad ones sent nothing
+    message = control.receive()
+    assert message == {"type": "client.notice", "level": "warning", "text": text}
+    assert client.get(f"{URL}notice/").status_code == 405
+
+
+def test_a_staff_session_sends_a_notice_over_rest_only_with_the_csrf_token(
+    django_user_model: type[User], control: ControlGroup
+) -> None:
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(django_user_model.objects.create_user("ops", "", "pw", is_staff=True))
+    body = {"level": "info", "text": "lunch is served"}
+    # without the CSRF token: refused, nothing sent
+    refused = browser.post("/api/v1/notice", body, content_type="application/json")
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "permission_denied"
+    # with it (the cookie a page set, echoed in the header): sent
+    browser.get(URL)
+    csrf = browser.cookies["csrftoken"].value
+    sent = browser.post(
+        "/api/v1/notice", body, content_type="application/json", headers={"X-CSRFToken": csrf}
+    )
+    assert (sent.status_code, sent.json()) == (202, {"sent": True})
+    assert control.receive() == {"type": "client.notice", **body}
+
+
+def test_a_non_staff_session_may_not_send_a_notice(
+    client: Client, django_user_model: type[User], control: ControlGroup
+) -> None:
+    client.force_login(django_user_model.objects.create_user("quant", "", "pw"))
+    response = client.post(
+        "/api/v1/notice", {"level": "info", "text": "x"}, content_type="application/json"
+    )
+    assert response.status_code == 403
+    # the first message the hubs hear is a staff member's next one: the refused one sent nothing
+    client.force_login(django_user_model.objects.create_user("ops", "", "pw", is_staff=True))
+    body = {"level": "info", "text": "y"}
+    assert client.post("/api/v1/notice", body, content_type="application/json").status_code == 202
+    assert control.receive() == {"type": "client.notice", **body}

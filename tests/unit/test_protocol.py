@@ -157,3 +157,36 @@ def test_subscription_size_counts_channels_and_narrowed_symbols() -> None:
     assert protocol.subscription_size({}) == 0
     both = {"orders": None, "market_data": frozenset({"BTCUSDT", "ETHUSDT"})}
     assert protocol.subscription_size(both) == 3
+
+
+def test_a_notice_is_one_line_of_plain_text() -> None:
+    notice = protocol.parse_notice({"level": "warning", "text": "<b>halt</b> é " + "x" * 486})
+    assert notice.frame() == {"type": "notice", "level": "warning", "text": notice.text}
+    assert len(notice.text) == protocol.NOTICE_MAX_CHARS
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (["info", "x"], "a notice is a JSON object"),
+        (None, "a notice is a JSON object"),
+        ({"text": "x"}, "level must be one of"),
+        ({"level": "error", "text": "x"}, "level must be one of"),
+        ({"level": ["info"], "text": "x"}, "level must be one of"),
+        ({"level": "info"}, "text must be a string"),
+        ({"level": "info", "text": 5}, "text must be a string"),
+        ({"level": "info", "text": ["x"]}, "text must be a string"),
+        ({"level": "info", "text": ""}, "text must be 1 to 500"),
+        ({"level": "info", "text": "x" * 501}, "text must be 1 to 500"),
+        ({"level": "info", "text": "line\n"}, "control characters"),
+        ({"level": "info", "text": "a\tb"}, "control characters"),
+        ({"level": "info", "text": "\x1b[31mred"}, "control characters"),
+        ({"level": "info", "text": "nul\x00"}, "control characters"),
+        ({"level": "info", "text": "c1\x85"}, "control characters"),
+        ({"level": "info", "text": "abc\u202edcba"}, "control characters"),
+        ({"level": "info", "text": "lone \ud800"}, "lone surrogates"),
+    ],
+)
+def test_a_bad_notice_is_refused_saying_why(body: object, why: str) -> None:
+    with pytest.raises(protocol.NoticeError, match=why):
+        protocol.parse_notice(body)

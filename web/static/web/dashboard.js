@@ -25,6 +25,8 @@
     orders: document.querySelector("#orders tbody"), ordersCount: $("orders-count"),
     strategies: document.querySelector("#strategies tbody"),
     account: $("account"), balances: document.querySelector("#balances tbody"),
+    notice: $("notice"), noticeLabel: $("notice-label"), noticeText: $("notice-text"),
+    noticeDismiss: $("notice-dismiss"),
   };
 
   // Aborted when the user logs out, so that no history request fails half-way (a 401 after the
@@ -131,6 +133,10 @@
       console.warn(`server error ${frame.code}: ${frame.message}`);
       return;
     }
+    if (frame.type === "notice") {
+      showNotice(frame);
+      return;
+    }
     const result = state.receive(frame);
     if (result.action === "refresh") {
       console.warn(`update did not apply (${result.reason}); asking for a snapshot`);
@@ -148,6 +154,17 @@
     el.latency.textContent = Number.isFinite(latency) ? `${Math.max(0, latency)} ms` : "–";
     el.seq.textContent = String(state.seq);
     schedule(result.dirty);
+  }
+
+  // A staff notice: shown until dismissed or replaced by the next one. The text is set as text
+  // (textContent), never parsed as HTML: it is whatever a staff member typed.
+  function showNotice(frame) {
+    const level = frame.level === "warning" ? "warning" : "info";
+    el.notice.dataset.level = level;
+    el.notice.setAttribute("role", level === "warning" ? "alert" : "status");
+    el.noticeLabel.textContent = level === "warning" ? "Warning" : "Notice";
+    el.noticeText.textContent = String(frame.text);
+    el.notice.hidden = false;
   }
 
   // Ping for liveness, and the stale warning: checked four times a second.
@@ -470,6 +487,7 @@
     reconnectNow();
   });
   el.reconnect.addEventListener("click", reconnectNow);
+  el.noticeDismiss.addEventListener("click", () => { el.notice.hidden = true; });
   document.getElementById("logout-form").addEventListener("submit", () => requests.abort());
 
   connect();
