@@ -60,8 +60,10 @@ def primary_and_replica() -> Iterator[tuple[str, str]]:
             with psycopg.connect(f"{primary}/postgres", autocommit=True) as admin:
                 admin.execute("CREATE DATABASE dashboard")
             port = primary.rsplit(":", 1)[1]
+            # `-c fast`: the default waits for a spread checkpoint, minutes on an idle server.
             _as_postgres(str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", port, "-U",
-                         "postgres", "-D", str(replica_data), "-R", "-X", "stream")  # fmt: skip
+                         "postgres", "-D", str(replica_data), "-R", "-X", "stream",
+                         "-c", "fast")  # fmt: skip
             with _server(replica_data, free_port()) as replica:
                 yield f"{primary}/dashboard", f"{replica}/dashboard"
     finally:
