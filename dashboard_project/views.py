@@ -7,19 +7,22 @@ import ipaddress
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET, require_http_methods
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 # DRF ships no type information (djangorestframework-stubs is not a dependency): Any to mypy.
-from rest_framework.exceptions import APIException  # type: ignore[import-untyped]
+from rest_framework.exceptions import (  # type: ignore[import-untyped]
+    APIException,
+    NotAuthenticated,
+)
 
 from access.authentication import request_credential
+from dashboard_project.api_errors import allow_methods, exception_response
 from dashboard_project.readiness import readiness, without_detail
 
 SERVICE_NAME = "dashboard-server"
 
 
-@require_http_methods(["GET", "HEAD", "OPTIONS"])
+@allow_methods("GET", "HEAD", "OPTIONS")
 def health(request: HttpRequest) -> JsonResponse:
     """Liveness: answers while the process serves HTTP, whatever its dependencies say.
 
@@ -33,7 +36,7 @@ def health(request: HttpRequest) -> JsonResponse:
     return response
 
 
-@require_GET
+@allow_methods("GET")
 async def health_ready(request: HttpRequest) -> JsonResponse:
     """Readiness: 200 when Redis, PostgreSQL and a live worker answer, else 503; lists each.
 
@@ -59,7 +62,7 @@ async def _sees_detail(request: HttpRequest) -> bool:
     return credential is not None and credential.staff
 
 
-@require_GET
+@allow_methods("GET")
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition of this process: loopback clients only unless `metrics_public`."""
     if not settings.CONFIG.metrics_public and not _is_loopback(request.META.get("REMOTE_ADDR")):
@@ -78,17 +81,16 @@ def metrics(request: HttpRequest) -> HttpResponse:
 def _token_refusal(request: HttpRequest) -> JsonResponse | None:
     try:
         credential = request_credential(request)
-    except APIException as exc:
-        return JsonResponse(
-            {"error": "unauthorized", "message": str(exc.detail)}, status=exc.status_code
-        )
-    if credential is None:
-        response = JsonResponse(
-            {"error": "unauthorized", "message": "a token is required off loopback"}, status=401
-        )
+    except APIException as exc:  # a bad token (401) or a blocked address (429)
+        refusal = exc
+    else:
+        if credential is not None:
+            return None
+        refusal = NotAuthenticated("a token is required off loopback")
+    response = exception_response(refusal)
+    if response.status_code == 401:
         response["WWW-Authenticate"] = 'Bearer realm="dashboard"'
-        return response
-    return None
+    return response
 
 
 def _is_loopback(address: str | None) -> bool:

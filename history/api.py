@@ -37,8 +37,10 @@ from history.params import (
 )
 from history.selectors import Page, candle_list, history_list, symbol_id
 from history.throttles import HistoryRateThrottle
+from shared.http_errors import ErrorCode, error_body
 
 log = logging.getLogger(__name__)
+_UNAVAILABLE = error_body(ErrorCode.UNAVAILABLE, "the history database is unavailable")
 
 
 class _FormatIsAParameter(DefaultContentNegotiation):  # type: ignore[misc]
@@ -231,7 +233,7 @@ class HistoryView(APIView):  # type: ignore[misc]  # APIView is Any without DRF 
         except DatabaseError as exc:
             log.warning("history query failed", extra={"error": str(exc).strip()[:300]})
             return Response(
-                {"error": "unavailable", "message": "the history database is unavailable"},
+                _UNAVAILABLE,
                 status=503,
             )
         body: dict[str, Any] = {
@@ -260,7 +262,7 @@ class HistoryView(APIView):  # type: ignore[misc]  # APIView is Any without DRF 
         except DatabaseError as exc:
             log.warning("history export failed", extra={"error": str(exc).strip()[:300]})
             return Response(
-                {"error": "unavailable", "message": "the history database is unavailable"},
+                _UNAVAILABLE,
                 status=503,
             )
         response = StreamingHttpResponse(

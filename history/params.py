@@ -18,6 +18,7 @@ from typing import Any, Final
 import orjson
 
 from history.models import HISTORY_MODELS
+from shared.http_errors import ErrorCode, error_body
 
 TYPES: Final = tuple(HISTORY_MODELS)
 INTERVALS: Final = {
@@ -59,7 +60,7 @@ class InvalidParameter(Exception):
 
     def body(self) -> dict[str, str]:
         """The JSON error body."""
-        return {"error": "invalid_parameter", "parameter": self.parameter, "message": self.message}
+        return error_body(ErrorCode.INVALID_PARAMETER, self.message, parameter=self.parameter)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from rest_framework.response import Response  # type: ignore[import-untyped]
 from rest_framework.views import APIView  # type: ignore[import-untyped]
 
 from realtime.selectors import client_list
+from shared.http_errors import ErrorCode, error_body
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,8 @@ def _kick_view(target: Target, what: str) -> type[APIView]:
             """Called for POST: ask the web processes to close the matching clients."""
             ids = kick(target, value, by=request.user.get_username())
             if not ids:
-                return Response(
-                    {"error": "not_found", "message": f"no connected client of {what}"}, status=404
-                )
+                body = error_body(ErrorCode.NOT_FOUND, f"no connected client of {what}")
+                return Response(body, status=404)
             return Response({"kicked": ids}, status=202)
 
     KickView.__name__ = KickView.__qualname__ = f"Kick{target.title()}View"

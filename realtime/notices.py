@@ -28,6 +28,7 @@ from rest_framework.views import APIView  # type: ignore[import-untyped]
 
 from realtime import protocol
 from realtime.protocol import Format, Notice, NoticeError
+from shared.http_errors import ErrorCode, error_body
 from shared.keys import RedisNames
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,6 @@ class NoticeView(APIView):  # type: ignore[misc]  # APIView is Any without DRF s
         try:
             notice = protocol.parse_notice(request.data)
         except NoticeError as exc:
-            return Response({"error": "invalid_notice", "message": str(exc)}, status=400)
+            return Response(error_body(ErrorCode.INVALID_NOTICE, str(exc)), status=400)
         send(notice, by=request.user.get_username())
         return Response({"sent": True}, status=202)

@@ -104,7 +104,7 @@ def test_metrics_serves_ipv6_loopback(client: Client) -> None:
 def test_metrics_refuses_other_addresses(client: Client) -> None:
     response = client.get("/metrics", REMOTE_ADDR="10.1.2.3")
     assert response.status_code == 401
-    assert response.json()["error"] == "unauthorized"
+    assert response.json()["error"] == "not_authenticated"
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
