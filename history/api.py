@@ -37,6 +37,7 @@ from history.params import (
 )
 from history.selectors import Page, candle_list, history_list, symbol_id
 from history.throttles import HistoryRateThrottle
+from shared.core.records import KEY_CHARS
 from shared.http_errors import ErrorCode, error_body
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,9 @@ class HistoryView(APIView):  # type: ignore[misc]  # APIView is Any without DRF 
             OpenApiParameter(
                 "symbol",
                 str,
-                pattern=r"^[A-Za-z0-9_-]{1,64}(,[A-Za-z0-9_-]{1,64})*$",
+                pattern=rf"^{KEY_CHARS}(,{KEY_CHARS})*$",
                 description="Symbol (market_data, orders, positions) or strategy id "
-                "(strategies); [A-Za-z0-9_-]{1,64}; not allowed for account. With `format`: "
+                f"(strategies); {KEY_CHARS}; not allowed for account. With `format`: "
                 f"up to {EXPORT_SYMBOLS_MAX}, comma-separated.",
             ),
             OpenApiParameter(

@@ -18,6 +18,7 @@ from typing import Any, Final
 import orjson
 
 from history.models import HISTORY_MODELS
+from shared.core.records import KEY_CHARS, is_key
 from shared.http_errors import ErrorCode, error_body
 
 TYPES: Final = tuple(HISTORY_MODELS)
@@ -35,7 +36,6 @@ ORDERS: Final = ("asc", "desc")
 EXPORT_SYMBOLS_MAX: Final = 100
 LIMIT_DEFAULT: Final = 100
 LIMIT_MAX: Final = 1000  # contract section 5
-_SYMBOL_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")  # contract 3.1's key pattern
 _RFC3339_RE: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
 )
@@ -124,8 +124,8 @@ def _type(value: Mapping[str, str]) -> str:
 
 
 def _symbol(kind: str, symbol: str) -> str:
-    if not _SYMBOL_RE.fullmatch(symbol):
-        raise InvalidParameter("symbol", "must match [A-Za-z0-9_-]{1,64}")
+    if not is_key(symbol):  # contract 3.1's key pattern, as the records' symbols and ids
+        raise InvalidParameter("symbol", f"must match {KEY_CHARS}")
     if HISTORY_MODELS[kind].key_field is None:
         raise InvalidParameter("symbol", f"type {kind} has no symbol")
     return symbol

@@ -40,7 +40,8 @@ ALL_CHANNELS: Final = tuple(Channel)
 # Symbols, ids and field names become dotted-path segments and URL path segments: no dots.
 # `\A...\Z`, not `^...$`: `$` also matches before a trailing newline, so "BTCUSDT\n" would pass
 # and become a look-alike of BTCUSDT. Anchored so that even a `.match()` elsewhere is exact.
-KEY_PATTERN: Final = r"\A[A-Za-z0-9_\-]{1,64}\Z"
+KEY_CHARS: Final = r"[A-Za-z0-9_-]{1,64}"  # unanchored: for messages and OpenAPI patterns
+KEY_PATTERN: Final = rf"\A{KEY_CHARS}\Z"
 _KEY_RE: Final = re.compile(KEY_PATTERN)
 
 

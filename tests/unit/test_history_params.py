@@ -14,8 +14,10 @@ from history.params import (
     InvalidParameter,
     decode_cursor,
     encode_cursor,
+    parse_export_query,
     parse_history_query,
 )
+from shared.core.records import is_key
 
 
 def parse(**params: str) -> HistoryQuery:
@@ -183,3 +185,46 @@ def test_any_text_is_a_cursor_or_refused(text: str, candles: bool) -> None:
 def test_every_cursor_round_trips(moment: datetime, writer: int, n: int) -> None:
     cursor = Cursor(moment, writer, n)
     assert decode_cursor(encode_cursor(cursor), candles=False) == cursor
+
+
+HOSTILE_SYMBOLS = [
+    "BTCUSDT\n",  # a look-alike: `$` would match before the newline
+    "\nBTCUSDT",
+    "BTC USDT",
+    "BTC.USDT",  # a dotted-path segment
+    "BTC\x00",
+    "BTC\u200bUSDT",  # a zero-width space
+    "\uff22\uff34\uff23",  # fullwidth BTC
+    "BTC\u0661",  # an Arabic-Indic digit one (\d would take it)
+    "x" * 65,
+    "%2E%2E",
+    "../etc",
+]
+
+
+@pytest.mark.parametrize("symbol", HOSTILE_SYMBOLS)
+def test_hostile_symbols_are_refused_by_the_history_and_the_export_queries(symbol: str) -> None:
+    assert refused({"type": ["market_data"], "symbol": [symbol]}).parameter == "symbol"
+    with pytest.raises(InvalidParameter) as caught:
+        parse_export_query(
+            {
+                "type": ["market_data"],
+                "format": ["csv"],
+                "from": ["2026-05-01T00:00:00Z"],
+                "to": ["2026-05-02T00:00:00Z"],
+                "symbol": [f"BTCUSDT,{symbol}"],
+            },
+            max_days=7,
+        )
+    assert caught.value.parameter == "symbol"
+
+
+@given(st.text(max_size=70))
+def test_a_symbol_is_taken_exactly_when_the_core_takes_it_as_a_key(symbol: str) -> None:
+    # the history API's symbol rule is the records' KEY_PATTERN (shared/core), not one of its own
+    named: str | None = None
+    try:
+        parse(type="market_data", symbol=symbol)
+    except InvalidParameter as exc:
+        named = exc.parameter
+    assert named == (None if is_key(symbol) else "symbol")
