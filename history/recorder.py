@@ -15,11 +15,8 @@ COPY, JSON and connection work never shares a core or an event loop with the wor
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -35,6 +32,7 @@ from history.stream_rows import Malformed, StreamRow, parse_entry
 from shared import redis_clients
 from shared.config import Settings
 from shared.keys import RedisNames
+from shared.process_id import process_id
 from shared.redis_clients import RedisTarget
 from shared.throttled_log import ThrottledLog
 
@@ -87,7 +85,7 @@ class Recorder:
 
     def __init__(self, options: RecorderOptions, *, consumer: str | None = None) -> None:
         self.options = options
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.consumer = consumer or process_id()
         # The socket timeout must outlast a blocking XREADGROUP.
         self.redis = redis_clients.sync_client(
             options.redis,
