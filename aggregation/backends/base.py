@@ -1,9 +1,15 @@
 """The one small interface of every backend service (design principle 8), and its call policy.
 
-A backend turns one call to a service into validated records. `Backend.fetch` applies the same
-policy to every implementation: a timeout per attempt, retries with exponential backoff for
-transient failures, and a circuit breaker that fails fast while the service is known to be down.
-Every failure surfaces as `BackendUnavailable`; a backend never returns values it did not get.
+A backend turns one call to a service into validated records. A subclass sets `name` and
+`channel` (class attributes: the breaker is named in `__init__`) and implements `_call` (one
+attempt, returning `self._accept(...)` of the decoded objects) and `aclose`. `Backend.fetch`
+wraps `_call` in the same policy for every implementation: a timeout per attempt, retries with
+exponential backoff (capped at `MAX_BACKOFF_S`) only for a failure marked `retryable`, and a
+circuit breaker that fails fast while the service is known to be down. Every failure surfaces
+as `BackendUnavailable` (a timeout and any unforeseen exception included; cancellation is not a
+failure and propagates); a backend returns only records that validate — the others are dropped,
+counted and logged, never patched. The worker's `aggregation/polling.py` calls `fetch` every
+`refresh_period_s` (strategies also on demand) and sets `dashboard_backend_up`.
 """
 
 from __future__ import annotations
@@ -32,13 +38,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("aggregation.backends")
 
-# Ceiling of one backoff sleep: backoff doubles per retry, and with retries up to 10 (the
-# setting's bound) an uncapped wait would exceed the 30 s refresh period it runs within.
+# Ceiling of one backoff sleep: the sleep is `backend_retry_backoff_s` doubled per retry, and
+# with `backend_retries` up to 10 (the setting's bound) an uncapped one would outlast the
+# refresh period (`refresh_period_s`, 30 s by default) the call runs within.
 MAX_BACKOFF_S: Final = 5.0
 
 
 class BackendUnavailable(Exception):
-    """Raised when a backend call produced no records: unreachable, slow, broken or breaker open."""
+    """A call that gave no records: unreachable, slow, broken, or (from `fetch`) breaker open."""
 
     def __init__(self, name: str, reason: str, *, retryable: bool = False) -> None:
         super().__init__(f"{name}: {reason}")
@@ -50,7 +57,12 @@ class BackendUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BackendHealth:
-    """What `/health/ready` and `dashboard_backend_up` report about one backend."""
+    """One backend's state, without calling it (`Backend.health`).
+
+    The worker's heartbeat carries `up` of each backend, which `/health/ready` lists under
+    `checks.backends`; the other fields are for tests and debugging. `dashboard_backend_up` is set
+    by `aggregation/polling.py` from each `fetch`'s outcome, not from here.
+    """
 
     name: str
     up: bool  # the last call succeeded (False until one has)
@@ -62,22 +74,22 @@ class BackendHealth:
 
 
 class _Breaker(CircuitBreaker):  # type: ignore[misc]  # the library is untyped (Any)
-    """The library's breaker, fed outcomes explicitly instead of as a decorator.
+    """The library's breaker, fed outcomes explicitly (`succeeded`, `failed`) by `fetch`.
 
-    Its context manager would count a cancelled call as a success and close the circuit, and
-    its decorator registers every instance in a process-wide monitor; neither suits us.
+    Not its context manager, which would count a cancelled call as a success and close the
+    circuit, nor its decorator, which registers every instance in a process-wide monitor.
     """
 
     def succeeded(self) -> None:
-        """Called after a successful call: closes the circuit."""
+        """Called after a successful call: closes the circuit and zeroes its failure count."""
         self.reset()
 
     def failed(self, error: BackendUnavailable) -> None:
-        """Called after a failed call: counts it, opening the circuit at the threshold."""
+        """Called after a failed call (all its attempts): counts it, opening at the threshold."""
         self.__exit__(type(error), error, None)
 
     def state_name(self) -> str:
-        """The current state as the library names it."""
+        """The current state as the library names it: closed, open or half_open."""
         return str(self.state)
 
     def remaining_s(self) -> float:
@@ -108,7 +120,10 @@ class CallPolicy:
 
 
 class Backend(ABC):
-    """A backend service as the worker sees it: `fetch()` records, `health()`, `aclose()`."""
+    """A backend service as the worker sees it: `fetch()` records, `health()`, `aclose()`.
+
+    The circuit counts one failure per `fetch` (after its retries), not per attempt.
+    """
 
     name: str
     channel: Channel
@@ -131,14 +146,20 @@ class Backend(ABC):
 
     @abstractmethod
     async def _call(self) -> list[Accepted]:
-        """Make one attempt; raise BackendUnavailable (retryable=True if it may pass)."""
+        """Make one attempt (under `timeout_s`); raise BackendUnavailable, retryable if it may pass.
+
+        Return `self._accept(objects)`: the records that validate.
+        """
 
     @abstractmethod
     async def aclose(self) -> None:
         """Called once at shutdown: release connections."""
 
     async def fetch(self) -> list[Accepted]:
-        """Call the service under the timeout, retry and breaker policy; return valid records."""
+        """Call the service under the timeout, retry and breaker policy; return valid records.
+
+        Raises BackendUnavailable at once while the circuit is open, else after the last attempt.
+        """
         if self._breaker.opened:
             raise BackendUnavailable(
                 self.name,
@@ -178,7 +199,10 @@ class Backend(ABC):
         )
 
     def _accept(self, objects: Iterable[object]) -> list[Accepted]:
-        """Validate decoded records of this backend's channel; drop and count invalid ones."""
+        """Validate decoded records of this backend's channel; drop, count and log invalid ones.
+
+        One warning per call (the first rejection's reason), not one per record.
+        """
         accepted: list[Accepted] = []
         first: Rejection | None = None
         rejected = 0
