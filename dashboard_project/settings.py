@@ -14,7 +14,7 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 from shared import redis_clients
-from shared.config import load_settings_or_exit
+from shared.config_loading import load_settings_or_exit
 from shared.logconfig import logging_config
 
 CONFIG = load_settings_or_exit()

@@ -27,7 +27,9 @@ from redis.sentinel import MasterNotFoundError
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard_project.embedded import embedded_stores
-from shared.config import ConfigError, Settings, load_settings
+from shared.config import Settings
+from shared.config_file import ConfigError
+from shared.config_loading import load_settings
 from shared.redis_clients import RedisTarget, sync_client
 
 ROOT = Path(__file__).resolve().parent.parent

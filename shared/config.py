@@ -1,39 +1,29 @@
 """The one typed settings object: defaults < config.yaml < DASHBOARD_* environment variables.
 
 Every tunable number of the product lives here, with the reason for its default beside it.
-`load_settings()` is called once per process (by `dashboard_project.settings`); an invalid value
-stops start-up with one line naming the key and where it came from, and exit code 2.
+Loaded once per process by `shared/config_loading.py` (`load_settings`), which turns an invalid
+value into one line naming the key and where it came from; config.yaml is read by
+`shared/config_file.py`. This module is the table itself (docs/ARCHITECTURE.md says why whole).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import sys
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import AnyUrl, Field, ValidationError, field_validator, model_validator
+from pydantic import AnyUrl, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
 )
 
+from shared.config_file import CONFIG_PATH_ENV, read_yaml
 from shared.legacy_yaml import translate_legacy
 
 ENV_PREFIX = "DASHBOARD_"
-CONFIG_PATH_ENV = "DASHBOARD_CONFIG"
-CONFIG_EXIT_CODE = 2
-# Settings whose value is never shown in an error, whatever is wrong with it.
-SECRET_SETTINGS = frozenset({"secret_key"})
-# The user-info part of any URL in an error line (scheme://user:password@host): everything up
-# to the last '@' before a space or quote, so that a password holding '@', ':' or '/' goes too.
-_URL_USERINFO_RE = re.compile(r"://[^\s'\"]*@")
 
 # Only used when DASHBOARD_DEBUG is on; any other run must set DASHBOARD_SECRET_KEY.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
@@ -43,10 +33,6 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 PositiveMs = Annotated[int, Field(ge=1, le=3_600_000)]
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
 CommaList = Annotated[list[str], NoDecode]
-
-
-class ConfigError(Exception):
-    """Raised by `load_settings` when a value is invalid; its text is the one line to print."""
 
 
 class Settings(BaseSettings):
@@ -345,96 +331,9 @@ class Settings(BaseSettings):
         """Order the layers: init arguments > environment > config.yaml > defaults."""
         yaml_path = os.environ.get(CONFIG_PATH_ENV) or None
         # The file as read, with the earlier service's nested keys translated (legacy_yaml).
-        values, _ = translate_legacy(_read_yaml(yaml_path))
+        values, _ = translate_legacy(read_yaml(yaml_path))
         return (
             init_settings,
             env_settings,
             InitSettingsSource(settings_cls, init_kwargs=values),
         )
-
-
-def _origin(field: str, yaml_path: str | None) -> str:
-    env_name = ENV_PREFIX + field.upper()
-    if env_name in os.environ:
-        return f"{env_name} (environment)"
-    if yaml_path:
-        return f"{field} ({yaml_path})"
-    return field
-
-
-def _check_yaml(yaml_path: str | None) -> dict[str, Any]:
-    """The mapping in the config file (empty without one); ConfigError naming what is wrong."""
-    if not yaml_path:
-        return {}
-    path = Path(yaml_path)
-    if not path.is_file():
-        raise ConfigError(f"{CONFIG_PATH_ENV}: no such file: {yaml_path}")
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(
-            f"{CONFIG_PATH_ENV}: {yaml_path} is not valid YAML: {first_line}"
-        ) from exc
-    if loaded is not None and not isinstance(loaded, dict):
-        raise ConfigError(f"{CONFIG_PATH_ENV}: {yaml_path} must hold a mapping of keys to values")
-    return loaded or {}
-
-
-def _read_yaml(yaml_path: str | None) -> dict[str, Any]:
-    """The config file's mapping; empty if it cannot be read (`load_settings` said why first)."""
-    try:
-        return _check_yaml(yaml_path)
-    except ConfigError:
-        return {}
-
-
-def load_settings() -> Settings:
-    """Build and validate the settings from config.yaml and the environment.
-
-    Raises ConfigError whose message is one line naming the key, its origin and the problem.
-    """
-    yaml_path = os.environ.get(CONFIG_PATH_ENV) or None
-    _, notices = translate_legacy(_check_yaml(yaml_path))
-    for notice in notices:
-        print(f"config: {yaml_path}: {notice}", file=sys.stderr)
-    try:
-        config = Settings()
-    except SettingsError as exc:
-        # Raised for environment values that must be JSON (lists) and are not.
-        raise ConfigError(without_passwords(f"invalid configuration: {exc}")) from None
-    except ValidationError as exc:
-        # `from None`: the pydantic error holds the raw input (a traceback would show it).
-        raise ConfigError(without_passwords(_describe(exc, yaml_path))) from None
-    return config
-
-
-def without_passwords(text: str) -> str:
-    """`text` with the user and password of every URL in it replaced by `***`."""
-    return _URL_USERINFO_RE.sub("://***@", text)
-
-
-def _describe(exc: ValidationError, yaml_path: str | None) -> str:
-    error = exc.errors()[0]
-    message = error["msg"].removeprefix("Value error, ")
-    if error["loc"]:
-        field = str(error["loc"][0])
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting"
-        elif field in SECRET_SETTINGS:
-            pass  # the problem, never the value
-        else:
-            message = f"{message} (got {error.get('input')!r})"
-    else:  # a check across fields reports "field: problem"
-        field, _, message = message.partition(": ")
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"invalid configuration: {_origin(field, yaml_path)}: {message}{more}"
-
-
-def load_settings_or_exit() -> Settings:
-    """Load the settings; on an invalid value print the one line and exit with code 2."""
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        print(str(exc).replace("\n", " "), file=sys.stderr)
-        raise SystemExit(CONFIG_EXIT_CODE) from None

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, Settings, load_settings
+from shared.config import Settings
+from shared.config_file import ConfigError
+from shared.config_loading import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from dashboard_project import __version__
-from shared.config import ConfigError, load_settings
+from shared.config_file import ConfigError
+from shared.config_loading import load_settings
 from shared.legacy_yaml import go_duration_s, translate_legacy
 from shared.logconfig import JsonFormatter
 

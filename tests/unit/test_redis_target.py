@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ConfigError, load_settings
+from shared.config_file import ConfigError
+from shared.config_loading import load_settings
 from shared.redis_clients import RedisTarget, channel_layer_host
 from tests.unit.test_config import clean_env  # noqa: F401  # autouse: no DASHBOARD_* but a key
 
