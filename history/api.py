@@ -37,7 +37,7 @@ from history.params import (
 )
 from history.selectors import Page, candle_list, history_list, symbol_id
 from history.throttles import HistoryRateThrottle
-from shared.core.records import KEY_CHARS
+from shared.core.values import KEY_CHARS
 from shared.http_errors import ErrorCode, error_body
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any, Final
 import orjson
 
 from history.models import HISTORY_MODELS
-from shared.core.records import KEY_CHARS, is_key
+from shared.core.values import KEY_CHARS, is_key
 from shared.http_errors import ErrorCode, error_body
 
 TYPES: Final = tuple(HISTORY_MODELS)

@@ -5,21 +5,27 @@ no exception escapes `parse_record`. Validation is msgspec's (strict: a number s
 a boolean for a number, NaN/Infinity or an epoch number for a timestamp are rejected, never
 coerced). The stored record is the payload's own JSON object, extra fields included, with
 `null` fields dropped (a null field and an absent one mean the same thing on the wire, where
-`null` deletes a path).
+`null` deletes a path). What a value may be — keys, numbers, strings, nesting — is
+`shared/core/values.py`; this module is the schemas and the validation that applies them.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgspec
+
+from shared.core.values import INT_MAX, INT_MIN, UNENCODABLE_DETAILS, unencodable
+
+# The key rule, re-exported for realtime/protocol.py and aggregation/ingest.py, which import it
+# from here; new code imports it from shared/core/values.py.
+from shared.core.values import KEY_PATTERN as KEY_PATTERN
+from shared.core.values import is_key as is_key
 
 # A record as stored in the state and sent to clients: a JSON object, never mutated once built.
 Record = dict[str, Any]
@@ -37,19 +43,6 @@ class Channel(StrEnum):
 
 ALL_CHANNELS: Final = tuple(Channel)
 
-# Symbols, ids and field names become dotted-path segments and URL path segments: no dots.
-# `\A...\Z`, not `^...$`: `$` also matches before a trailing newline, so "BTCUSDT\n" would pass
-# and become a look-alike of BTCUSDT. Anchored so that even a `.match()` elsewhere is exact.
-KEY_CHARS: Final = r"[A-Za-z0-9_-]{1,64}"  # unanchored: for messages and OpenAPI patterns
-KEY_PATTERN: Final = rf"\A{KEY_CHARS}\Z"
-_KEY_RE: Final = re.compile(KEY_PATTERN)
-
-
-def is_key(text: str) -> bool:
-    """Whether `text` is a valid symbol, id or field name (KEY_PATTERN, the whole string)."""
-    return _KEY_RE.fullmatch(text) is not None
-
-
 # Checked against KEY_PATTERN by `validate_record` itself: Python's `re` on one field costs a
 # third of msgspec's per-field pattern check (bench/core.py), and this is the hot path.
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -57,17 +50,6 @@ Key = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Number = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 
-# Every value a record carries, extra fields and nested ones included, must be encodable by every
-# encoder on its path: orjson (JSON frames, the shared snapshot, the history stream), msgpack
-# (MessagePack frames) and PostgreSQL (jsonb, and bigint columns such as `trades`). msgspec keeps
-# any JSON integer, so without this one 2**64 in an extra field failed every broadcast (issue 13).
-# Integers: signed 64-bit, the range all three share (orjson and msgpack also take up to 2**64-1,
-# PostgreSQL's bigint does not).
-INT_MIN: Final = -(2**63)
-INT_MAX: Final = 2**63 - 1
-# Nesting: the record itself is level 1. orjson refuses to encode past 255 levels and a frame
-# wraps a record in at most 4 more; 32 is far more than any desk record needs.
-MAX_DEPTH: Final = 32
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]  # RFC 3339 with an offset
 
@@ -270,63 +252,10 @@ def _accept(channel: Channel, spec: _Spec, obj: dict[str, Any]) -> Accepted | Re
                 continue
         elif kind is int and INT_MIN <= value <= INT_MAX:
             continue
-        reason = _unencodable(value, 2)
+        reason = unencodable(value, 2)
         if reason is not None:
-            return Rejection(reason, name, _DETAILS[reason])
+            return Rejection(reason, name, UNENCODABLE_DETAILS[reason])
     return Accepted(channel, None if spec.key_field is None else record[spec.key_field], record)
-
-
-_Unencodable = Literal[
-    "unrepresentable_number", "unrepresentable_string", "too_deep", "invalid_field"
-]
-_DETAILS: Final[dict[str, str]] = {
-    "unrepresentable_number": f"integers must be within [{INT_MIN}, {INT_MAX}], floats finite",
-    "unrepresentable_string": "strings must be valid Unicode without NUL (\\u0000)",
-    "too_deep": f"records may nest at most {MAX_DEPTH} levels",
-    "invalid_field": "values must be JSON values",
-}
-
-
-def _unencodable(value: object, depth: int) -> _Unencodable | None:
-    """Why `value`, at nesting level `depth`, cannot be encoded on every path; None if it can."""
-    if isinstance(value, str):
-        return None if _encodable_str(value) else "unrepresentable_string"
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return None if INT_MIN <= value <= INT_MAX else "unrepresentable_number"
-    if isinstance(value, float):
-        return None if math.isfinite(value) else "unrepresentable_number"
-    if not isinstance(value, dict | list):
-        return "invalid_field"  # a backend's decoder handed over something JSON has not
-    if depth > MAX_DEPTH:
-        return "too_deep"
-    items: Iterable[object] = value
-    if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                return "invalid_field"
-            if not _encodable_str(key):
-                return "unrepresentable_string"
-        items = value.values()
-    for item in items:
-        reason = _unencodable(item, depth + 1)
-        if reason is not None:
-            return reason
-    return None
-
-
-def _encodable_str(text: str) -> bool:
-    """No NUL (jsonb and text refuse it) and no lone surrogate (UTF-8 cannot hold one)."""
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def instant(stamp: str) -> datetime:

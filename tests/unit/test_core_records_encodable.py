@@ -13,16 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.core.records import (
-    INT_MAX,
-    INT_MIN,
-    MAX_DEPTH,
-    Accepted,
-    Channel,
-    Rejection,
-    parse_record,
-    validate_record,
-)
+from shared.core.records import Accepted, Channel, Rejection, parse_record, validate_record
+from shared.core.values import INT_MAX, INT_MIN, MAX_DEPTH
 
 MAX = 65_536
 BASE = {"symbol": "ZZ", "last_price": 1.0}

@@ -17,7 +17,7 @@ from history.params import (
     parse_export_query,
     parse_history_query,
 )
-from shared.core.records import is_key
+from shared.core.values import is_key
 
 
 def parse(**params: str) -> HistoryQuery:
