@@ -3,23 +3,30 @@
 Pure: no I/O; randomness from one seeded `random.Random` and time from the caller's clock, so
 the same seed and clock give the same records. Every method returns contract 3.1 records (plain
 JSON objects) ready to publish or serve. Orders fill into positions, positions follow the mark
-price, and the account follows the positions, so the numbers on the dashboard add up.
+price, and the account follows the positions, so the numbers on the dashboard add up. This
+module is the desk's steps (what each call does); its entities and their records are
+`entities.py`, its instruments `market.py`.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 from aggregation.simulator import market
+from aggregation.simulator.entities import (
+    LEVERAGE,
+    Side,
+    SimOrder,
+    SimPosition,
+    SimStrategy,
+    lot_size,
+)
 from shared.clock import rfc3339
 from shared.core.records import Record
 
-Side = Literal["BUY", "SELL"]
 OPEN_STATUSES: Final = frozenset({"NEW", "PARTIALLY_FILLED"})
 
 # Orders trade the first few symbols only: a desk holds a handful of positions, not twenty.
@@ -33,8 +40,6 @@ FILL_PROBABILITY: Final = 0.35  # per step, for a resting limit order
 CANCEL_PROBABILITY: Final = 0.04  # per step, for a resting limit order
 PARTIAL_FILL_PROBABILITY: Final = 0.5  # a limit fill takes part of the remaining quantity
 ORDER_NOTIONAL: Final = (500.0, 20_000.0)  # USDT range of one order
-LEVERAGE: Final = 10.0  # margin_used = notional / LEVERAGE
-MAINTENANCE_MARGIN: Final = 0.005  # places the liquidation price, as a 10x perpetual would
 STARTING_BALANCES: Final = {"USDT": 100_000.0, "USDC": 25_000.0}
 STRATEGY_NAMES: Final = (
     ("strat-momentum", "Momentum"),
@@ -44,86 +49,6 @@ STRATEGY_NAMES: Final = (
     ("strat-breakout", "Breakout"),
 )
 WIN_PROBABILITY: Final = 0.55  # a modestly profitable book, so the pnl drifts upwards
-
-
-@dataclass(slots=True)
-class _Order:
-    id: str
-    symbol: str
-    side: Side
-    type: str
-    price: float
-    lot: float  # quantity step; quantities are whole lots, so `filled == quantity` is exact
-    lots: int
-    filled_lots: int
-    status: str
-    created_at: str
-    updated_at: str
-
-    def record(self) -> Record:
-        decimals = _decimals(self.lot)
-        return {
-            "id": self.id,
-            "symbol": self.symbol,
-            "side": self.side,
-            "type": self.type,
-            "price": self.price,
-            "quantity": round(self.lots * self.lot, decimals),
-            "filled": round(self.filled_lots * self.lot, decimals),
-            "status": self.status,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
-
-
-@dataclass(slots=True)
-class _Position:
-    symbol: str
-    lot: float
-    lots: int  # signed: positive long, negative short
-    entry: float
-    realized: float
-    mark: float  # as of the last record returned
-    updated_at: str
-
-    def record(self, mark: float) -> Record:
-        quantity = round(abs(self.lots) * self.lot, _decimals(self.lot))
-        direction = 1.0 if self.lots > 0 else -1.0
-        entry = round(self.entry, 8)
-        liquidation = entry * (1 - direction * (1 / LEVERAGE - MAINTENANCE_MARGIN))
-        return {
-            "symbol": self.symbol,
-            "side": "LONG" if self.lots > 0 else "SHORT",
-            "quantity": quantity,
-            "entry_price": entry,
-            "mark_price": mark,
-            "unrealized_pnl": round(direction * (mark - entry) * quantity, 6),
-            "realized_pnl": round(self.realized, 6),
-            "liquidation_price": round(liquidation, 8),
-            "updated_at": self.updated_at,
-        }
-
-
-@dataclass(slots=True)
-class _Strategy:
-    id: str
-    name: str
-    status: str
-    pnl: float
-    trades: int
-    wins: int
-    updated_at: str
-
-    def record(self) -> Record:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "status": self.status,
-            "pnl": round(self.pnl, 2),
-            "trades": self.trades,
-            "win_rate": round(self.wins / self.trades, 4) if self.trades else 0.0,
-            "updated_at": self.updated_at,
-        }
 
 
 class Desk:
@@ -141,15 +66,15 @@ class Desk:
         }
         self.symbols: tuple[str, ...] = tuple(self._market)
         self._cursor = 0
-        self._orders: dict[str, _Order] = {}  # by id, oldest first
+        self._orders: dict[str, SimOrder] = {}  # by id, oldest first
         self._next_order = 1
-        self._positions: dict[str, _Position] = {}
+        self._positions: dict[str, SimPosition] = {}
         self._changed_positions: set[str] = set()
         self._closed: list[Record] = []  # quantity-0 records not yet returned
         self._balances = dict(STARTING_BALANCES)
         self._realized = 0.0
         self._strategies = [
-            _Strategy(sid, name, "RUNNING", 0.0, 0, 0, now)
+            SimStrategy(sid, name, "RUNNING", 0.0, 0, 0, now)
             for sid, name in STRATEGY_NAMES[: self._rng.randint(3, 5)]
         ]
 
@@ -185,7 +110,7 @@ class Desk:
     def step_orders(self) -> list[Record]:
         """Maybe place an order, then fill or cancel resting ones; return the changed orders."""
         now = self._now()
-        changed: dict[str, _Order] = {}
+        changed: dict[str, SimOrder] = {}
         for order in [o for o in self._orders.values() if o.status in OPEN_STATUSES]:
             if self._work(order, now):
                 changed[order.id] = order
@@ -202,7 +127,7 @@ class Desk:
         orders = list(self._orders.values())[-limit:] if limit > 0 else []
         return [order.record() for order in orders]
 
-    def _place(self, now: str) -> _Order:
+    def _place(self, now: str) -> SimOrder:
         traded = self.symbols[:TRADED_SYMBOLS]
         closable = [p for p in self._positions.values() if p.symbol in traded]
         if closable and self._rng.random() < CLOSE_PROBABILITY:
@@ -213,7 +138,7 @@ class Desk:
             symbol, side = self._rng.choice(traded), self._rng.choice(("BUY", "SELL"))
             lots = 0
         instrument = self._market[symbol]
-        lot = _lot_size(instrument.base)
+        lot = lot_size(instrument.base)
         if not lots:
             notional = self._rng.uniform(*ORDER_NOTIONAL)
             lots = max(1, round(notional / instrument.last / lot))
@@ -223,7 +148,7 @@ class Desk:
         else:  # rests a few ticks behind the quote
             offset = self._rng.randint(0, 5) * instrument.tick
             price = instrument.bid - offset if side == "BUY" else instrument.ask + offset
-        order = _Order(
+        order = SimOrder(
             id=f"ord-{self._next_order:06d}",
             symbol=symbol,
             side=side,
@@ -240,7 +165,7 @@ class Desk:
         self._orders[order.id] = order
         return order
 
-    def _work(self, order: _Order, now: str) -> bool:
+    def _work(self, order: SimOrder, now: str) -> bool:
         roll = self._rng.random()
         if order.type == "LIMIT" and roll < CANCEL_PROBABILITY:
             order.status, order.updated_at = "CANCELED", now
@@ -279,7 +204,7 @@ class Desk:
         self._changed_positions.add(symbol)
         position = self._positions.get(symbol)
         if position is None:
-            self._positions[symbol] = _Position(symbol, lot, signed, price, 0.0, price, now)
+            self._positions[symbol] = SimPosition(symbol, lot, signed, price, 0.0, price, now)
             return
         position.updated_at = now
         if (position.lots > 0) == (signed > 0):  # adding: the entry becomes the average price
@@ -299,7 +224,7 @@ class Desk:
             self._changed_positions.discard(symbol)
             if closing < lots:  # the rest opens the other way at this price
                 rest = signed + position.lots
-                self._positions[symbol] = _Position(symbol, lot, rest, price, 0.0, price, now)
+                self._positions[symbol] = SimPosition(symbol, lot, rest, price, 0.0, price, now)
                 self._changed_positions.add(symbol)
             return
         position.lots += signed
@@ -350,12 +275,3 @@ class Desk:
 
     def _now(self) -> str:
         return rfc3339(self._clock())
-
-
-def _lot_size(base_price: float) -> float:
-    # The quantity step: about 1/100 of a 1000 USDT order, a power of ten (BTC 0.0001, DOGE 10).
-    return float(10.0 ** (math.floor(math.log10(1000 / base_price)) - 2))
-
-
-def _decimals(lot: float) -> int:
-    return max(0, -round(math.log10(lot)))
