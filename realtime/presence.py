@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 import orjson
@@ -34,7 +34,6 @@ class ClientInfo:
     connected_at: str
     process: str
     messages_sent: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
     # Who it is: the logged-in user's name for a browser session, the token's name for a token.
     user: str = ""
     token: str = ""

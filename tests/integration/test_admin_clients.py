@@ -61,6 +61,27 @@ def test_staff_see_every_connected_client(
         assert text in page
 
 
+def test_the_client_list_carries_exactly_the_documented_fields(
+    client: Client, django_user_model: type[User], prefix: str, redis_url: str
+) -> None:
+    # docs/OBSERVABILITY.md, `GET /api/v1/clients`: no field that nothing fills (`extra` was one)
+    present(redis_url, prefix, token="quant-notebook")
+    client.force_login(django_user_model.objects.create_user("ops", "", "pw", is_staff=True))
+    (entry,) = client.get("/api/v1/clients").json()["clients"]
+    assert entry == {
+        "id": "web-1-abcd",
+        "type": "tui",
+        "format": "msgpack",
+        "subscriptions": ["market_data:BTCUSDT"],
+        "remote_addr": "203.0.113.5",
+        "connected_at": "2026-11-24T00:00:00.000Z",
+        "process": "web-1",
+        "messages_sent": 42,
+        "user": "",
+        "token": "quant-notebook",
+    }
+
+
 def test_non_staff_do_not(client: Client, django_user_model: type[User], prefix: str) -> None:
     client.force_login(django_user_model.objects.create_user("quant", "", "pw"))
     assert client.get(URL).status_code == 302  # to the admin login

@@ -281,7 +281,6 @@ def test_clients_lists_presence_for_staff(staff: Client, prefix: str, store: red
         "connected_at": "2026-01-01T00:00:00Z",
         "process": "p1",
         "messages_sent": 3,
-        "extra": {},
     }
     store.hset(f"{prefix}:presence:p1", "p1-1", orjson.dumps(entry))
     response = staff.get("/api/v1/clients")
