@@ -18,6 +18,7 @@ from typing import Any, Final
 import orjson
 from django.db import connection, connections, models
 
+from history.batch_sql import canonical_time, updated_at_text
 from history.models import (
     CANDLE_ORIGIN,
     HISTORY_MODELS,
@@ -28,7 +29,6 @@ from history.models import (
 )
 from history.params import Cursor
 from history.routers import read_alias
-from history.services import canonical_time, updated_at_text
 
 _FAR_PAST: Final = datetime(1, 1, 2, tzinfo=UTC)
 _FAR_FUTURE: Final = datetime(9999, 12, 30, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Writes to the history tables: the recorder's batch write, day partitions and retention.
+"""Writes to the history tables: the recorder's batch write (its SQL: `history/batch_sql.py`).
 
 The batch write runs on a plain psycopg 3 connection (not Django's), in one transaction: COPY
 into a TEMP staging table, then new symbols and writers into their dictionaries, the day
@@ -12,377 +12,39 @@ same key and time). No unique index is needed for it (on a partitioned table one
 include `time`, and would cost a third of the table's size); writes of concurrent recorders are
 serialised by a transaction-level advisory lock instead, so two of them cannot both find a key
 missing. Rows repeated within one batch are inserted once (DISTINCT ON the key).
+
+Day partitions and retention: `history/partitions.py`.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any, Final
 
 import psycopg
-from django.db import connection, models
-from psycopg import sql
 
-from history.models import (
-    CANDLE_ORIGIN,
-    HISTORY_MODELS,
-    UPDATED_FORMATS,
-    UPDATED_VERBATIM,
-    HistoryRow,
-    MinuteCandle,
-    Symbol,
-    Writer,
+from history.batch_sql import (
+    COPY_STAGING,
+    CREATE_STAGING,
+    ENSURE_SYMBOLS,
+    ENSURE_WRITERS,
+    INSERTS,
+    STAGED_DAYS,
+    WRITE_LOCK,
 )
+from history.models import HISTORY_MODELS
+
+# Re-exported for bench/history.py, which imports it from here; new code imports it from
+# history/partitions.py.
+from history.partitions import history_prune as history_prune
+from history.partitions import partitions_ensure
 from history.stream_rows import StreamRow
 
-STAGING_TABLE: Final = "history_staging"
-_CREATE_STAGING: Final = sql.SQL(
-    """CREATE TEMP TABLE IF NOT EXISTS {} (
-        writer bigint NOT NULL,
-        n bigint NOT NULL,
-        channel text NOT NULL,
-        seq bigint NOT NULL,
-        received_at timestamptz NOT NULL,
-        record jsonb NOT NULL
-    ) ON COMMIT DELETE ROWS"""
-).format(sql.Identifier(STAGING_TABLE))
-_COPY: Final = sql.SQL("COPY {} (writer, n, channel, seq, received_at, record) FROM STDIN").format(
-    sql.Identifier(STAGING_TABLE)
-)
-# One key for every history write: recorders take turns (see the module docstring).
-_WRITE_LOCK: Final = sql.SQL("SELECT pg_advisory_xact_lock({})").format(
-    sql.Literal(zlib.crc32(b"dashboard-history-write"))
-)
 # A value PostgreSQL refuses although the record passed validation: a string holding \u0000
 # (jsonb and text cannot store it), an integer past bigint, a timestamp past its range.
 # Retrying cannot help such a row, so the batch is split until the row is isolated.
 _ROW_ERRORS: Final = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
-# Candle deletes: 10,000 rows per DELETE, each its own transaction.
-PRUNE_BATCH: Final = 10_000
-_INT4: Final = 2**31
-_STAGED: Final = sql.Identifier(STAGING_TABLE)
-_SYMBOLS: Final = sql.Identifier(Symbol._meta.db_table)
-_WRITERS: Final = sql.Identifier(Writer._meta.db_table)
-# The time a staged row is filed under, and the record's own updated_at.
-_UPDATED: Final = sql.SQL("(record->>'updated_at')::timestamptz")
-
-
-def _key_expression(channel: str) -> sql.Composable | None:
-    model = HISTORY_MODELS[channel]
-    if model.key_field is None:
-        return None
-    return sql.SQL("record->>{}").format(sql.Literal(model.key_record))
-
-
-# New symbols (and strategy ids) of the batch, then new writers. NOT EXISTS first: an INSERT
-# that only hits ON CONFLICT would still draw a value from the id sequence every batch.
-_ENSURE_SYMBOLS: Final = sql.SQL(
-    """INSERT INTO {symbols} (name)
-    SELECT DISTINCT k FROM (
-        SELECT CASE channel {cases} END AS k FROM {staged}
-    ) AS s
-    WHERE k IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {symbols} y WHERE y.name = s.k)
-    ORDER BY k
-    ON CONFLICT DO NOTHING"""
-).format(
-    symbols=_SYMBOLS,
-    staged=_STAGED,
-    cases=sql.SQL(" ").join(
-        sql.SQL("WHEN {} THEN {}").format(sql.Literal(channel), key)
-        for channel in HISTORY_MODELS
-        if (key := _key_expression(channel)) is not None
-    ),
-)
-_ENSURE_WRITERS: Final = sql.SQL(
-    """INSERT INTO {writers} (writer)
-    SELECT DISTINCT writer FROM {staged} AS s
-    WHERE writer <> 0 AND NOT EXISTS (SELECT 1 FROM {writers} w WHERE w.writer = s.writer)
-    ORDER BY writer
-    ON CONFLICT DO NOTHING"""
-).format(writers=_WRITERS, staged=_STAGED)
-_DAYS: Final = sql.SQL(
-    "SELECT DISTINCT channel, (coalesce({u}, received_at) AT TIME ZONE 'UTC')::date FROM {staged}"
-).format(u=_UPDATED, staged=_STAGED)
-
-
-def _to_char(value: sql.Composable, pattern: str) -> sql.Composable:
-    return sql.SQL("to_char({} AT TIME ZONE 'UTC', {})").format(value, sql.Literal(pattern))
-
-
-# The index into UPDATED_FORMATS of the staged record's updated_at spelling (NULL: none), from
-# `f.us`, updated_at rendered once in the first (microsecond) format: the other two are its
-# prefixes when their missing digits are zeros. (One to_char a row: it is the costly part.)
-_UPDATED_FORMAT: Final = sql.SQL(
-    """CASE WHEN st.u IS NULL THEN NULL
-            WHEN st.record->>'updated_at' = f.us THEN 0
-            WHEN st.record->>'updated_at' = left(f.us, 23) || 'Z'
-                 AND substr(f.us, 24, 3) = '000' THEN 1
-            WHEN st.record->>'updated_at' = left(f.us, 19) || 'Z'
-                 AND substr(f.us, 21, 6) = '000000' THEN 2
-            ELSE {} END"""
-).format(sql.Literal(UPDATED_VERBATIM))
-_UPDATED_US: Final = sql.SQL("CROSS JOIN LATERAL (SELECT {} AS us) AS f").format(
-    _to_char(sql.SQL("st.u"), UPDATED_FORMATS[0])
-)
-
-
-def updated_at_text(time_text: str, code: int) -> str:
-    """updated_at as spelled (UPDATED_FORMATS[code]), from the API's microsecond text of time."""
-    if code == 1:
-        return time_text[:-4] + "Z"
-    if code == 2:
-        return time_text[:-8] + "Z"
-    return time_text
-
-
-def canonical_time_sql(value: sql.Composable) -> sql.Composable:
-    """SQL rendering a timestamptz as the API does, milliseconds when they are exact.
-
-    `2026-05-01T12:00:00.250Z` / `...00.250123Z`. A record's other timestamps (`created_at`)
-    spelled this way are rebuilt from their typed column; otherwise kept as written in `extra`.
-    """
-    text = sql.SQL("""to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""").format(
-        value
-    )
-    return sql.SQL("regexp_replace({}, '000Z$', 'Z')").format(text)
-
-
-def canonical_time(text: str) -> str:
-    """The Python side of `canonical_time_sql`, from the API's microsecond text."""
-    return text[:-4] + "Z" if text.endswith("000Z") else text
-
-
-def _extract(model: type[HistoryRow], field: models.Field[object, object]) -> sql.Composable:
-    """The SQL expression reading one typed column out of the staged record."""
-    key = sql.Literal(model.record_key(field.name))
-    text = sql.SQL("s.record->>{}").format(key)
-    if isinstance(field, models.FloatField):
-        return sql.SQL("({})::double precision").format(text)
-    if isinstance(field, models.BigIntegerField):
-        return sql.SQL("({})::bigint").format(text)
-    if isinstance(field, models.DateTimeField):
-        return sql.SQL("({})::timestamptz").format(text)
-    if isinstance(field, models.JSONField):
-        return sql.SQL("s.record->{}").format(key)
-    if isinstance(field, models.CharField | models.TextField):
-        return text
-    raise TypeError(f"no extraction for {type(field).__name__} {model.__name__}.{field.name}")
-
-
-def _exact(model: type[HistoryRow], field: models.Field[object, object]) -> sql.Composable:
-    """SQL true when the typed column gives back the record's value exactly (so `extra` need not).
-
-    A JSON number with a '.' is a float, which double precision holds exactly; one without
-    (an integer, or 1e16 as jsonb spells it) stays in `extra`, so it comes back as written.
-    """
-    key = sql.Literal(model.record_key(field.name))
-    value, text = sql.SQL("s.record->{}").format(key), sql.SQL("s.record->>{}").format(key)
-    if isinstance(field, models.FloatField):
-        return sql.SQL("jsonb_typeof({}) = 'number' AND strpos({}, '.') > 0").format(value, text)
-    if isinstance(field, models.BigIntegerField):
-        return sql.SQL("jsonb_typeof({}) = 'number' AND strpos({}, '.') = 0").format(value, text)
-    if isinstance(field, models.DateTimeField):
-        return sql.SQL("{} = {}").format(
-            text, canonical_time_sql(sql.SQL("({})::timestamptz").format(text))
-        )
-    if isinstance(field, models.JSONField):
-        return sql.SQL("TRUE")
-    return sql.SQL("jsonb_typeof({}) = 'string'").format(value)
-
-
-def _extra(model: type[HistoryRow]) -> sql.Composable:
-    """SQL for `extra`: the record without the fields the typed columns reproduce; NULL if empty."""
-    dropped: list[sql.Composable] = []
-    if model.key_field is not None:  # a key is a string: its id gives it back exactly
-        dropped.append(sql.Literal(model.key_record))
-    dropped.append(
-        sql.SQL("CASE WHEN s.uf < {} THEN 'updated_at' END").format(sql.Literal(UPDATED_VERBATIM))
-    )
-    for field in model.typed_fields():
-        dropped.append(
-            sql.SQL("CASE WHEN {} THEN {} END").format(
-                _exact(model, field), sql.Literal(model.record_key(field.name))
-            )
-        )
-    return sql.SQL(
-        "nullif(s.record - array_remove(ARRAY[{}]::text[], NULL), '{{}}'::jsonb)"
-    ).format(sql.SQL(", ").join(dropped))
-
-
-def staged_rows_insert(channel: str, model: type[HistoryRow]) -> sql.Composed:
-    """`INSERT ... SELECT` of the staged rows of `channel` whose key the table does not hold."""
-    typed = model.typed_fields()
-    keyed = model.key_field is not None
-    columns = [
-        *("time", "writer_id", "n", "seq", "received_us", "received_at", "updated_format"),
-        "extra",
-        *(["symbol_id"] if keyed else []),
-        *(field.column for field in typed),
-    ]
-    key_join = sql.SQL("JOIN {} y ON y.name = st.record->>{}").format(
-        _SYMBOLS, sql.Literal(model.key_record)
-    )
-    return sql.SQL(
-        """INSERT INTO {table} ({columns})
-        SELECT s.time, s.writer_id, s.n, s.seq,
-               CASE WHEN s.u IS NOT NULL AND s.delta > {low} AND s.delta < {high}
-                    THEN s.delta::integer END,
-               CASE WHEN s.u IS NOT NULL AND NOT (s.delta > {low} AND s.delta < {high})
-                    THEN s.received_at END,
-               s.uf, {extra} {key_value} {typed}
-        FROM (
-            SELECT DISTINCT ON (st.writer, st.n)
-                   st.n, st.seq, st.received_at, st.record, st.u,
-                   coalesce(st.u, st.received_at) AS time, coalesce(w.id, 0) AS writer_id,
-                   (extract(epoch FROM st.received_at) - extract(epoch FROM st.u)) * 1000000
-                       AS delta,
-                   {updated_format} AS uf
-                   {key_id}
-            FROM (SELECT *, {u} AS u FROM {staged} WHERE channel = {channel}) AS st
-            {updated_us}
-            LEFT JOIN {writers} w ON w.writer = st.writer
-            {key_join}
-            ORDER BY st.writer, st.n
-        ) AS s
-        WHERE NOT EXISTS (
-            SELECT 1 FROM {table} t
-            WHERE {key_match} t.time = s.time AND t.writer_id = s.writer_id AND t.n = s.n
-        )"""
-    ).format(
-        table=sql.Identifier(model._meta.db_table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        low=sql.Literal(-_INT4),
-        high=sql.Literal(_INT4),
-        extra=_extra(model),
-        updated_format=_UPDATED_FORMAT,
-        updated_us=_UPDATED_US,
-        key_value=sql.SQL(", s.symbol_id") if keyed else sql.SQL(""),
-        typed=sql.SQL("").join(sql.SQL(", {}").format(_extract(model, f)) for f in typed),
-        key_id=sql.SQL(", y.id AS symbol_id") if keyed else sql.SQL(""),
-        u=_UPDATED,
-        staged=_STAGED,
-        channel=sql.Literal(channel),
-        writers=_WRITERS,
-        key_join=key_join if keyed else sql.SQL(""),
-        key_match=sql.SQL("t.symbol_id = s.symbol_id AND") if keyed else sql.SQL(""),
-    )
-
-
-# Market data: the tick insert feeds the 1-minute candles with the rows it actually inserted
-# (RETURNING skips replayed rows, so a replay never counts a tick twice). Within the batch the
-# first/last tick of each minute is the smallest/largest [epoch, writer, n high, n low, price,
-# volume] array: no per-minute sort, unlike array_agg(... ORDER BY ...), which cost ~4 % of the
-# load rate. float8 epoch seconds keep distinct microseconds apart (resolution 0.24 us until
-# 2106); n is split in halves of 26 and 37 bits so that each is exact in a float8; so the
-# (time, writer_id, n) order decides and price/volume never do. Against the stored candle the
-# kept (time, writer, n) of its open and close decide, so batches may arrive in any order.
-_N_LOW_BITS: Final = 26
-_CANDLE_UPSERT: Final = sql.SQL(
-    """, candles AS (
-        INSERT INTO {candles} AS c (symbol_id, bucket, open, open_time, open_writer, open_n,
-                                    high, low, close, close_time, close_writer, close_n,
-                                    volume, ticks)
-        SELECT symbol_id, bucket, first[5], first_time, first[2]::integer,
-               first[3]::bigint << {bits} | first[4]::bigint, high, low,
-               last[5], last_time, last[2]::integer, last[3]::bigint << {bits} | last[4]::bigint,
-               last[6], ticks
-        FROM (
-            SELECT symbol_id, date_bin('1 minute', time, {origin}) AS bucket,
-                   min(ARRAY[date_part('epoch', time), writer_id, (n >> {bits})::float8,
-                             (n & {mask})::float8, last_price]) AS first,
-                   max(ARRAY[date_part('epoch', time), writer_id, (n >> {bits})::float8,
-                             (n & {mask})::float8, last_price, volume_24h]) AS last,
-                   min(time) AS first_time, max(time) AS last_time,
-                   max(last_price) AS high, min(last_price) AS low, count(*) AS ticks
-            FROM inserted
-            GROUP BY symbol_id, bucket
-        ) AS batch
-        ON CONFLICT (symbol_id, bucket) DO UPDATE SET
-            open = CASE WHEN {open_new} THEN EXCLUDED.open ELSE c.open END,
-            open_writer = CASE WHEN {open_new} THEN EXCLUDED.open_writer ELSE c.open_writer END,
-            open_n = CASE WHEN {open_new} THEN EXCLUDED.open_n ELSE c.open_n END,
-            open_time = least(c.open_time, EXCLUDED.open_time),
-            high = greatest(c.high, EXCLUDED.high),
-            low = least(c.low, EXCLUDED.low),
-            close = CASE WHEN {close_new} THEN EXCLUDED.close ELSE c.close END,
-            volume = CASE WHEN {close_new} THEN EXCLUDED.volume ELSE c.volume END,
-            close_writer = CASE WHEN {close_new} THEN EXCLUDED.close_writer
-                                ELSE c.close_writer END,
-            close_n = CASE WHEN {close_new} THEN EXCLUDED.close_n ELSE c.close_n END,
-            close_time = greatest(c.close_time, EXCLUDED.close_time),
-            ticks = c.ticks + EXCLUDED.ticks
-    )
-    SELECT count(*) FROM inserted"""
-).format(
-    candles=sql.Identifier(MinuteCandle._meta.db_table),
-    origin=sql.Literal(CANDLE_ORIGIN),
-    bits=sql.Literal(_N_LOW_BITS),
-    mask=sql.Literal(2**_N_LOW_BITS - 1),
-    open_new=sql.SQL(
-        "(EXCLUDED.open_time, EXCLUDED.open_writer, EXCLUDED.open_n)"
-        " < (c.open_time, c.open_writer, c.open_n)"
-    ),
-    close_new=sql.SQL(
-        "(EXCLUDED.close_time, EXCLUDED.close_writer, EXCLUDED.close_n)"
-        " > (c.close_time, c.close_writer, c.close_n)"
-    ),
-)
-
-
-def _tick_statement() -> sql.Composed:
-    insert = staged_rows_insert("market_data", HISTORY_MODELS["market_data"])
-    returning = sql.SQL(" RETURNING symbol_id, time, writer_id, n, last_price, volume_24h)")
-    return sql.Composed([sql.SQL("WITH inserted AS ("), insert, returning, _CANDLE_UPSERT])
-
-
-_INSERTS: Final = {channel: staged_rows_insert(channel, m) for channel, m in HISTORY_MODELS.items()}
-_INSERTS["market_data"] = _tick_statement()
-
-
-# --- day partitions ----------------------------------------------------------------------------
-
-
-def partition_name(table: str, day: date) -> str:
-    """`history_markettick_p20260131`: the partition of `table` holding UTC day `day`."""
-    return f"{table}_p{day:%Y%m%d}"
-
-
-def partition_day(table: str, name: str) -> date | None:
-    """The day of a partition named by `partition_name`; None for any other table."""
-    prefix = f"{table}_p"
-    if not name.startswith(prefix) or len(name) != len(prefix) + 8:
-        return None
-    try:
-        return datetime.strptime(name[len(prefix) :], "%Y%m%d").replace(tzinfo=UTC).date()
-    except ValueError:
-        return None
-
-
-def _partition_create(table: str, day: date) -> sql.Composed:
-    start = f"{day.isoformat()} 00:00:00+00"
-    try:
-        end = f"{(day + timedelta(days=1)).isoformat()} 00:00:00+00"
-    except OverflowError:  # 9999-12-31: the last day timestamptz and Python share
-        end = "infinity"
-    return sql.SQL(
-        "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
-    ).format(sql.Identifier(partition_name(table, day)), sql.Identifier(table), start, end)
-
-
-def partitions_ensure(
-    cursor: psycopg.Cursor[Any], wanted: Iterable[tuple[str, date]], known: set[tuple[str, date]]
-) -> set[tuple[str, date]]:
-    """Create the (table, day) partitions not in `known`; return those it asked for.
-
-    The caller adds the returned pairs to `known` once its transaction has committed.
-    """
-    created: set[tuple[str, date]] = set()
-    for table, day in sorted(set(wanted) - known):
-        cursor.execute(_partition_create(table, day))
-        created.add((table, day))
-    return created
 
 
 def partitions_ahead(
@@ -395,31 +57,15 @@ def partitions_ahead(
         for d in range(days + 1)
     ]
     with conn.transaction(), conn.cursor() as cursor:
-        cursor.execute(_WRITE_LOCK)
+        cursor.execute(WRITE_LOCK)
         created = partitions_ensure(cursor, wanted, known)
     known |= created
-
-
-def partitions_list(table: str) -> list[tuple[str, date]]:
-    """The day partitions of `table` (Django's connection), oldest first."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = %s::regclass",
-            [table],
-        )
-        names = [name for (name,) in cursor.fetchall()]
-    found = [(name, day) for name in names if (day := partition_day(table, name)) is not None]
-    return sorted(found, key=lambda pair: pair[1])
-
-
-# --- the batch write ---------------------------------------------------------------------------
 
 
 def staging_create(*, conn: psycopg.Connection[Any]) -> None:
     """Create this connection's staging table (called once after connecting)."""
     with conn.transaction():
-        conn.execute(_CREATE_STAGING)
+        conn.execute(CREATE_STAGING)
 
 
 def staged_rows_write(
@@ -429,16 +75,16 @@ def staged_rows_write(
 
     Returns the rows inserted per type and the partitions created.
     """
-    cursor.execute(_ENSURE_SYMBOLS)
-    cursor.execute(_ENSURE_WRITERS)
-    cursor.execute(_DAYS)
+    cursor.execute(ENSURE_SYMBOLS)
+    cursor.execute(ENSURE_WRITERS)
+    cursor.execute(STAGED_DAYS)
     days = cursor.fetchall()
     created = partitions_ensure(
         cursor, [(HISTORY_MODELS[channel]._meta.db_table, day) for channel, day in days], known
     )
     inserted: dict[str, int] = {}
     for channel in sorted({channel for channel, _ in days}):
-        cursor.execute(_INSERTS[channel])
+        cursor.execute(INSERTS[channel])
         if channel == "market_data":
             counted = cursor.fetchone()
             inserted[channel] = int(counted[0]) if counted else 0
@@ -459,8 +105,8 @@ def history_rows_write(
     """
     known = set() if known is None else known
     with conn.transaction(), conn.cursor() as cursor:
-        cursor.execute(_WRITE_LOCK)
-        with cursor.copy(_COPY) as copy:
+        cursor.execute(WRITE_LOCK)
+        with cursor.copy(COPY_STAGING) as copy:
             for row in rows:
                 writer, n = row.key()
                 copy.write_row((writer, n, row.channel, row.seq, row.received_at, row.record_json))
@@ -495,42 +141,3 @@ def history_rows_write_isolating(
                 middle = len(part) // 2
                 pending += [part[middle:], part[:middle]]
     return inserted, refused
-
-
-# --- retention ---------------------------------------------------------------------------------
-
-
-def retention_cutoff(now: datetime, days: int) -> date:
-    """The first UTC day kept: days before it are wholly older than `days` days."""
-    return (now - timedelta(days=days)).astimezone(UTC).date()
-
-
-def history_prune(*, keep_from: date, batch_size: int = PRUNE_BATCH) -> dict[str, int]:
-    """Drop the day partitions before `keep_from`; delete the minute candles before it.
-
-    A day goes whole or not at all: a day partly inside the retention period is kept until it
-    is wholly outside. Returns the partitions dropped per type, and the 1-minute candles deleted
-    as `candles_1m`.
-    """
-    dropped: dict[str, int] = {}
-    for channel, model in HISTORY_MODELS.items():
-        old = [name for name, day in partitions_list(model._meta.db_table) if day < keep_from]
-        for name in old:
-            with connection.cursor() as cursor:  # each DROP its own (autocommit) transaction
-                cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(name)}")
-        dropped[channel] = len(old)
-    before = datetime(keep_from.year, keep_from.month, keep_from.day, tzinfo=UTC)
-    table = connection.ops.quote_name(MinuteCandle._meta.db_table)
-    total = 0
-    with connection.cursor() as cursor:
-        for _ in range(1_000_000):  # bounded: each pass deletes batch_size or ends the loop
-            cursor.execute(
-                f"DELETE FROM {table} WHERE (symbol_id, bucket) IN "  # noqa: S608
-                f"(SELECT symbol_id, bucket FROM {table} WHERE bucket < %s LIMIT %s)",
-                [before, batch_size],
-            )
-            total += cursor.rowcount
-            if cursor.rowcount < batch_size:
-                break
-    dropped["candles_1m"] = total
-    return dropped

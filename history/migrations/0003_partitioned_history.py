@@ -104,7 +104,8 @@ _CHANNELS = {
 
 
 def _move_rows(apps: Any, schema_editor: Any) -> None:
-    from history.services import STAGING_TABLE, staged_rows_write, staging_create
+    from history.batch_sql import STAGING_TABLE
+    from history.services import staged_rows_write, staging_create
 
     conn = schema_editor.connection.connection  # the psycopg connection, in the migration's
     with conn.cursor() as cursor:  # transaction (staging_create's is a savepoint)

@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from history.models import MarketTick, MinuteCandle, OrderEvent
-from history.services import partition_name, partitions_list
+from history.partitions import partition_name, partitions_list
 from history.stream_rows import StreamRow
 from tests.history_rows import store, stream_row, tick_row
 

@@ -27,16 +27,12 @@ from django.db.models import Sum
 from redis.exceptions import RedisError
 
 from aggregation.history_log import HistoryLog
+from history.batch_sql import WRITE_LOCK  # the lock recorders take turns on
 from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle, Symbol
+from history.partitions import partitions_list
 from history.recorder import Recorder, RecorderOptions
 from history.selectors import history_list
-from history.services import _WRITE_LOCK as WRITE_LOCK  # the lock recorders take turns on
-from history.services import (
-    history_rows_write,
-    history_rows_write_isolating,
-    partitions_list,
-    staging_create,
-)
+from history.services import history_rows_write, history_rows_write_isolating, staging_create
 from history.stream_group import GROUP, StreamGroup
 from history.stream_rows import StreamRow, parse_entry
 from shared.keys import RedisNames

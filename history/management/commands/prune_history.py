@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from history.services import PRUNE_BATCH, history_prune, retention_cutoff
+from history.partitions import PRUNE_BATCH, history_prune, retention_cutoff
 
 
 class Command(BaseCommand):
