@@ -10,6 +10,8 @@ While PostgreSQL is unreachable the batch is not acked and is retried with cappe
 stream keeps absorbing the worker's appends (up to `history_stream_maxlen`) and everything is
 written when PostgreSQL is back. It runs as its own process (`manage.py run_recorder`) so that
 COPY, JSON and connection work never shares a core or an event loop with the worker's ingest.
+The PostgreSQL side (its connection, the partitions ahead, the retried write) is
+`history/batch_writer.py`; this module is the loop and its accounting.
 """
 
 from __future__ import annotations
@@ -19,14 +21,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from typing import Any, Final
 
-import psycopg
 from redis.exceptions import RedisError
 
 from history import metrics
-from history.services import history_rows_write_isolating, partitions_ahead, staging_create
+from history.batch_writer import BACKOFF_MAX_S, BACKOFF_MIN_S, CONNECT_TIMEOUT_S, BatchWriter
 from history.stream_group import StreamGroup
 from history.stream_rows import Malformed, StreamRow, parse_entry
 from shared import redis_clients
@@ -38,22 +38,9 @@ from shared.throttled_log import ThrottledLog
 
 log = logging.getLogger("history.recorder")
 
-# Retry delays while PostgreSQL or Redis is unreachable: start fast (a blip heals in
-# milliseconds), double, and cap at 2 s so that the backlog starts draining within 2 s of
-# PostgreSQL's return while an outage costs one connection attempt per 2 s.
-_BACKOFF_MIN_S: Final = 0.1
-_BACKOFF_MAX_S: Final = 2.0
 # A recurring failure is logged once per this many seconds, with the count held back.
 _FAILURE_LOG_INTERVAL_S: Final = 10.0
-_CONNECT_TIMEOUT_S: Final = 3
-# A 5,000-row batch takes ~50 ms; a statement still running after 5 s means PostgreSQL is stuck.
-# Giving up (and retrying) keeps SIGTERM's 10 s exit promise and the once-a-second log line.
-_STATEMENT_TIMEOUT_MS: Final = 5000
 _REPORT_INTERVAL_S: Final = 1.0
-# Day partitions are created this many days ahead, checked this often: a recorder that runs
-# keeps tomorrow's partitions ready (a row outside them still gets its day on demand).
-_PARTITIONS_AHEAD_DAYS: Final = 2
-_PARTITIONS_CHECK_S: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,23 +77,18 @@ class Recorder:
         self.redis = redis_clients.sync_client(
             options.redis,
             socket_timeout=options.block_ms / 1000 + 5,
-            socket_connect_timeout=_CONNECT_TIMEOUT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
         )
         self.group = StreamGroup(self.redis, stream=options.stream, consumer=self.consumer)
-        self._conn: psycopg.Connection[Any] | None = None
         self._throttled = ThrottledLog(log, interval_s=_FAILURE_LOG_INTERVAL_S)
+        self.writer = BatchWriter(options.dsn, throttled=self._throttled)
         self._group_ready = False
         self._next_claim = 0.0
         self._next_report = time.monotonic() + _REPORT_INTERVAL_S
-        self._failing_since: float | None = None
-        # The (table, day) partitions known to exist; a new connection starts it afresh.
-        self._partitions: set[tuple[str, date]] = set()
-        self._next_partitions = 0.0
         self.written: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter()
         self.batches = 0
         self.claimed = 0
-        self.write_failures = 0
         self._reported: dict[str, Any] = self._totals()
 
     # --- the loop ----------------------------------------------------------------------------
@@ -116,17 +98,17 @@ class Recorder:
         log.info(
             "recorder started", extra={"consumer": self.consumer, "stream": self.options.stream}
         )
-        backoff = _BACKOFF_MIN_S
+        backoff = BACKOFF_MIN_S
         try:
             while not stop.is_set():
                 try:
                     self.step(stop)
-                    backoff = _BACKOFF_MIN_S
+                    backoff = BACKOFF_MIN_S
                 except RedisError as exc:
                     self._group_ready = False
                     self._throttled.warning("redis", "cannot reach Redis", error=str(exc))
                     stop.wait(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                    backoff = min(backoff * 2, BACKOFF_MAX_S)
                 self.report_if_due()
         finally:
             self.report_if_due(force=True)
@@ -171,41 +153,14 @@ class Recorder:
             self.group.reap_consumers(idle_ms=idle_ms)
         return entries
 
-    # --- PostgreSQL ----------------------------------------------------------------------------
+    # --- PostgreSQL (history/batch_writer.py) -------------------------------------------------
 
     def _write(self, rows: list[StreamRow], stop: threading.Event) -> bool:
         """Write until it succeeds (True) or `stop` is set while PostgreSQL fails (False)."""
-        delay = _BACKOFF_MIN_S
-        while True:  # ends on success, or on stop: each failed attempt waits on `stop`
-            try:
-                conn = self._connection()
-                self._partitions_if_due(conn)
-                inserted, refused = history_rows_write_isolating(
-                    conn=conn, rows=rows, known=self._partitions
-                )
-            except psycopg.Error as exc:
-                self._disconnect()
-                self.write_failures += 1
-                metrics.WRITE_FAILURES.inc()
-                if self._failing_since is None:
-                    self._failing_since = time.monotonic()
-                self._throttled.warning(
-                    "postgres",
-                    "cannot write history to PostgreSQL; batch kept, retrying",
-                    error=str(exc).strip()[:300],
-                    batch=len(rows),
-                )
-                if stop.wait(delay):
-                    return False
-                delay = min(delay * 2, _BACKOFF_MAX_S)
-                continue
-            break
-        if self._failing_since is not None:
-            log.warning(
-                "PostgreSQL writes resumed",
-                extra={"failed_for_s": round(time.monotonic() - self._failing_since, 3)},
-            )
-            self._failing_since = None
+        written = self.writer.write(rows, stop)
+        if written is None:
+            return False
+        inserted, refused = written
         for row, error in refused:
             self._count_malformed(row.entry_id, "refused_by_database", error=error)
         for channel, n in inserted.items():
@@ -215,45 +170,10 @@ class Recorder:
         metrics.BATCHES.inc()
         return True
 
-    def _partitions_if_due(self, conn: psycopg.Connection[Any]) -> None:
-        now = time.monotonic()
-        if now >= self._next_partitions:
-            today = datetime.now(UTC).date()
-            partitions_ahead(
-                conn=conn, today=today, days=_PARTITIONS_AHEAD_DAYS, known=self._partitions
-            )
-            self._next_partitions = now + _PARTITIONS_CHECK_S
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            conn = psycopg.connect(
-                self.options.dsn,
-                connect_timeout=_CONNECT_TIMEOUT_S,
-                application_name="dashboard-recorder",
-                options=f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}",
-                # A server that vanished without closing the socket is noticed in ~10 s.
-                keepalives=1,
-                keepalives_idle=5,
-                keepalives_interval=2,
-                keepalives_count=2,
-            )
-            try:
-                staging_create(conn=conn)
-            except psycopg.Error:
-                conn.close()
-                raise
-            self._conn = conn
-            self._partitions = set()
-            self._next_partitions = 0.0
-        return self._conn
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error as exc:  # the socket is already gone: nothing left to close
-                log.debug("closing a failed connection", extra={"error": str(exc)})
-            self._conn = None
+    @property
+    def write_failures(self) -> int:
+        """Failed attempts to write a batch since start (each retried)."""
+        return self.writer.failures
 
     def _leave_group(self) -> None:
         try:
@@ -263,7 +183,7 @@ class Recorder:
 
     def close(self) -> None:
         """Close both connections."""
-        self._disconnect()
+        self.writer.close()
         self.redis.close()
 
     # --- accounting ----------------------------------------------------------------------------
