@@ -81,6 +81,7 @@ async def test_status_says_the_worker_died_and_came_back(fresh_stack: Stack) -> 
         assert asyncio.get_running_loop().time() - leading < 1.0 + 1.0 + 0.5
         assert status["backends"].keys() == BACKENDS
 
+
 async def test_lag_is_reported_from_timestamped_input(fresh_stack: Stack) -> None:
     # given a producer publishing timestamped ticks
     stack = fresh_stack
