@@ -121,7 +121,11 @@ class DeskClient:
                     failures = 0
                     self._changed()
                     await self._follow(ws)
-                self.connection = f"closed ({ws.close_code}); reconnecting"
+                self.connection = (
+                    "server going away; reconnecting"
+                    if self.follower.reconnect_after_ms is not None
+                    else f"closed ({ws.close_code}); reconnecting"
+                )
             except websockets.ConnectionClosed as exc:
                 # 4401/4403/4429 carry the server's reason (a bad token, a channel not allowed)
                 received = exc.rcvd
