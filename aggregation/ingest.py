@@ -50,6 +50,7 @@ class Ingest:
         self._throttled = throttled
         self.counts: Tally[tuple[str, str]] = Tally()
         self.lag_max = 0.0  # the largest producer-to-state lag since the last stats line
+        self.lag_since_beat: float | None = None  # the same since the last heartbeat (status)
         self.strategy_reload = asyncio.Event()  # a strategies message asked for a reload
         self._pending_reloads: set[str] = set()
 
@@ -76,6 +77,7 @@ class Ingest:
             if stamp is not None:  # producer-to-state lag, for live input only
                 lag = time.time() - instant(stamp).timestamp()
                 self.lag_max = max(self.lag_max, lag)
+                self.lag_since_beat = max(self.lag_since_beat or 0.0, lag)
 
     def apply(self, accepted: Accepted, source: str) -> bool:
         """Apply one valid record; if it changed the state, log it for history and say so."""

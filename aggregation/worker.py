@@ -264,8 +264,12 @@ class Worker:
             "backends": {b.name: b.health().up for b in self.backends},
             # tasks that died lately (and were restarted): readiness names them
             "failed_tasks": self.task_health.report(self.config.task_failure_report_s),
+            # the status frame's ingest_lag_s: producer `updated_at` to applied, the largest
+            # since the last beat; None when no timestamped input came (a quiet market)
+            "ingest_lag_s": self.ingest.lag_since_beat,
         }
         await self.redis.set(self.names.heartbeat, orjson.dumps(beat), px=self.lease.lease_ms)
+        self.ingest.lag_since_beat = None
 
     async def _flush_history(self) -> None:
         try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, Protocol
 
 import msgpack
@@ -19,8 +20,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from access.gate import Admission
-from realtime import metrics, notices
+from realtime import metrics, notices, shutdown, status
 from realtime.access_recheck import access_recheck
+from realtime.close_codes import CLOSE_GOING_AWAY
 from realtime.gc_policy import gc_policy
 from realtime.mirror import ProcessMirror
 from realtime.presence import ClientInfo, publish_presence_forever
@@ -75,7 +77,7 @@ class Member(Protocol):
         """Close the connection with code 4000 (an admin asked)."""
 
     def notify(self, frames: Mapping[Format, str | bytes]) -> bool:
-        """Write a staff notice, encoded in each format; whether it was written."""
+        """Write a frame the hub encoded in each format (a notice, a status, a shutdown)."""
 
     async def close_with(self, code: int) -> None:
         """Close the connection with `code`."""
@@ -106,11 +108,19 @@ class Hub:
         self._undecodable_logged = float("-inf")
         self._last_event = 0.0
         self.stats = WebStats(interval_s=config.stats_log_interval_s, process_id=self.process_id)
+        self.status = status.StatusFeed(
+            self.redis,
+            key=self.names.heartbeat,
+            max_age_s=config.ready_heartbeat_max_age_s,
+            interval_s=config.ws_status_interval_s,
+            wall_clock=time.time,
+        )
 
     async def start(self) -> None:
         """Join the groups, load the mirror, and start receiving."""
         await self._subscribe()
         await self.mirror.load()
+        await self.status.read()  # so that the first clients get a reading, not "unknown"
         self._last_event = asyncio.get_running_loop().time()
         self.loops.start("receive", self._receive)
         self.loops.start("presence", self._presence)
@@ -118,6 +128,7 @@ class Hub:
         self.loops.start("gc", gc_policy)
         self.loops.start("access", self._access_recheck)
         self.loops.start("stats", self._stats)
+        self.loops.start("status", self._status)
         log.info("hub started", extra={"web_process": self.process_id, "seq": self.mirror.seq})
 
     async def stop(self) -> None:
@@ -132,6 +143,7 @@ class Hub:
         """Start delivering updates of the member's cadence to it."""
         self._members[member.cadence].add(member)
         self._by_id[member.client_id] = member
+        self._send_status((member,))  # after its snapshot: the consumer registers after it
 
     def unregister(self, member: Member) -> None:
         """Stop delivering to the member (it disconnected)."""
@@ -141,6 +153,8 @@ class Hub:
     async def close_all(self, code: int) -> int:
         """Close every registered connection with `code` (shutdown); return how many."""
         members = tuple(self._by_id.values())
+        if code == CLOSE_GOING_AWAY:  # contract 4.1: a shutdown frame before every 1001
+            shutdown.announce(members, spread_ms=self.config.ws_shutdown_reconnect_spread_ms)
         await asyncio.gather(*(m.close_with(code) for m in members), return_exceptions=True)
         return len(members)
 
@@ -297,6 +311,27 @@ class Hub:
         while True:
             await asyncio.sleep(1.0)
             self.stats.tick(self)
+
+    # --- the status frame (realtime/status.py) ---------------------------------------------
+
+    def status_epoch(self) -> str | None:
+        """The epoch the status frame names: the mirror's, once the mirror has one.
+
+        HOOK(epoch): issue 14 part 1 gives the mirror its `epoch`; until then this is None.
+        """
+        epoch = getattr(self.mirror, "epoch", None)
+        return None if epoch is None else str(epoch)
+
+    def status_frames(self) -> Mapping[Format, str | bytes]:
+        """The latest status frame in each format, at the mirror's seq (encoded once)."""
+        return self.status.board.frames(seq=self.mirror.seq, epoch=self.status_epoch())
+
+    def _send_status(self, members: Iterable[Member]) -> None:
+        for cadence, count in status.deliver(members, self.status_frames()).items():
+            metrics.sent(cadence, "status", count)
+
+    async def _status(self) -> None:
+        await self.status.run(lambda: self._send_status(self._by_id.values()))
 
 
 class UnknownEvent(ValueError):

@@ -171,6 +171,17 @@ class Settings(BaseSettings):
     # The earlier service's write timeout: a socket none of whose writes completes for this
     # long (the client stopped reading) is closed 1008 and reset (realtime.writer).
     ws_write_timeout_s: PositiveSeconds = 10.0
+    # The `status` frame (contract 4.1) goes to every client when the worker or a backend
+    # changes state, and at least this often: the contract's 5 s is the most; a client that
+    # has heard nothing for twice this knows its link or its web process is gone.
+    ws_status_interval_s: PositiveSeconds = Field(5.0, le=5.0)
+    # Before a 1001 close (shutdown) each client is told to reconnect after a delay drawn
+    # uniformly from [0, this), so that 5,000 clients do not arrive on the surviving processes
+    # in the same millisecond. A handshake costs a web process about 1 ms (BENCHMARKS.md:
+    # 5,000 connected in 5.6 s): 1 s spreads a process's clients over that many
+    # milliseconds and leaves the other second of issue 14's 2 s goal for the resume itself
+    # (bench/reconnect.py is where to tune it). 0: all at once.
+    ws_shutdown_reconnect_spread_ms: int = Field(1000, ge=0, le=60_000)
     ws_max_message_bytes: int = Field(4096, ge=64, le=1_048_576)
     # The earlier service queued 256 messages per client; past this we drop and resync instead.
     ws_send_buffer_messages: int = Field(256, ge=1, le=100_000)

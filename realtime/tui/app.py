@@ -11,7 +11,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from realtime.tui.client import DashboardClient, Notice
+from dashboard_client import DeskClient, Notice, Outcome
 
 REDRAW_S = 0.1  # the terminal cadence: redraw at most ten times a second
 
@@ -92,7 +92,7 @@ class DashboardApp(App[None]):
 
     def __init__(self, url: str, token: str | None = None) -> None:
         super().__init__()
-        self.client = DashboardClient(url, token=token, on_change=self._mark_dirty)
+        self.client = DeskClient(url, token=token, on_change=self._mark_dirty)
         self._dirty = True
         self._task: asyncio.Task[None] | None = None
 
@@ -100,6 +100,7 @@ class DashboardApp(App[None]):
         """Called once to build the screen."""
         yield Header()
         yield Static("connecting", id="status")
+        yield Static("", id="feed")
         yield Static("", id="notice")
         with TabbedContent(initial="market_data"):
             for name, title in TITLES.items():
@@ -113,6 +114,7 @@ class DashboardApp(App[None]):
             self.query_one(f"#table-{name}", DataTable).add_columns(*(t for _, t in columns))
         self.query_one("#table-account", DataTable).add_columns("Field", "Value")
         self.query_one("#notice", Static).display = False
+        self.query_one("#feed", Static).display = False
         self._task = asyncio.get_running_loop().create_task(self.client.run())
         self.set_interval(REDRAW_S, self._redraw)
 
@@ -134,22 +136,30 @@ class DashboardApp(App[None]):
         self._dirty = True
 
     def _redraw(self) -> None:
-        view = self.client.view
-        age = time.monotonic() - view.last_message_at if view.last_message_at else None
+        client = self.client
+        follower = client.follower
+        age = time.monotonic() - client.last_message_at if client.last_message_at else None
         stale = age is not None and age > 3 * REDRAW_S * 10
         freshness = "" if age is None else f" · last message {age:.1f} s ago"
+        # after a reconnect: whether the missed updates were replayed or a snapshot replaced all
+        how = (
+            f" · {follower.outcome.value}"
+            if follower.outcome in (Outcome.RECOVERED, Outcome.RESYNCED)
+            else ""
+        )
         self.query_one("#status", Static).update(  # Text: a close reason is the server's words
             Text(
-                f"{view.status}{' · STALE' if stale else ''} · seq {view.seq}"
-                f" · updates {view.updates}{freshness}"
+                f"{client.connection}{how}{' · STALE' if stale else ''} · seq {follower.seq}"
+                f" · updates {follower.updates}{freshness}"
             )
         )
         if not self._dirty:
             return
         self._dirty = False
-        if view.notice is not None:
-            self._show_notice(view.notice)
-        state = view.state
+        self._show_feed()
+        if follower.notice is not None:
+            self._show_notice(follower.notice)
+        state = follower.data or {}
         for name, columns in COLUMNS.items():
             value = state.get(name) or ({} if name != "orders" else [])
             rows = value if isinstance(value, list) else [value[k] for k in sorted(value)]
@@ -168,6 +178,17 @@ class DashboardApp(App[None]):
                 )
             )
             account.add_row(Text(key), cell(shown))
+
+    def _show_feed(self) -> None:
+        """A banner white on red while the feed's status says the worker or a backend is down."""
+        feed = self.client.follower.feed
+        problems = feed.problems if feed is not None else []
+        banner = self.query_one("#feed", Static)
+        banner.display = bool(problems)
+        if problems:
+            banner.update(
+                Text.assemble(("FEED", "bold"), "  ", " · ".join(problems), style="white on red")
+            )
 
     def _show_notice(self, notice: Notice) -> None:
         """The last staff notice, above the tables: a warning black on yellow.

@@ -184,11 +184,24 @@ def decode(frame: str | bytes) -> dict[str, Any]:
     return dict(msgpack.unpackb(frame))
 
 
-async def receive(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
-    """The next frame, decoded."""
+async def receive(
+    ws: ClientConnection,
+    timeout: float = 5.0,  # noqa: ASYNC109
+    *,
+    status: bool = False,
+) -> dict[str, Any]:
+    """The next frame, decoded; `status` frames are skipped unless `status` is true.
+
+    A status frame (contract 4.1) comes after every snapshot on connect and every few seconds:
+    the feed's own heartbeat, which tests of other frames step over.
+    """
     import asyncio
 
-    return decode(await asyncio.wait_for(ws.recv(), timeout))
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = decode(await ws.recv())
+            if status or frame.get("type") != "status":
+                return frame
 
 
 @contextlib.asynccontextmanager

@@ -34,15 +34,15 @@ async def test_tui_follows_the_live_desk(fresh_stack: Stack) -> None:
             if market.row_count >= 20:
                 break
         assert market.row_count == 20
-        first_seq, first_updates = app.client.view.seq, app.client.view.updates
+        first_seq, first_updates = app.client.follower.seq, app.client.follower.updates
         for _ in range(100):
             await pilot.pause(0.05)
-            if app.client.view.updates >= first_updates + 3:
+            if app.client.follower.updates >= first_updates + 3:
                 break
-        assert app.client.view.seq > first_seq
+        assert app.client.follower.seq > first_seq
         status = str(app.query_one("#status", Static).render())
         assert "live" in status
-        assert f"seq {app.client.view.seq}"[:8] in status
+        assert f"seq {app.client.follower.seq}"[:8] in status
         # and the keys switch views
         await pilot.press("4")
         assert app.query_one(TabbedContent).active == "account"
@@ -61,19 +61,19 @@ async def test_tui_follows_the_live_desk(fresh_stack: Stack) -> None:
 
 
 async def test_tui_client_shows_why_the_server_refused_it(fresh_stack: Stack) -> None:
-    from realtime.tui.client import DashboardClient
+    from dashboard_client import DeskClient
 
     stack = fresh_stack
     stack.start_worker()
     port = stack.start_web()
-    client = DashboardClient(stack.ws_url(port, auth=False, type="tui"), token="dsk_wrong")
+    client = DeskClient(stack.ws_url(port, auth=False, type="tui"), token="dsk_wrong")
     task = asyncio.create_task(client.run())
     try:
         deadline = asyncio.get_running_loop().time() + 10
-        while "4401" not in client.view.status:
-            assert asyncio.get_running_loop().time() < deadline, client.view.status
+        while "4401" not in client.connection:
+            assert asyncio.get_running_loop().time() < deadline, client.connection
             await asyncio.sleep(0.05)  # polling the client's status
-        assert "invalid, expired or revoked token" in client.view.status
+        assert "invalid, expired or revoked token" in client.connection
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -137,8 +137,8 @@ async def test_tui_takes_a_snapshot_over_one_mebibyte(fresh_stack: Stack) -> Non
         market = app.query_one("#table-market_data", DataTable)
         await rows_shown(pilot, market, 36)
         # then the client keeps its connection and shows the whole desk
-        assert market.row_count == 36, app.client.view.status
-        assert app.client.view.status == "live"
+        assert market.row_count == 36, app.client.connection
+        assert app.client.connection == "live"
         await pilot.press("q")
 
 
@@ -169,9 +169,9 @@ async def test_tui_shows_a_staff_notice_as_literal_text(fresh_stack: Stack) -> N
         banner = app.query_one("#notice", Static)
         for _ in range(200):
             await pilot.pause(0.05)
-            if app.client.view.last_message_at:  # the snapshot came: the server holds it
+            if app.client.last_message_at:  # the snapshot came: the server holds it
                 break
-        assert app.client.view.last_message_at
+        assert app.client.last_message_at
         assert not banner.display
         # when staff send a warning whose text is textual/rich markup
         status, _ = await asyncio.to_thread(
@@ -204,3 +204,50 @@ async def test_tui_shows_a_staff_notice_as_literal_text(fresh_stack: Stack) -> N
 def styles(widget: Static) -> list[str]:
     """The styles of a widget's rendered spans (textual's Content)."""
     return [str(span.style) for span in getattr(widget.render(), "spans", ())]
+
+
+async def until_shown(pilot: Pilot[None], check: Any, timeout: float = 15) -> None:  # noqa: ASYNC109
+    """Let the app run until `check()` holds, for `timeout` seconds at most."""
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await pilot.pause(0.05)
+    assert check()
+
+
+async def test_tui_shows_a_feed_banner_and_how_it_came_back(fresh_stack: Stack) -> None:
+    from dashboard_client import Outcome
+
+    # given the TUI following a web process and its only worker
+    stack = fresh_stack
+    worker = stack.start_worker()
+    port = stack.start_web()
+    web = stack.processes[-1]
+    app = DashboardApp(stack.ws_url(port, auth=False, type="tui"), token=stack.token)
+    async with app.run_test(size=(160, 40)) as pilot:
+        feed = app.query_one("#feed", Static)
+        status = app.query_one("#status", Static)
+        await until_shown(pilot, lambda: app.client.follower.feed is not None)
+        assert app.client.follower.feed is not None
+        assert app.client.follower.feed.worker_up
+        # (the backends are on ports where nothing listens: the banner names them)
+        await until_shown(pilot, lambda: feed.display)
+        assert "order_service down" in str(feed.render())
+        # when the worker dies, then the banner says no updates are coming
+        worker.kill()
+        await until_shown(pilot, lambda: "worker down" in str(feed.render()))
+        assert "white on red" in styles(feed)
+        # and when one is back, it says only what is still down
+        await asyncio.to_thread(stack.start_worker, "worker-2")
+        await until_shown(pilot, lambda: "worker down" not in str(feed.render()))
+        assert "live" in str(status.render())
+        assert "resynced" not in str(status.render())
+        # when the web process restarts, then the client is told, reconnects to the new one, and
+        # the status line says how it came back
+        web.terminate()
+        await asyncio.to_thread(stack.start_web, port=port)
+        await until_shown(pilot, lambda: app.client.connects >= 2 and app.client.follower.seq)
+        follower = app.client.follower
+        expected = Outcome.RECOVERED if follower.recoveries else Outcome.RESYNCED
+        await until_shown(pilot, lambda: f"live · {expected.value}" in str(status.render()))
+        await pilot.press("q")

@@ -98,6 +98,8 @@ class Follower:
             try:
                 async for message in ws:
                     frame = decode(message)
+                    if frame["type"] not in ("snapshot", "update"):
+                        continue  # status, shutdown, notice: not the state
                     self.arrivals.append((time.monotonic(), frame["type"], frame["seq"]))
                     if frame["seq"] < self.seq:
                         self.backwards += 1

@@ -3,7 +3,7 @@
 
 (function () {
   const F = window.DashboardFormat;
-  const { DashboardState } = window.DashboardProtocol;
+  const { DashboardState, feedProblems } = window.DashboardProtocol;
   const config = JSON.parse(document.getElementById("dashboard-config").textContent);
 
   const FORMAT_KEY = "dashboard.format";
@@ -27,6 +27,8 @@
     account: $("account"), balances: document.querySelector("#balances tbody"),
     notice: $("notice"), noticeLabel: $("notice-label"), noticeText: $("notice-text"),
     noticeDismiss: $("notice-dismiss"),
+    continuity: $("continuity"), feed: $("feed-banner"), feedLabel: $("feed-label"),
+    feedText: $("feed-text"),
   };
 
   // Aborted when the user logs out, so that no history request fails half-way (a 401 after the
@@ -46,6 +48,7 @@
   let lastUpdateAt = 0;
   let pingSentAt = 0;
   let stopped = false; // kicked by an admin: wait for the user
+  let goingAwayMs = null; // a shutdown frame came: reconnect after this long, no backoff
 
   function wsFormat() {
     const stored = window.localStorage.getItem(FORMAT_KEY);
@@ -54,7 +57,13 @@
 
   function wsUrl() {
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-    return `${scheme}://${window.location.host}${config.wsPath}?type=web&format=${wsFormat()}`;
+    const query = new URLSearchParams({ type: "web", format: wsFormat() });
+    const resume = state.resumeQuery(); // contract 4.1: bring what we hold up to date
+    if (resume) {
+      query.set("since", resume.since);
+      query.set("epoch", resume.epoch);
+    }
+    return `${scheme}://${window.location.host}${config.wsPath}?${query}`;
   }
 
   function setConnection(name, text) {
@@ -69,10 +78,12 @@
     stopped = false;
     el.reconnect.hidden = true;
     setConnection(attempt === 0 && state.data === null ? "connecting" : "reconnecting");
-    const ws = new WebSocket(wsUrl());
+    const url = wsUrl();
+    const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     socket = ws;
-    state.reset();
+    goingAwayMs = null;
+    state.reset(url.includes("&since="));
     ws.onopen = () => {
       lastFrameAt = Date.now();
       pingSentAt = 0;
@@ -89,6 +100,13 @@
   }
 
   function closed(code) {
+    if (goingAwayMs !== null) { // the server said it is going away, and when to come back
+      attempt = 0;
+      setConnection("reconnecting", "reconnecting (server restarting)");
+      retryTimer = setTimeout(connect, goingAwayMs);
+      goingAwayMs = null;
+      return;
+    }
     if (code === CLOSE_KICKED) {
       stopped = true;
       setConnection("offline", "disconnected by an admin");
@@ -138,6 +156,21 @@
       return;
     }
     const result = state.receive(frame);
+    if (result.action === "status") {
+      showFeed(state.feed);
+      return;
+    }
+    if (result.action === "reconnect") {
+      goingAwayMs = result.afterMs;
+      if (socket) socket.close(1000); // onclose reconnects after goingAwayMs
+      return;
+    }
+    if (result.action === "recovered") {
+      attempt = 0;
+      setConnection("live");
+      showContinuity();
+      return;
+    }
     if (result.action === "refresh") {
       console.warn(`update did not apply (${result.reason}); asking for a snapshot`);
       send({ type: "refresh" });
@@ -147,6 +180,7 @@
     if (result.snapshot) {
       attempt = 0;
       setConnection("live");
+      showContinuity();
       if (!opensLoaded) load24hOpens();
     }
     lastUpdateAt = now;
@@ -154,6 +188,30 @@
     el.latency.textContent = Number.isFinite(latency) ? `${Math.max(0, latency)} ms` : "–";
     el.seq.textContent = String(state.seq);
     schedule(result.dirty);
+  }
+
+  // After a reconnect: whether the missed updates were replayed (recovered) or a snapshot
+  // replaced everything (resynced, with the server's reason).
+  function showContinuity() {
+    const outcome = state.outcome;
+    const shown = outcome === "recovered" || outcome === "resynced";
+    el.continuity.hidden = !shown;
+    el.continuity.dataset.outcome = shown ? outcome : "";
+    el.continuity.textContent = outcome === "resynced" && state.reason
+      ? `resynced (${state.reason})` : outcome;
+  }
+
+  // The feed's status (contract 4.1): a banner while the worker or a backend is down.
+  function showFeed(status) {
+    const down = feedProblems(status);
+    el.feed.hidden = down.length === 0;
+    if (!down.length) return;
+    const worker = down[0] === "worker";
+    el.feed.dataset.down = worker ? "worker" : "backends";
+    el.feedLabel.textContent = worker ? "Feed down" : "Backend down";
+    el.feedText.textContent = worker
+      ? "The aggregation worker is not running: no updates are coming; the data shown are the last received."
+      : `Not answering: ${down.join(", ")}. Their data may be out of date.`;
   }
 
   // A staff notice: shown until dismissed or replaced by the next one. The text is set as text

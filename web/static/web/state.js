@@ -68,47 +68,125 @@
   }
 
   /**
-   * The client's view of the stream: the state, its seq, and what each frame changed.
+   * The client's view of the stream: the state, its seq and epoch, and what each frame changed.
    * `receive` returns what the caller must do: "render" (with the changed channels and keys),
-   * "ignore", or "refresh" (the update did not apply: ask the server for a snapshot).
+   * "ignore", "refresh" (a gap: ask the server for a snapshot), "recovered" (a resume worked:
+   * the state stands, the missed updates follow), "status" (the feed's status changed) or
+   * "reconnect" (the server is going away: reconnect after `afterMs`).
+   *
+   * Continuity (contract 4.1): an update applies to a state at S when base_seq <= S < seq, in
+   * the same epoch; seq <= S is already held; anything else is a gap. A server without
+   * base_seq: a change that does not apply is the gap.
    */
   class DashboardState {
     constructor() {
       this.data = null; // null until the first snapshot
       this.seq = 0;
+      this.epoch = null;
       this.awaitingSnapshot = true;
+      this.resuming = false; // this connection asked to resume
+      this.outcome = "connecting"; // "live" (first snapshot), "recovered" or "resynced"
+      this.reason = null; // why the last resync was one
+      this.feed = null; // the last status frame
       this.updates = 0;
       this.resyncs = 0;
+      this.gaps = 0;
     }
 
-    reset() {
-      // A new connection: keep showing the old data until its snapshot replaces it.
+    /** The query parameters of a resume (since, epoch), or null if it cannot resume. */
+    resumeQuery() {
+      if (this.data === null || this.epoch === null) return null;
+      return { since: String(this.seq), epoch: this.epoch };
+    }
+
+    reset(resume) {
+      // A new connection: keep showing the old data until its snapshot (or recovered) comes.
       this.awaitingSnapshot = true;
+      this.resuming = Boolean(resume);
     }
 
     receive(frame) {
-      if (frame.type === "snapshot") {
-        this.data = frame.data;
-        this.seq = frame.seq;
-        this.awaitingSnapshot = false;
-        return { action: "render", snapshot: true, dirty: null };
+      switch (frame.type) {
+        case "snapshot": return this.snapshot(frame);
+        case "update": return this.update(frame);
+        case "recovered": return this.recovered(frame);
+        case "status":
+          this.feed = frame;
+          return { action: "status" };
+        case "shutdown":
+          return { action: "reconnect", afterMs: Math.max(0, Number(frame.reconnect_after_ms) || 0) };
+        default: return { action: "ignore" };
       }
-      if (frame.type !== "update") return { action: "ignore" };
-      // An update before the snapshot, or after a conflict, applies to nothing we hold.
+    }
+
+    snapshot(frame) {
+      const first = this.data === null;
+      this.data = frame.data;
+      this.seq = frame.seq;
+      this.epoch = frame.epoch === undefined || frame.epoch === null ? null : String(frame.epoch);
+      this.awaitingSnapshot = false;
+      if (frame.recovered === false) {
+        this.outcome = "resynced";
+        this.reason = String(frame.reason || "unknown");
+      } else if (first) {
+        this.outcome = "live";
+        this.reason = null;
+      } else {
+        this.outcome = "resynced";
+        if (this.resuming) this.reason = "unknown";
+      }
+      if (!first) this.resyncs += 1;
+      this.resuming = false;
+      return { action: "render", snapshot: true, dirty: null };
+    }
+
+    recovered(frame) {
+      const same = this.resuming && this.data !== null && frame.since === this.seq
+        && frame.epoch === this.epoch;
+      this.resuming = false;
+      if (!same) return this.gap("a recovered marker for another seq or epoch");
+      this.awaitingSnapshot = false;
+      this.outcome = "recovered";
+      this.reason = null;
+      return { action: "recovered" };
+    }
+
+    update(frame) {
+      // An update before the snapshot, or after a gap, applies to nothing we hold.
       if (this.awaitingSnapshot || this.data === null) return { action: "ignore" };
+      if (frame.epoch !== undefined && frame.epoch !== null && this.epoch !== null
+          && String(frame.epoch) !== this.epoch) {
+        return this.gap(`an update of epoch ${frame.epoch}`);
+      }
       if (!(frame.seq > this.seq)) return { action: "ignore" }; // already applied
+      if (typeof frame.base_seq === "number" && frame.base_seq > this.seq) {
+        return this.gap(`update ${frame.base_seq}->${frame.seq} on state ${this.seq}`);
+      }
       try {
         applyChanges(this.data, frame.changes);
       } catch (error) {
         if (!(error instanceof ChangeConflict)) throw error;
-        this.awaitingSnapshot = true;
-        this.resyncs += 1;
-        return { action: "refresh", reason: error.message };
+        return this.gap(error.message);
       }
       this.seq = frame.seq;
       this.updates += 1;
       return { action: "render", snapshot: false, dirty: dirtyOf(frame.changes) };
     }
+
+    gap(reason) {
+      this.awaitingSnapshot = true;
+      this.gaps += 1;
+      this.reason = "gap";
+      return { action: "refresh", reason };
+    }
+  }
+
+  /** What is down according to a status frame, in words; empty when all is well. */
+  function feedProblems(status) {
+    if (!status) return [];
+    if (!status.worker || !status.worker.up) return ["worker"];
+    const backends = status.backends || {};
+    return Object.keys(backends).sort().filter((name) => !backends[name]);
   }
 
   /** channel -> Set of the entity keys changed (null: the whole channel). */
@@ -131,5 +209,7 @@
     return dirty;
   }
 
-  global.DashboardProtocol = { applyChanges, ChangeConflict, DashboardState, dirtyOf };
+  global.DashboardProtocol = {
+    applyChanges, ChangeConflict, DashboardState, dirtyOf, feedProblems,
+  };
 })(window);
