@@ -3,7 +3,9 @@
 Consumers register with it and have no channel-layer channel of their own (design principle 7):
 the hub receives each cadence's update once, applies it to the process mirror, and hands the
 worker's pre-encoded frame to each registered consumer of that cadence, which writes it to its
-socket. It also keeps this process's presence list in Redis and carries out admin kicks.
+socket. It keeps each cadence's recent updates in a resume ring (realtime/resume.py) for
+clients that reconnect with `since` (contract 4.1). It also keeps this process's presence list
+in Redis and carries out admin kicks.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from realtime.gc_policy import gc_policy
 from realtime.mirror import ProcessMirror
 from realtime.presence import ClientInfo, publish_presence_forever
 from realtime.protocol import Format, Subscription, size_of
+from realtime.resume import Entry, Recovered, Refused, ResumeRing
 from realtime.stats import WebStats
 from realtime.watchdog import DeafnessCheck
 from shared import redis_clients
@@ -94,6 +97,14 @@ class Hub:
             config, socket_timeout=None, socket_connect_timeout=5
         )
         self.mirror = ProcessMirror(SnapshotReader(self.redis, self.names))
+        self.rings = {
+            cadence: ResumeRing(
+                span_s=config.resume_span_s,
+                max_entries=config.resume_max_entries,
+                max_bytes=config.resume_max_bytes,
+            )
+            for cadence in CADENCES
+        }
         self._members: dict[str, set[Member]] = {cadence: set() for cadence in CADENCES}
         self._by_id: dict[str, Member] = {}
         self.loops = TaskSupervisor("hub")  # its background loops, restarted if one dies
@@ -111,6 +122,8 @@ class Hub:
         """Join the groups, load the mirror, and start receiving."""
         await self._subscribe()
         await self.mirror.load()
+        for ring in self.rings.values():  # what the process knows starts here
+            ring.reset(self.mirror.epoch, self.mirror.seq)
         self._last_event = asyncio.get_running_loop().time()
         self.loops.start("receive", self._receive)
         self.loops.start("presence", self._presence)
@@ -235,13 +248,22 @@ class Hub:
         notices.deliver(self._by_id.values(), dict(event))
 
     def state_update(self, event: StateUpdate) -> None:
-        """Apply one update to the mirror and hand it to every member of its cadence."""
+        """Apply one update to the mirror, keep it for resumes, and hand it to every member of
+        its cadence."""
         self.received += 1
         changes: dict[str, Any] = msgpack.unpackb(event["msgpack"])["changes"]
-        if self.mirror.apply(event["base_seq"], event["seq"], changes) == "gap":
+        epoch = event["epoch"]
+        if self.mirror.apply(event["base_seq"], event["seq"], changes, epoch) == "gap":
             self.gaps += 1
             self._reload()
         cadence = event["cadence"]
+        ring = self.rings.get(cadence)
+        if ring is not None:
+            loop_now = asyncio.get_running_loop().time()
+            entry = Entry(
+                event["base_seq"], event["seq"], event["json"], event["msgpack"], loop_now
+            )
+            ring.add(entry, epoch)
         delivered = 0
         for member in tuple(self._members.get(cadence, ())):
             try:  # free unless it raises (3.11): one broken connection must not stop the rest
@@ -257,6 +279,24 @@ class Hub:
                 (Format.MSGPACK, len(event["msgpack"])),
             ),
         )
+
+    def resume(self, cadence: str, since: int, epoch: str) -> Recovered | Refused:
+        """What a client of `cadence` at `since` of `epoch` can be given (contract 4.1).
+
+        Synchronous, like the delivery of updates: a consumer that registers right after it,
+        with no await in between, misses no update and gets none twice.
+        """
+        ring = self.rings[cadence]
+        mirror = self.mirror
+        # The mirror may be ahead of this cadence's ring (the other cadence's updates): a
+        # client between the two is exact, and this cadence's next update applies to it.
+        current = mirror.seq if mirror.epoch == ring.epoch else None
+        answer = ring.resume(
+            since, epoch, now=asyncio.get_running_loop().time(), current_seq=current
+        )
+        result = answer.reason.value if isinstance(answer, Refused) else "recovered"
+        metrics.RESUMES.labels(cadence, result).inc()
+        return answer
 
     @property
     def reloading(self) -> bool:
