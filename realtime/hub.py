@@ -27,7 +27,7 @@ from realtime.gc_policy import gc_policy
 from realtime.mirror import ProcessMirror
 from realtime.presence import ClientInfo, publish_presence_forever
 from realtime.protocol import Format, Subscription, size_of
-from realtime.resume import Entry, Recovered, Refused, ResumeRing
+from realtime.resume import Entry, Reason, Recovered, Refused, ResumeRing
 from realtime.stats import WebStats
 from realtime.watchdog import DeafnessCheck
 from shared import redis_clients
@@ -288,6 +288,12 @@ class Hub:
         """
         ring = self.rings[cadence]
         mirror = self.mirror
+        if self.reloading:
+            # The process itself missed updates and does not know yet where the state is (or
+            # in which lineage): it vouches for nothing. The snapshot sent instead is followed
+            # by a fresh one once the mirror has reloaded, as for any client.
+            metrics.RESUMES.labels(cadence, Reason.UNKNOWN.value).inc()
+            return Refused(Reason.UNKNOWN)
         # The mirror may be ahead of this cadence's ring (the other cadence's updates): a
         # client between the two is exact, and this cadence's next update applies to it.
         current = mirror.seq if mirror.epoch == ring.epoch else None
@@ -312,6 +318,11 @@ class Hub:
         try:
             await self.mirror.load()
             log.info("mirror reloaded after a gap", extra={"seq": self.mirror.seq})
+            for ring in self.rings.values():
+                if ring.epoch != self.mirror.epoch:
+                    # A new lineage, heard of through another cadence (Redis holds the newest:
+                    # the worker writes it before it sends): this cadence's ring starts there.
+                    ring.reset(self.mirror.epoch, self.mirror.seq)
         except Exception:
             log.exception("mirror reload failed; the next gap retries")
         finally:
