@@ -208,7 +208,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         """
         if not self.connected:
             return False
-        decision = self.continuity.check(event["base_seq"], event["seq"], event["epoch"])
+        epoch = event.get("epoch", "")
+        decision = self.continuity.check(event["base_seq"], event["seq"], epoch)
         if decision == "skip":
             return False
         if self.writer.overflowed:
@@ -221,7 +222,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self._write(event["json"] if self.fmt is Format.JSON else event["msgpack"])
             self.sent_seq = event["seq"]
             return True
-        return self._write_narrowed(event["seq"], event["epoch"], changes)
+        return self._write_narrowed(event["seq"], epoch, changes)
 
     def _write_narrowed(self, seq: int, epoch: str, changes: dict[str, Any]) -> bool:
         """Write the part of an update this client takes, if any (re-encoded for it).

@@ -252,7 +252,7 @@ class Hub:
         its cadence."""
         self.received += 1
         changes: dict[str, Any] = msgpack.unpackb(event["msgpack"])["changes"]
-        epoch = event["epoch"]
+        epoch = event.get("epoch", "")  # "" from a worker older than epochs (a rolling upgrade)
         if self.mirror.apply(event["base_seq"], event["seq"], changes, epoch) == "gap":
             self.gaps += 1
             self._reload()
