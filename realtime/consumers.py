@@ -31,7 +31,7 @@ from realtime.protocol import (
     ResumeRequest,
     Subscription,
 )
-from realtime.resume import Reason, Refused
+from realtime.resume import Refused
 from realtime.writer import SocketWriter
 from shared.cadences import CADENCES
 from shared.clock import rfc3339_now
@@ -358,10 +358,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     def _resume(self, request: ResumeRequest) -> None:
         """`?since=&epoch=` (contract 4.1): the missed updates if this process holds them, else
         a snapshot saying why not."""
-        answer = self.hub.resume(self.cadence, request.since, request.epoch)
-        if not isinstance(answer, Refused) and len(answer.entries) > self.replay_limit:
-            # More than the send buffer holds: the replay would overflow it into a snapshot.
-            answer = Refused(Reason.TOO_OLD)
+        answer = self.hub.resume(
+            self.cadence, request.since, request.epoch, max_entries=self.replay_limit
+        )
         if isinstance(answer, Refused):
             self._send_snapshot(refused=answer.reason.value)
             return

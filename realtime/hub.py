@@ -280,8 +280,11 @@ class Hub:
             ),
         )
 
-    def resume(self, cadence: str, since: int, epoch: str) -> Recovered | Refused:
-        """What a client of `cadence` at `since` of `epoch` can be given (contract 4.1).
+    def resume(
+        self, cadence: str, since: int, epoch: str, *, max_entries: int
+    ) -> Recovered | Refused:
+        """What a client of `cadence` at `since` of `epoch` can be given (contract 4.1); a
+        replay of more than `max_entries` updates (the client's send buffer) is too old.
 
         Synchronous, like the delivery of updates: a consumer that registers right after it,
         with no await in between, misses no update and gets none twice.
@@ -300,6 +303,9 @@ class Hub:
         answer = ring.resume(
             since, epoch, now=asyncio.get_running_loop().time(), current_seq=current
         )
+        if isinstance(answer, Recovered) and len(answer.entries) > max_entries:
+            # The replay would overflow the send buffer into a snapshot anyway.
+            answer = Refused(Reason.TOO_OLD)
         result = answer.reason.value if isinstance(answer, Refused) else "recovered"
         metrics.RESUMES.labels(cadence, result).inc()
         return answer

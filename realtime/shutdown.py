@@ -29,8 +29,8 @@ class GoingAwayServer(uvicorn.Server):
 
     async def startup(self, sockets: Any = None) -> None:
         """Called once in the server's event loop, before it accepts connections."""
-        try:
-            await asyncio.wait_for(get_hub(), timeout=10)
+        try:  # not under a timeout: a start cancelled halfway would leave its subscription
+            await get_hub()  # (Redis' connect timeout bounds it)
         except Exception as exc:  # Redis away: the first WebSocket starts it, as without this
             log.warning("hub not started with the server", extra={"error": str(exc)})
         await super().startup(sockets)

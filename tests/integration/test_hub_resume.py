@@ -30,6 +30,10 @@ def md(symbol: str, price: float) -> Accepted:
     return result
 
 
+def resume(hub: Hub, cadence: str, since: int, epoch: str) -> Recovered | Refused:
+    return hub.resume(cadence, since, epoch, max_entries=100)
+
+
 class Leader:
     """A worker's state writing the shared snapshot, and the events it would send."""
 
@@ -79,15 +83,15 @@ async def test_rings_start_at_the_mirror_and_follow_each_cadence(
     web_head = leader.state.seq
     hub.state_update(await leader.tick("tui", md("BTCUSDT", 3.0)))  # type: ignore[arg-type]
     # then a web client at S gets both web updates, one at the tui seq nothing (it is exact)
-    answer = hub.resume("web", start, epoch)
+    answer = resume(hub, "web", start, epoch)
     assert isinstance(answer, Recovered)
     assert (answer.seq, len(answer.entries)) == (web_head, 2)
-    assert hub.resume("web", hub.mirror.seq, epoch) == Recovered(
+    assert resume(hub, "web", hub.mirror.seq, epoch) == Recovered(
         hub.mirror.seq, hub.mirror.seq, epoch, ()
     )
-    assert hub.resume("web", hub.mirror.seq + 1, epoch) == Refused(Reason.UNKNOWN)
-    assert hub.resume("web", start - 1, epoch) == Refused(Reason.TOO_OLD)
-    assert hub.resume("tui", start, epoch) == Recovered(
+    assert resume(hub, "web", hub.mirror.seq + 1, epoch) == Refused(Reason.UNKNOWN)
+    assert resume(hub, "web", start - 1, epoch) == Refused(Reason.TOO_OLD)
+    assert resume(hub, "tui", start, epoch) == Recovered(
         start, hub.mirror.seq, epoch, tuple(hub.rings["tui"].entries)
     )
 
@@ -106,12 +110,25 @@ async def test_a_new_lineage_heard_through_the_other_cadence_refuses_the_old_one
     hub.state_update(await leader.tick("tui", md("BTCUSDT", 5.0)))  # type: ignore[arg-type]
     # then while the mirror reloads nobody is resumed
     assert hub.reloading
-    assert hub.resume("web", old_seq, old_epoch) == Refused(Reason.UNKNOWN)
+    assert resume(hub, "web", old_seq, old_epoch) == Refused(Reason.UNKNOWN)
     assert hub._reloading is not None
     await hub._reloading
     # and once it has, the web ring is in the new lineage too: the old one is refused
     assert hub.mirror.epoch == leader.shared.epoch != old_epoch
-    assert hub.resume("web", old_seq, old_epoch) == Refused(Reason.EPOCH_CHANGED)
-    current = hub.resume("web", hub.mirror.seq, hub.mirror.epoch)
+    assert resume(hub, "web", old_seq, old_epoch) == Refused(Reason.EPOCH_CHANGED)
+    current = resume(hub, "web", hub.mirror.seq, hub.mirror.epoch)
     assert current == Recovered(hub.mirror.seq, hub.mirror.seq, hub.mirror.epoch, ())
     await asyncio.sleep(0)
+
+
+async def test_a_replay_longer_than_the_send_buffer_is_too_old(
+    hub_and_leader: tuple[Hub, Leader],
+) -> None:
+    # given three web updates since a client's seq
+    hub, leader = hub_and_leader
+    start, epoch = hub.mirror.seq, hub.mirror.epoch
+    for price in (2.0, 3.0, 4.0):
+        hub.state_update(await leader.tick("web", md("BTCUSDT", price)))  # type: ignore[arg-type]
+    # then a send buffer of three takes them, one of two gets a snapshot instead
+    assert isinstance(hub.resume("web", start, epoch, max_entries=3), Recovered)
+    assert hub.resume("web", start, epoch, max_entries=2) == Refused(Reason.TOO_OLD)
