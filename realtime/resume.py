@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
+from realtime.protocol import size_of
+
 
 class Reason(StrEnum):
     """Why a resume was refused (the snapshot's `reason`, contract 4.1)."""
@@ -44,7 +46,7 @@ class Entry:
     @property
     def size(self) -> int:
         """The bytes this entry holds (its two frames; the object overhead is not counted)."""
-        return len(self.json) + len(self.msgpack)
+        return size_of(self.json) + len(self.msgpack)
 
 
 class Recovered(NamedTuple):
