@@ -6,7 +6,9 @@ lineage, time passing, a hub that starts late — and every `since`:
     state at the answer's `seq`, which is at least the ring's head (the client is current);
 (b) with nothing forgotten (span and bounds large), `Recovered` is given exactly when an exact
     chain of received updates from `since` exists (or `since` is at or past the head);
-(c) whatever the bounds, the ring never holds more than them.
+(c) whatever the bounds, the ring never holds more than them;
+(d) a narrowed client's replay — each entry filtered to its subscription, the empty ones
+    skipped, each frame's base_seq the seq of its previous frame — is exact for it too.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregation.broadcast import update_event
+from realtime.protocol import CHANNEL_NAMES, filter_changes, filter_snapshot
 from realtime.resume import Entry, Reason, Recovered, Refused, ResumeRing
 from shared.core.changes import apply_changes
 from shared.core.records import Accepted
 from shared.core.state import TradingState
-from tests.unit.core_records_strategies import accepted_records
+from tests.unit.core_records_strategies import SYMBOLS, accepted_records
 
 CADENCES = ("web", "tui")
 
@@ -277,3 +280,36 @@ def test_bounds_forget_the_oldest_first() -> None:
         assert ring.bytes == 2 * one
         assert ring.resume(0, "e", now=0) == Refused(Reason.TOO_OLD)
         assert ring.resume(1, "e", now=0) == Recovered(1, 3, "e", tuple(ring.entries))
+
+
+subscriptions = st.dictionaries(
+    st.sampled_from(CHANNEL_NAMES),
+    st.one_of(st.none(), st.frozensets(st.sampled_from(SYMBOLS), min_size=1)),
+    min_size=1,
+).map(lambda d: {k: (None if k == "account" else v) for k, v in d.items()})
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations, subscriptions)
+def test_a_narrowed_replay_is_exact_from_the_clients_own_frames(
+    ops: list[Accepted | tuple[str, str]], subscription: dict[str, frozenset[str] | None]
+) -> None:
+    # given a history and a narrowed client at every since the ring can resume
+    model = _history(ops, ResumeRing(span_s=1e9, max_entries=10**9, max_bytes=10**12))
+    for since in _candidates(model):
+        answer = model.resume(since, model.epoch)
+        if not isinstance(answer, Recovered):
+            continue
+        # when its replay is filtered as the consumer does
+        view = copy.deepcopy(filter_snapshot(model.states[(model.epoch, since)], subscription))
+        sent = since
+        for entry in answer.entries:
+            narrowed = filter_changes(msgpack.unpackb(entry.msgpack)["changes"], subscription)
+            if not narrowed:
+                continue
+            # then each frame, with base_seq its previous frame's seq, moves it forward
+            assert sent < entry.seq
+            apply_changes(view, narrowed)
+            sent = entry.seq
+        # and it ends exactly at the view of the state at the answer's seq
+        assert view == filter_snapshot(model.states[(model.epoch, answer.seq)], subscription)
