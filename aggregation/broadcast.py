@@ -13,11 +13,14 @@ from shared.core.state import Update
 from shared.events import StateUpdate
 
 
-def update_event(cadence: str, update: Update) -> StateUpdate:
-    """Build the group event for `update`: the client frame encoded as JSON and MessagePack."""
+def update_event(cadence: str, update: Update, *, epoch: str) -> StateUpdate:
+    """Build the group event for `update` in lineage `epoch`: the client frame encoded as JSON
+    and MessagePack."""
     frame: dict[str, Any] = {
         "type": "update",
         "seq": update.seq,
+        "base_seq": update.base_seq,
+        "epoch": epoch,
         "timestamp": rfc3339_now(),
         "changes": update.changes,
     }
@@ -26,6 +29,7 @@ def update_event(cadence: str, update: Update) -> StateUpdate:
         "cadence": cadence,
         "seq": update.seq,
         "base_seq": update.base_seq,
+        "epoch": epoch,
         "sent_at": time.time(),
         "json": orjson.dumps(frame).decode(),
         "msgpack": msgpack.packb(frame),

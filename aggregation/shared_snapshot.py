@@ -3,11 +3,14 @@
 The leader writes the entities that changed since its last write, atomically and fenced (a Lua
 script that writes only while the leader key holds the writer's id). A standby taking over, and
 every web process, loads it. If the seq key is missing while the leader has state (Redis was
-restarted empty), the next write is a full one.
+restarted empty), the next write is a full one. Every write also sets the epoch, the name of
+the seq lineage (contract 4.1): `epoch` is the writer's, chosen by the worker (`new_epoch()` when
+it starts a lineage, the loaded one when it takes a snapshot over).
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, Final
 
 import orjson
@@ -20,17 +23,17 @@ from shared.keys import RedisNames
 from shared.snapshot import WHOLE_FIELD, SnapshotReader
 
 _KEYED: Final = (Channel.MARKET_DATA, Channel.POSITIONS, Channel.STRATEGIES)
-_HASH_INDEX: Final = {channel: index for index, channel in enumerate(ALL_CHANNELS, start=3)}
+_HASH_INDEX: Final = {channel: index for index, channel in enumerate(ALL_CHANNELS, start=4)}
 
-# KEYS: leader, seq, then the five channel hashes. ARGV: owner, seq, then (key index, field,
-# value) triples; an empty value deletes the field. Returns -1 when not the leader, else
-# whether the seq key existed before.
+# KEYS: leader, seq, epoch, then the five channel hashes. ARGV: owner, seq, epoch, then (key
+# index, field, value) triples; an empty value deletes the field. Returns -1 when not the
+# leader, else whether the seq key existed before.
 _WRITE: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return -1
 end
 local existed = redis.call('EXISTS', KEYS[2])
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
     local key = KEYS[tonumber(ARGV[i])]
     if ARGV[i + 2] == '' then
         redis.call('HDEL', key, ARGV[i + 1])
@@ -39,6 +42,7 @@ for i = 3, #ARGV, 3 do
     end
 end
 redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3])
 return existed
 """
 
@@ -48,8 +52,14 @@ class SharedSnapshot(SnapshotReader):
 
     def __init__(self, client: aioredis.Redis, names: RedisNames) -> None:
         super().__init__(client, names)
-        self._keys = [names.leader, names.seq, *(names.state(c) for c in ALL_CHANNELS)]
+        self._keys = [
+            names.leader,
+            names.seq,
+            names.epoch,
+            *(names.state(c) for c in ALL_CHANNELS),
+        ]
         self._write = client.register_script(_WRITE)
+        self.epoch = new_epoch()  # the lineage this writer writes (the worker sets it)
 
     async def write_changes(self, state: TradingState, changes: Changes, *, owner: str) -> bool:
         """Write the entities `changes` touched; return False if Redis had lost the snapshot."""
@@ -85,7 +95,7 @@ class SharedSnapshot(SnapshotReader):
     async def _write_entities(
         self, state: TradingState, entities: set[tuple[Channel, str | None]], *, owner: str
     ) -> bool:
-        args: list[Any] = [owner, state.seq]
+        args: list[Any] = [owner, state.seq, self.epoch]
         for channel, key in entities:
             value = state.entity(channel, key)
             field = key if key is not None else WHOLE_FIELD[channel]
@@ -94,6 +104,11 @@ class SharedSnapshot(SnapshotReader):
         if existed == -1:
             raise NotLeader(owner)
         return bool(existed) or state.seq == 0
+
+
+def new_epoch() -> str:
+    """A fresh, random lineage name (contract 4.1: opaque to clients)."""
+    return secrets.token_hex(8)
 
 
 def _entity_of(path: str) -> tuple[Channel, str | None]:

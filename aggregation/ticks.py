@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from aggregation import metrics
 from aggregation.broadcast import update_event
 from aggregation.leader import LeaderLease, NotLeader
-from aggregation.shared_snapshot import SharedSnapshot
+from aggregation.shared_snapshot import SharedSnapshot, new_epoch
 from shared.cadences import interval_ms
 from shared.channel_layer import ChannelLayer
 from shared.config import Settings
@@ -89,7 +89,9 @@ class Ticker:
             await self._write_mirror(mirror.changes)
             if not update.changes:
                 return
-            await self._layer.group_send(self._names.group(cadence), update_event(cadence, update))
+            await self._layer.group_send(
+                self._names.group(cadence), update_event(cadence, update, epoch=self._shared.epoch)
+            )
             self.broadcasts[cadence] += 1
             metrics.TICK_DURATION.labels(cadence).observe(time.perf_counter() - started)
 
@@ -107,7 +109,10 @@ class Ticker:
         ):
             # Redis restarted empty. Clients may have missed updates while it was away, so
             # start a new interval one seq further: every client sees a base past its position
-            # and resyncs from a fresh snapshot (contract section 8).
+            # and resyncs from a fresh snapshot (contract section 8). Nobody can vouch for the
+            # seqs in between any more: a new lineage (contract 4.1), so no client resumes
+            # across it.
             log.warning("shared snapshot was missing in Redis; rewriting it and resyncing")
+            self._shared.epoch = new_epoch()
             self._state.load(self._state.snapshot(), seq=self._state.seq + 1)
             await self._shared.write_full(self._state, owner=self._owner)

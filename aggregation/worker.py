@@ -30,7 +30,7 @@ from aggregation.history_log import HistoryLog
 from aggregation.ingest import Ingest
 from aggregation.leader import LeaderLease, NotLeader
 from aggregation.polling import BackendPoller
-from aggregation.shared_snapshot import SharedSnapshot
+from aggregation.shared_snapshot import SharedSnapshot, new_epoch
 from aggregation.stats import WorkerStats
 from aggregation.ticks import MIRROR, Ticker
 from shared import redis_clients
@@ -155,9 +155,10 @@ class Worker:
             return False
 
     async def _lead(self, stop: asyncio.Event) -> None:
-        snapshot, seq = await self.shared.load()
+        snapshot, seq, epoch = await self.shared.load()
         if seq > self.state.seq:
             self.state.load(snapshot, seq=seq)
+            self.shared.epoch = epoch or new_epoch()  # the lineage we continue (contract 4.1)
         else:
             self.ticker.full_mirror = True  # we are ahead of Redis (first start, or Redis lost it)
             if seq == 0:
@@ -169,6 +170,7 @@ class Worker:
                 # JavaScript). Every cadence restarts there, so every client resyncs once.
                 floor = time.time_ns() // 1000
                 self.state.load(self.state.snapshot(), seq=max(self.state.seq, floor))
+                self.shared.epoch = new_epoch()  # a new lineage (contract 4.1)
         log.info("leading", extra={"worker": self.worker_id, "seq": self.state.seq})
         metrics.WORKER_IS_LEADER.set(1)
         self.leading.set()

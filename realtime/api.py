@@ -19,16 +19,17 @@ from realtime.selectors import client_list, state_dump, state_snapshot
 
 
 class StateView(APIView):  # type: ignore[misc]  # APIView is Any without DRF stubs
-    """The current state: the shape of the WebSocket snapshot's `data` (contract section 4)."""
+    """The current state: the shape of the WebSocket snapshot's `data` (contract section 4),
+    with its `seq` and `epoch` (contract 4.1), from which a WebSocket client can resume."""
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Current state")
     def get(self, request: Request) -> Response:
-        """Called for GET: the shared snapshot's data."""
-        data, _seq = async_to_sync(state_snapshot)(config=settings.CONFIG)
+        """Called for GET: the shared snapshot's data, seq and epoch."""
+        data, seq, epoch = async_to_sync(state_snapshot)(config=settings.CONFIG)
         scope = request_scope(request)
         if scope is not None:  # a token sees the channels (and symbols) it may take
             data = filter_snapshot(data, scope)
-        return Response(data)
+        return Response({**data, "seq": seq, "epoch": epoch})
 
 
 class DebugView(APIView):  # type: ignore[misc]  # APIView is Any without DRF stubs

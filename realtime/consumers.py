@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+import msgpack
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -27,8 +28,10 @@ from realtime.protocol import (
     ErrorCode,
     Format,
     ProtocolError,
+    ResumeRequest,
     Subscription,
 )
+from realtime.resume import Refused
 from realtime.writer import SocketWriter
 from shared.cadences import CADENCES
 from shared.clock import rfc3339_now
@@ -49,6 +52,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     hub: Hub
     writer: SocketWriter
     continuity: Continuity
+    # The seq of the last snapshot or update frame this client was sent: what a narrowed
+    # update's base_seq is (the client has seen nothing between it and the update's seq).
+    sent_seq: int
     fmt: Format
     cadence: str
     client_id: str
@@ -85,6 +91,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             metrics.sent(_client_type(query), "error")
             await self.close(code=CLOSE_POLICY)
             return
+        resume: ResumeRequest | None = None
+        resume_error: ProtocolError | None = None
+        try:
+            resume = protocol.parse_resume(_optional(query, "since"), _optional(query, "epoch"))
+        except ProtocolError as exc:  # answered with an error frame, then a normal snapshot
+            resume_error = exc
         config = settings.CONFIG
         self.limits = gate.process_limits(config)
         refusal = await self._admit(query)
@@ -109,10 +121,19 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             on_stalled=self._stalled,
         )
         self.continuity = Continuity(0)
+        self.sent_seq = 0
         self.waiting_for_mirror = False
         self.max_bytes = config.ws_max_message_bytes
+        self.replay_limit = config.ws_send_buffer_messages
         self.connected = True
-        self._send_snapshot()
+        if resume_error is not None:
+            self._refuse(resume_error.code, resume_error.message)
+        # No await from here to register: the hub delivers no update in between, so a
+        # resumed client misses none and gets none twice.
+        if resume is None:
+            self._send_snapshot()
+        else:
+            self._resume(resume)
         self.hub.register(self)
         metrics.connected(self.cadence, self.subscription)
         clientlog.connected(self)
@@ -187,7 +208,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         """
         if not self.connected:
             return False
-        decision = self.continuity.check(event["base_seq"], event["seq"])
+        epoch = event.get("epoch", "")
+        decision = self.continuity.check(event["base_seq"], event["seq"], epoch)
         if decision == "skip":
             return False
         if self.writer.overflowed:
@@ -198,22 +220,35 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self.continuity.position = event["seq"]
         if self.takes_everything:
             self._write(event["json"] if self.fmt is Format.JSON else event["msgpack"])
+            self.sent_seq = event["seq"]
             return True
+        return self._write_narrowed(event["seq"], epoch, changes)
+
+    def _write_narrowed(self, seq: int, epoch: str, changes: dict[str, Any]) -> bool:
+        """Write the part of an update this client takes, if any (re-encoded for it).
+
+        Its base_seq is the seq of the client's previous frame, not the worker's base: the
+        updates in between held nothing this client takes, so the client's state is the state
+        at any seq from that frame's on, and the update applies to it exactly (contract 4.1).
+        """
         narrowed = protocol.filter_changes(changes, self.subscription)
         if not narrowed:
             return False
         started = time.perf_counter()
-        payload = protocol.encode(
-            protocol.update_frame(event["seq"], rfc3339_now(), narrowed), self.fmt
-        )
+        frame = protocol.update_frame(seq, self.sent_seq, epoch, rfc3339_now(), narrowed)
+        payload = protocol.encode(frame, self.fmt)
         metrics.encoded(self.fmt, "update", payload, started)
         self._write(payload)
+        self.sent_seq = seq
         return True
 
     def catch_up(self) -> None:
         """Called after the hub reloaded its mirror: a client behind it gets a snapshot."""
+        mirror = self.hub.mirror
         if self.connected and (
-            self.waiting_for_mirror or self.continuity.position < self.hub.mirror.seq
+            self.waiting_for_mirror
+            or self.continuity.position < mirror.seq
+            or self.continuity.epoch != mirror.epoch
         ):
             self._resync()
 
@@ -320,7 +355,32 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         if self.connected:
             self._refresh()
 
-    def _send_snapshot(self) -> None:
+    def _resume(self, request: ResumeRequest) -> None:
+        """`?since=&epoch=` (contract 4.1): the missed updates if this process holds them, else
+        a snapshot saying why not."""
+        answer = self.hub.resume(
+            self.cadence, request.since, request.epoch, max_entries=self.replay_limit
+        )
+        if isinstance(answer, Refused):
+            self._send_snapshot(refused=answer.reason.value)
+            return
+        self._write(protocol.encode(protocol.recovered_frame(*answer[:3]), self.fmt))
+        self.sent_seq = answer.since
+        replayed = 0
+        for entry in answer.entries:
+            if self.takes_everything:  # the worker's frames as they are: no encoding
+                self._write(entry.json if self.fmt is Format.JSON else entry.msgpack)
+                self.sent_seq = entry.seq
+                replayed += 1
+            else:
+                changes = msgpack.unpackb(entry.msgpack)["changes"]
+                replayed += self._write_narrowed(entry.seq, answer.epoch, changes)
+        self.continuity.position = answer.seq
+        self.continuity.epoch = answer.epoch
+        metrics.sent(self.cadence, "recovered")
+        metrics.sent(self.cadence, "update", replayed)
+
+    def _send_snapshot(self, *, refused: str | None = None) -> None:
         if self.writer.backlogged:
             # The socket is not taking what it has: the slow-client rule. What is queued is
             # dropped and one fresh snapshot follows the drain — never snapshot after snapshot
@@ -328,14 +388,16 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self.writer.stale()
             return
         mirror = self.hub.mirror
-        if mirror.seq < self.continuity.position:
+        if mirror.seq < self.continuity.position and mirror.epoch == self.continuity.epoch:
             # The mirror is behind what this client has (it is reloading after a gap): a
             # snapshot now would move the client's seq backwards. The hub calls back.
             self.waiting_for_mirror = True
             return
         self.waiting_for_mirror = False
-        self._write(mirror.snapshot(self.subscription, self.fmt))
+        self._write(mirror.snapshot(self.subscription, self.fmt, refused=refused))
         self.continuity.position = mirror.seq
+        self.continuity.epoch = mirror.epoch
+        self.sent_seq = mirror.seq
         metrics.sent(self.cadence, "snapshot")
 
     def _resync(self) -> None:
@@ -390,6 +452,11 @@ def _client_type(query: dict[str, list[str]]) -> str:
 def _single(query: dict[str, list[str]], name: str, default: str) -> str:
     values = query.get(name)
     return values[-1] if values else default
+
+
+def _optional(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
 
 
 def _describe(subscription: Subscription) -> list[str]:

@@ -3,7 +3,9 @@
 Consumers register with it and have no channel-layer channel of their own (design principle 7):
 the hub receives each cadence's update once, applies it to the process mirror, and hands the
 worker's pre-encoded frame to each registered consumer of that cadence, which writes it to its
-socket. It also keeps this process's presence list in Redis and carries out admin kicks.
+socket. It keeps each cadence's recent updates in a resume ring (realtime/resume.py) for
+clients that reconnect with `since` (contract 4.1). It also keeps this process's presence list
+in Redis and carries out admin kicks.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from realtime.gc_policy import gc_policy
 from realtime.mirror import ProcessMirror
 from realtime.presence import ClientInfo, publish_presence_forever
 from realtime.protocol import Format, Subscription, size_of
+from realtime.resume import Entry, Reason, Recovered, Refused, ResumeRing
 from realtime.stats import WebStats
 from realtime.watchdog import DeafnessCheck
 from shared import redis_clients
@@ -96,6 +99,14 @@ class Hub:
             config, socket_timeout=None, socket_connect_timeout=5
         )
         self.mirror = ProcessMirror(SnapshotReader(self.redis, self.names))
+        self.rings = {
+            cadence: ResumeRing(
+                span_s=config.resume_span_s,
+                max_entries=config.resume_max_entries,
+                max_bytes=config.resume_max_bytes,
+            )
+            for cadence in CADENCES
+        }
         self._members: dict[str, set[Member]] = {cadence: set() for cadence in CADENCES}
         self._by_id: dict[str, Member] = {}
         self.loops = TaskSupervisor("hub")  # its background loops, restarted if one dies
@@ -120,6 +131,8 @@ class Hub:
         """Join the groups, load the mirror, and start receiving."""
         await self._subscribe()
         await self.mirror.load()
+        for ring in self.rings.values():  # what the process knows starts here
+            ring.reset(self.mirror.epoch, self.mirror.seq)
         await self.status.read()  # so that the first clients get a reading, not "unknown"
         self._last_event = asyncio.get_running_loop().time()
         self.loops.start("receive", self._receive)
@@ -249,13 +262,22 @@ class Hub:
         notices.deliver(self._by_id.values(), dict(event))
 
     def state_update(self, event: StateUpdate) -> None:
-        """Apply one update to the mirror and hand it to every member of its cadence."""
+        """Apply one update to the mirror, keep it for resumes, and hand it to every member of
+        its cadence."""
         self.received += 1
         changes: dict[str, Any] = msgpack.unpackb(event["msgpack"])["changes"]
-        if self.mirror.apply(event["base_seq"], event["seq"], changes) == "gap":
+        epoch = event.get("epoch", "")  # "" from a worker older than epochs (a rolling upgrade)
+        if self.mirror.apply(event["base_seq"], event["seq"], changes, epoch) == "gap":
             self.gaps += 1
             self._reload()
         cadence = event["cadence"]
+        ring = self.rings.get(cadence)
+        if ring is not None:
+            loop_now = asyncio.get_running_loop().time()
+            entry = Entry(
+                event["base_seq"], event["seq"], event["json"], event["msgpack"], loop_now
+            )
+            ring.add(entry, epoch)
         delivered = 0
         for member in tuple(self._members.get(cadence, ())):
             try:  # free unless it raises (3.11): one broken connection must not stop the rest
@@ -272,6 +294,36 @@ class Hub:
             ),
         )
 
+    def resume(
+        self, cadence: str, since: int, epoch: str, *, max_entries: int
+    ) -> Recovered | Refused:
+        """What a client of `cadence` at `since` of `epoch` can be given (contract 4.1); a
+        replay of more than `max_entries` updates (the client's send buffer) is too old.
+
+        Synchronous, like the delivery of updates: a consumer that registers right after it,
+        with no await in between, misses no update and gets none twice.
+        """
+        ring = self.rings[cadence]
+        mirror = self.mirror
+        if self.reloading:
+            # The process itself missed updates and does not know yet where the state is (or
+            # in which lineage): it vouches for nothing. The snapshot sent instead is followed
+            # by a fresh one once the mirror has reloaded, as for any client.
+            metrics.RESUMES.labels(cadence, Reason.UNKNOWN.value).inc()
+            return Refused(Reason.UNKNOWN)
+        # The mirror may be ahead of this cadence's ring (the other cadence's updates): a
+        # client between the two is exact, and this cadence's next update applies to it.
+        current = mirror.seq if mirror.epoch == ring.epoch else None
+        answer = ring.resume(
+            since, epoch, now=asyncio.get_running_loop().time(), current_seq=current
+        )
+        if isinstance(answer, Recovered) and len(answer.entries) > max_entries:
+            # The replay would overflow the send buffer into a snapshot anyway.
+            answer = Refused(Reason.TOO_OLD)
+        result = answer.reason.value if isinstance(answer, Refused) else "recovered"
+        metrics.RESUMES.labels(cadence, result).inc()
+        return answer
+
     @property
     def reloading(self) -> bool:
         """Whether the mirror is reloading after a gap (members are caught up when it ends)."""
@@ -286,6 +338,11 @@ class Hub:
         try:
             await self.mirror.load()
             log.info("mirror reloaded after a gap", extra={"seq": self.mirror.seq})
+            for ring in self.rings.values():
+                if ring.epoch != self.mirror.epoch:
+                    # A new lineage, heard of through another cadence (Redis holds the newest:
+                    # the worker writes it before it sends): this cadence's ring starts there.
+                    ring.reset(self.mirror.epoch, self.mirror.seq)
         except Exception:
             log.exception("mirror reload failed; the next gap retries")
         finally:
@@ -314,17 +371,9 @@ class Hub:
 
     # --- the status frame (realtime/status.py) ---------------------------------------------
 
-    def status_epoch(self) -> str | None:
-        """The epoch the status frame names: the mirror's, once the mirror has one.
-
-        HOOK(epoch): issue 14 part 1 gives the mirror its `epoch`; until then this is None.
-        """
-        epoch = getattr(self.mirror, "epoch", None)
-        return None if epoch is None else str(epoch)
-
     def status_frames(self) -> Mapping[Format, str | bytes]:
         """The latest status frame in each format, at the mirror's seq (encoded once)."""
-        return self.status.board.frames(seq=self.mirror.seq, epoch=self.status_epoch())
+        return self.status.board.frames(seq=self.mirror.seq, epoch=self.mirror.epoch)
 
     def _send_status(self, members: Iterable[Member]) -> None:
         for cadence, count in status.deliver(members, self.status_frames()).items():

@@ -63,6 +63,15 @@ CLIENT_SUBSCRIPTIONS = Gauge(
 RESYNCS = Counter(
     "dashboard_resyncs", "Fresh snapshots sent because a client missed updates (gap, overflow)."
 )
+RESUMES = Counter(
+    "dashboard_ws_resumes",
+    "Reconnects with since/epoch (contract 4.1): recovered, or the reason a snapshot was sent"
+    " instead (epoch_changed, too_old, unknown)",
+    ["client_type", "result"],
+)
+for _cadence in CADENCES:
+    for _result in ("recovered", "epoch_changed", "too_old", "unknown"):
+        RESUMES.labels(_cadence, _result)
 KICKS = Counter("dashboard_kicks", "Connections closed with 4000 because an admin asked.")
 WS_BOUNDS = Counter(
     "dashboard_ws_bounds",

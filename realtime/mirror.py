@@ -42,24 +42,29 @@ class ProcessMirror:
         self._shared = shared
         self.data: dict[str, Any] = {}
         self.seq = 0
+        self.epoch = ""  # the lineage of `seq` (contract 4.1)
         self.loaded = False
-        self._encoded: dict[tuple[Format, frozenset[Any] | None], str | bytes] = {}
+        # by (format, view, why a resume was refused)
+        self._encoded: dict[tuple[Format, frozenset[Any] | None, str | None], str | bytes] = {}
         self.encodings = 0  # how many whole snapshots were encoded (tests, metrics)
 
     async def load(self) -> None:
         """Replace the copy with the shared snapshot from Redis (at start and after a gap)."""
-        data, seq = await self._shared.load()
-        if self.loaded and seq < self.seq:
-            # Redis lost the snapshot and the worker has not rewritten it yet: keep ours.
+        data, seq, epoch = await self._shared.load()
+        if self.loaded and seq < self.seq and epoch in (self.epoch, ""):
+            # Redis lost the snapshot and the worker has not rewritten it yet: keep ours. (A
+            # new lineage is loaded whatever its seq: seqs of two lineages do not compare.)
             log.warning("shared snapshot is older than the mirror", extra={"shared_seq": seq})
             return
-        self.data, self.seq, self.loaded = data, seq, True
+        self.data, self.seq, self.epoch, self.loaded = data, seq, epoch, True
         self._encoded.clear()
 
     def apply(
-        self, base_seq: int, seq: int, changes: Mapping[str, Any]
+        self, base_seq: int, seq: int, changes: Mapping[str, Any], epoch: str
     ) -> Literal["applied", "skip", "gap"]:
-        """Apply one update if it follows what the mirror has."""
+        """Apply one update if it follows what the mirror has (in the same lineage)."""
+        if epoch != self.epoch:
+            return "gap"  # another lineage: its seqs say nothing about ours; reload
         if seq <= self.seq:
             return "skip"
         if base_seq > self.seq:
@@ -73,15 +78,21 @@ class ProcessMirror:
         self._encoded.clear()
         return "applied"
 
-    def snapshot(self, subscription: Subscription, fmt: Format) -> str | bytes:
-        """The snapshot frame for `subscription`, encoded once per seq, format and view."""
+    def snapshot(
+        self, subscription: Subscription, fmt: Format, *, refused: str | None = None
+    ) -> str | bytes:
+        """The snapshot frame for `subscription`, encoded once per seq, format and view.
+
+        `refused`: the reason a resume was refused, which the frame carries (contract 4.1).
+        """
         whole = is_everything(subscription)
-        key = (fmt, None if whole else frozenset(subscription.items()))
+        key = (fmt, None if whole else frozenset(subscription.items()), refused)
         cached = self._encoded.get(key)
         if cached is None:
             started = time.perf_counter()
             data = self.data if whole else filter_snapshot(self.data, subscription)
-            cached = encode(snapshot_frame(self.seq, rfc3339_now(), data), fmt)
+            frame = snapshot_frame(self.seq, self.epoch, rfc3339_now(), data, refused=refused)
+            cached = encode(frame, fmt)
             metrics.encoded(fmt, "snapshot", cached, started)
             if len(self._encoded) >= _CACHED_VIEWS:
                 self._encoded.clear()

@@ -194,19 +194,27 @@ def _narrow(name: str, value: Any, symbols: frozenset[str]) -> Any:
 
 
 class Continuity:
-    """Where a client's view stands in the seq stream (design principle 4)."""
+    """Where a client's view stands in the seq stream (design principle 4): a seq and the
+    lineage (epoch, contract 4.1) it belongs to."""
 
-    __slots__ = ("position",)
+    __slots__ = ("epoch", "position")
 
-    def __init__(self, position: int) -> None:
+    def __init__(self, position: int, epoch: str = "") -> None:
         self.position = position
+        self.epoch = epoch
 
-    def check(self, base_seq: int, seq: int) -> Literal["forward", "skip", "resync"]:
-        """Decide what to do with an update from `base_seq` to `seq`.
+    def check(
+        self, base_seq: int, seq: int, epoch: str | None = None
+    ) -> Literal["forward", "skip", "resync"]:
+        """Decide what to do with an update from `base_seq` to `seq` (of lineage `epoch`, when
+        given).
 
         forward: it applies to what the client has; skip: the client already has it (an older
-        or repeated update, e.g. the other cadence's); resync: something in between was lost.
+        or repeated update, e.g. the other cadence's); resync: something in between was lost,
+        or the update is of another lineage (its seqs say nothing about the client's).
         """
+        if epoch is not None and epoch != self.epoch:
+            return "resync"
         if seq <= self.position:
             return "skip"
         if base_seq <= self.position:
@@ -214,14 +222,77 @@ class Continuity:
         return "resync"
 
 
-def snapshot_frame(seq: int, timestamp: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The `snapshot` server message."""
-    return {"type": "snapshot", "seq": seq, "timestamp": timestamp, "data": data}
+def snapshot_frame(
+    seq: int,
+    epoch: str,
+    timestamp: str,
+    data: Mapping[str, Any],
+    *,
+    refused: str | None = None,
+) -> dict[str, Any]:
+    """The `snapshot` server message; `refused` is the reason a resume was refused (4.1)."""
+    frame: dict[str, Any] = {"type": "snapshot", "seq": seq, "epoch": epoch}
+    if refused is not None:
+        frame["recovered"] = False
+        frame["reason"] = refused
+    frame["timestamp"] = timestamp
+    frame["data"] = data
+    return frame
 
 
-def update_frame(seq: int, timestamp: str, changes: Mapping[str, Any]) -> dict[str, Any]:
-    """The `update` server message."""
-    return {"type": "update", "seq": seq, "timestamp": timestamp, "changes": changes}
+def update_frame(
+    seq: int, base_seq: int, epoch: str, timestamp: str, changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The `update` server message: applies to a state at any `base_seq <= S < seq`."""
+    return {
+        "type": "update",
+        "seq": seq,
+        "base_seq": base_seq,
+        "epoch": epoch,
+        "timestamp": timestamp,
+        "changes": changes,
+    }
+
+
+def recovered_frame(since: int, seq: int, epoch: str) -> dict[str, Any]:
+    """The `recovered` server message: the missed updates from `since` to `seq` follow."""
+    return {"type": "recovered", "since": since, "seq": seq, "epoch": epoch}
+
+
+# A resume's `since`: a seq as clients hold it, a JSON-safe integer (below 2**53, so exact in
+# JavaScript), in plain decimal digits. An epoch is the worker's opaque name: a short token of
+# the characters of a symbol (KEY_PATTERN).
+MAX_SEQ: Final = 2**53 - 1
+_SINCE_RE: Final = re.compile(r"[0-9]{1,16}")
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequest:
+    """`?since=SEQ&epoch=E`: the client holds the state at `since` of lineage `epoch`."""
+
+    since: int
+    epoch: str
+
+
+def parse_resume(since: str | None, epoch: str | None) -> ResumeRequest | None:
+    """The `since` and `epoch` query parameters (contract 4.1); None when neither is given.
+
+    Raises ProtocolError (bad_message) for a `since` without `epoch` or the reverse, a `since`
+    that is not a decimal seq up to 2**53 - 1, or an epoch that is not 1..64 of `[A-Za-z0-9_-]`.
+    """
+    if since is None and epoch is None:
+        return None
+    if since is None or epoch is None:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "since and epoch go together")
+    if not _SINCE_RE.fullmatch(since) or int(since) > MAX_SEQ:
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, f"since must be a seq: decimal digits up to {MAX_SEQ}"
+        )
+    if not _KEY_RE.match(epoch):
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, "epoch must be the one a frame carried (1-64 of A-Z a-z 0-9 _ -)"
+        )
+    return ResumeRequest(int(since), epoch)
 
 
 def error_frame(code: ErrorCode, message: str) -> dict[str, Any]:

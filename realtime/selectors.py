@@ -12,7 +12,7 @@ from shared import redis_clients
 from shared.clock import rfc3339_now
 from shared.config import Settings
 from shared.keys import RedisNames
-from shared.snapshot import SnapshotReader
+from shared.snapshot import SharedState, SnapshotReader
 
 
 class StateDump(TypedDict):
@@ -28,8 +28,8 @@ def _client(config: Settings) -> aioredis.Redis:
     return redis_clients.async_client(config, socket_timeout=5, socket_connect_timeout=2)
 
 
-async def state_snapshot(*, config: Settings) -> tuple[dict[str, Any], int]:
-    """The shared snapshot's data (contract 4's snapshot `data`) and its seq."""
+async def state_snapshot(*, config: Settings) -> SharedState:
+    """The shared snapshot's data (contract 4's snapshot `data`), its seq and epoch."""
     client = _client(config)
     try:
         names = RedisNames(config.redis_key_prefix, config.input_prefix)
@@ -41,7 +41,7 @@ async def state_snapshot(*, config: Settings) -> tuple[dict[str, Any], int]:
 async def state_dump(*, config: Settings, scope: Subscription | None = None) -> StateDump:
     """The shared snapshot (what `scope` takes; None: all) with a timestamp, its seq and the
     entity count per channel."""
-    data, seq = await state_snapshot(config=config)
+    data, seq, _epoch = await state_snapshot(config=config)
     if scope is not None:
         data = filter_snapshot(data, scope)
     # The account is one object (one entity, or none yet); the others count their entries.

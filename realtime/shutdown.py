@@ -55,7 +55,22 @@ def announce(
 
 
 class GoingAwayServer(uvicorn.Server):
-    """uvicorn's server, closing dashboard sockets with 1001 before its own shutdown."""
+    """uvicorn's server, closing dashboard sockets with 1001 before its own shutdown.
+
+    It also starts the hub with the server rather than on the first WebSocket: the hub's
+    resume rings (contract 4.1) then hold the updates since the process started, so a client
+    that moves here from another web process can resume even if it is the first one here.
+    """
+
+    async def startup(self, sockets: Any = None) -> None:
+        """Called once in the server's event loop, before it accepts connections."""
+        from realtime.hub import get_hub  # the hub imports this module for `announce`
+
+        try:  # not under a timeout: a start cancelled halfway would leave its subscription
+            await get_hub()  # (Redis' connect timeout bounds it)
+        except Exception as exc:  # Redis away: the first WebSocket starts it, as without this
+            log.warning("hub not started with the server", extra={"error": str(exc)})
+        await super().startup(sockets)
 
     async def shutdown(self, sockets: Any = None) -> None:
         """Called once the server has stopped accepting connections."""

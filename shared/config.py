@@ -197,6 +197,16 @@ class Settings(BaseSettings):
     # merged into one answered when the rate allows (a refresh is idempotent).
     client_refreshes_per_s: float = Field(1.0, gt=0, le=10_000)
     client_refreshes_burst: int = Field(3, ge=1, le=100_000)
+    # Resume (contract 4.1, realtime/resume.py): each web process keeps every cadence's updates
+    # of the last `resume_span_s`, so a client reconnecting within it (a dropped link, a web
+    # process restarted) gets what it missed instead of a snapshot. Per cadence at most this
+    # many updates and bytes (the oldest go first; such a client gets a snapshot), whatever the
+    # rate: 120 s of the tui cadence is 1,200 updates; of the demo desk about 5 MiB of frames
+    # per cadence (JSON and MessagePack; docs/BENCHMARKS.md), so 32 MiB leaves six times that.
+    # 0 s: only a client already current resumes.
+    resume_span_s: float = Field(120.0, ge=0, le=3600)
+    resume_max_entries: int = Field(10_000, ge=1, le=1_000_000)
+    resume_max_bytes: int = Field(33_554_432, ge=4096, le=4_294_967_296)
 
     # --- history (contract section 8) ------------------------------------------------------
     history_stream_maxlen: int = Field(1_000_000, ge=1000, le=100_000_000)

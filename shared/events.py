@@ -12,16 +12,17 @@ from typing import Literal, TypedDict
 class StateUpdate(TypedDict):
     """One cadence's update, encoded once by the worker; handled by `Hub.state_update`.
 
-    `json` and `msgpack` are the exact client frame `{"type":"update","seq","timestamp",
-    "changes"}` in each format. `base_seq` (not in the frame) is the seq of that cadence's
-    previous update: applying the changes to any snapshot taken at `base_seq <= S < seq` gives
-    the state at `seq` (design principle 4).
+    `json` and `msgpack` are the exact client frame `{"type":"update","seq","base_seq","epoch",
+    "timestamp","changes"}` in each format. `base_seq` is the seq of that cadence's previous
+    update: applying the changes to any snapshot taken at `base_seq <= S < seq` gives the state
+    at `seq` (design principle 4). `epoch` names the seq lineage (contract 4.1).
     """
 
     type: Literal["state.update"]
     cadence: str
     seq: int
     base_seq: int
+    epoch: str
     sent_at: float  # the worker's wall clock at the tick, for broadcast latency
     json: str
     msgpack: bytes

@@ -29,6 +29,11 @@ class RedisNames:
         """The seq of the shared snapshot."""
         return f"{self.prefix}:state:seq"
 
+    @property
+    def epoch(self) -> str:
+        """The seq lineage of the shared snapshot (contract 4.1), written with the seq."""
+        return f"{self.prefix}:state:epoch"
+
     def state(self, channel: Channel) -> str:
         """The hash holding one channel of the shared snapshot."""
         return f"{self.prefix}:state:{channel.value}"

@@ -84,9 +84,11 @@ async def test_snapshot_on_connect_has_the_contract_shape(stack: Stack) -> None:
     tick(stack, "BTCUSDT", 50_000.5)
     async with connect(stack.ws_url()) as ws:
         frame = await receive(ws)
-    assert set(frame) == {"type", "seq", "timestamp", "data"}
+    assert set(frame) == {"type", "seq", "epoch", "timestamp", "data"}
     assert frame["type"] == "snapshot"
     assert isinstance(frame["seq"], int)
+    assert isinstance(frame["epoch"], str)
+    assert frame["epoch"]
     assert frame["timestamp"].endswith("Z")
     assert set(frame["data"]) == CHANNELS
     assert isinstance(frame["data"]["orders"], list)
@@ -160,7 +162,8 @@ async def test_snapshot_plus_every_update_equals_a_fresh_snapshot(
         while seq < target:
             frame = await receive(ws)
             assert frame["type"] == "update", frame
-            assert frame["seq"] > seq
+            assert frame["base_seq"] <= seq < frame["seq"]  # the client's own check (4.1)
+            assert frame["epoch"] == snapshot["epoch"]
             apply_changes(state, frame["changes"])
             seq = frame["seq"]
     async with connect(stack.ws_url(format=fmt)) as fresh:
@@ -183,6 +186,9 @@ async def test_channels_parameter_and_narrowing(stack: Stack) -> None:
         assert frame["type"] == "update"
         assert frame["changes"]["market_data.BTCUSDT.last_price"] == 2.0
         assert all(path.startswith("market_data.BTCUSDT.") for path in frame["changes"])
+        # applying it is exact from the client's own position (contract 4.1)
+        assert frame["base_seq"] <= snapshot["seq"] < frame["seq"]
+        assert frame["epoch"] == snapshot["epoch"]
 
 
 async def test_subscribe_unsubscribe_and_refresh_answer_with_snapshots(stack: Stack) -> None:

@@ -117,6 +117,9 @@ async def test_slow_client_is_bounded_and_resynced_when_it_reads_again(fresh_sta
     # given a web process with a small per-client buffer, and a client that stops reading
     stack = fresh_stack
     stack.env["DASHBOARD_WS_SEND_BUFFER_MESSAGES"] = "8"
+    # The resume rings (contract 4.1) keep recent updates on purpose, bounded by their own
+    # settings; kept tiny here so that the memory measured is what the slow client costs.
+    stack.env["DASHBOARD_RESUME_MAX_BYTES"] = "4096"
     stack.start_worker()
     port = stack.start_web()
     web = stack.processes[-1]

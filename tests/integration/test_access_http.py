@@ -114,7 +114,8 @@ def test_history_needs_the_history_scope(client: Client) -> None:
 
 def test_a_scoped_token_sees_only_its_channels_of_the_state(client: Client) -> None:
     key = issue(channels=["market_data", "account"])
-    assert set(client.get("/api/v1/state", **bearer(key)).json()) == {"market_data", "account"}
+    body = client.get("/api/v1/state", **bearer(key)).json()
+    assert set(body) == {"market_data", "account", "seq", "epoch"}  # contract 4.1: with both
 
 
 def test_a_logged_in_user_reads_state_and_history(

@@ -147,10 +147,15 @@ def shared_state(deployment_prefix: str, redis_url: str) -> None:
 def test_the_state_of_a_symbol_narrowed_token_holds_only_its_symbols(client: Client) -> None:
     key = issue(channels=["market_data:BTCUSDT"])
     body = client.get("/api/v1/state", **bearer(key)).json()
-    assert set(body) == {"market_data"}
+    assert set(body) == {"market_data", "seq", "epoch"}
     assert set(body["market_data"]) == {"BTCUSDT"}
     whole = client.get("/api/v1/state", **bearer(issue())).json()
     assert set(whole["market_data"]) == {"BTCUSDT", "ETHUSDT"}
+    # with the seq and the epoch of the shared snapshot (contract 4.1), whatever the scope
+    assert body["seq"] == whole["seq"] == 2
+    assert body["epoch"] == whole["epoch"]
+    assert isinstance(body["epoch"], str)
+    assert body["epoch"]
 
 
 @pytest.mark.usefixtures("shared_state")

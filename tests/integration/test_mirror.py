@@ -46,6 +46,7 @@ async def test_a_burst_of_connections_costs_one_encoding_per_seq_and_format(
     # given a shared snapshot written by a leader
     state, mirror = await loaded_mirror(aredis, key_prefix, "BTCUSDT")
     assert (mirror.seq, mirror.data) == (state.seq, state.snapshot())
+    assert mirror.epoch  # the writer's lineage, loaded with the seq
     # when 1,000 clients connect, half of them in MessagePack
     frames = [
         mirror.snapshot(EVERYTHING, Format.JSON if i % 2 else Format.MSGPACK) for i in range(1000)
@@ -56,7 +57,7 @@ async def test_a_burst_of_connections_costs_one_encoding_per_seq_and_format(
     # and an update moves the mirror on, costing one new encoding per format again
     state.apply(md("BTCUSDT", 2.0))
     update = state.take("web")
-    assert mirror.apply(update.base_seq, update.seq, update.changes) == "applied"
+    assert mirror.apply(update.base_seq, update.seq, update.changes, mirror.epoch) == "applied"
     for i in range(100):
         mirror.snapshot(EVERYTHING, Format.JSON if i % 2 else Format.MSGPACK)
     assert mirror.encodings == 4
@@ -79,7 +80,7 @@ async def test_narrowed_snapshots_are_encoded_once_per_subscription_and_seq(
     # and a new seq encodes again
     state.apply(md("BTCUSDT", 2.0))
     update = state.take("web")
-    assert mirror.apply(update.base_seq, update.seq, update.changes) == "applied"
+    assert mirror.apply(update.base_seq, update.seq, update.changes, mirror.epoch) == "applied"
     fresh = mirror.snapshot(btc, Format.JSON)
     assert mirror.encodings == 3
     assert orjson.loads(fresh)["data"]["market_data"]["BTCUSDT"]["last_price"] == 2.0
@@ -90,9 +91,37 @@ async def test_mirror_refuses_updates_that_do_not_follow(
 ) -> None:
     mirror = ProcessMirror(SharedSnapshot(aredis, RedisNames(key_prefix.rstrip(":"))))
     await mirror.load()
-    assert mirror.seq == 0
-    assert mirror.apply(5, 7, {"market_data.X": {"symbol": "X"}}) == "gap"
-    assert mirror.apply(0, 3, {"market_data.X": {"symbol": "X"}}) == "applied"
-    assert mirror.apply(0, 2, {"market_data.Y": {"symbol": "Y"}}) == "skip"
-    assert mirror.apply(3, 4, {"market_data.Z.last_price": 1.0}) == "gap"  # conflict: no Z
+    assert (mirror.seq, mirror.epoch) == (0, "")  # Redis holds nothing yet
+    assert mirror.apply(5, 7, {"market_data.X": {"symbol": "X"}}, "") == "gap"
+    assert mirror.apply(0, 3, {"market_data.X": {"symbol": "X"}}, "") == "applied"
+    assert mirror.apply(0, 2, {"market_data.Y": {"symbol": "Y"}}, "") == "skip"
+    assert mirror.apply(3, 4, {"market_data.Z.last_price": 1.0}, "") == "gap"  # conflict: no Z
+    # an update of another lineage is a gap, whatever its seqs
+    assert mirror.apply(3, 4, {"market_data.Y": {"symbol": "Y"}}, "other") == "gap"
+    assert mirror.apply(0, 9, {"market_data.Y": {"symbol": "Y"}}, "other") == "gap"
     assert mirror.data["market_data"] == {"X": {"symbol": "X"}}
+
+
+async def test_the_epoch_is_written_with_the_seq_and_a_new_lineage_is_loaded_at_any_seq(
+    aredis: aioredis.Redis, key_prefix: str
+) -> None:
+    # given a mirror loaded at a leader's seq and epoch
+    _state, mirror = await loaded_mirror(aredis, key_prefix, "BTCUSDT", "ETHUSDT")
+    names = RedisNames(key_prefix.rstrip(":"))
+    assert (await aredis.get(names.epoch)).decode() == mirror.epoch
+    old_epoch, old_seq = mirror.epoch, mirror.seq
+    # when Redis loses the snapshot: the mirror keeps what it has
+    await aredis.delete(names.seq, names.epoch, *(names.state(c) for c in Channel))
+    await mirror.load()
+    assert (mirror.seq, mirror.epoch) == (old_seq, old_epoch)
+    # when a worker starts a new lineage below the mirror's seq
+    shared = SharedSnapshot(aredis, names)
+    fresh = TradingState(cadences=("mirror",), max_orders=10)
+    fresh.apply(md("SOLUSDT", 1.0))
+    await shared.write_full(fresh, owner="w1")
+    assert fresh.seq < old_seq
+    await mirror.load()
+    # then the mirror takes it: seqs of two lineages do not compare
+    assert (mirror.seq, mirror.epoch) == (fresh.seq, shared.epoch)
+    assert mirror.epoch != old_epoch
+    assert set(mirror.data["market_data"]) == {"SOLUSDT"}

@@ -206,9 +206,10 @@ async def test_each_cadence_gets_one_update_in_both_encodings(
             assert event["cadence"] == cadence
             frame = orjson.loads(event["json"])
             assert frame == msgpack.unpackb(event["msgpack"])
-            assert set(frame) == {"type", "seq", "timestamp", "changes"}
+            assert set(frame) == {"type", "seq", "base_seq", "epoch", "timestamp", "changes"}
             assert frame["type"] == "update"
-            assert frame["seq"] == event["seq"] > last >= event["base_seq"]
+            assert frame["seq"] == event["seq"] > last >= event["base_seq"] == frame["base_seq"]
+            assert frame["epoch"] == event["epoch"] == worker.shared.epoch
             apply_changes(replica, frame["changes"])
             last = event["seq"]
         assert replica == worker.state.snapshot()
@@ -224,9 +225,13 @@ async def test_shared_snapshot_follows_the_state(worker: Worker, aredis: aioredi
     shared = SharedSnapshot(aredis, worker.names)
 
     async def mirrored() -> bool:
-        snapshot, seq = await shared.load()
+        snapshot, seq, epoch = await shared.load()
         assert all(type(key) is str for key in snapshot)  # ready for any JSON encoder
-        return seq == worker.state.seq and snapshot == worker.state.snapshot()
+        return (
+            seq == worker.state.seq
+            and snapshot == worker.state.snapshot()
+            and epoch == worker.shared.epoch  # written with the seq
+        )
 
     await eventually(mirrored, what="shared snapshot at the state's seq")
 
@@ -291,19 +296,31 @@ async def test_lost_shared_state_is_rewritten_whole(worker: Worker, aredis: aior
     prefix = worker.names.input_prefix
     await aredis.publish(f"{prefix}market_data:KEEPUSDT", tick("KEEPUSDT", 1.0))
     await eventually(lambda: worker.state.entity("market_data", "KEEPUSDT"), what="tick")
+    shared = SharedSnapshot(aredis, worker.names)
+
+    async def mirrored() -> bool:
+        return "KEEPUSDT" in (await shared.load()).data["market_data"]
+
+    await eventually(mirrored, what="tick in the shared snapshot")
+    lineage = worker.shared.epoch
     # when Redis loses every key (a restart without persistence)
     keys = [k async for k in aredis.scan_iter(match=f"{worker.names.prefix}:*")]
     await aredis.delete(*keys)
     await aredis.publish(f"{prefix}market_data:NEWUSDT", tick("NEWUSDT", 1.0))
     # then the worker takes the lease again and rewrites the whole snapshot
-    shared = SharedSnapshot(aredis, worker.names)
 
     async def whole() -> bool:
-        snapshot, seq = await shared.load()
-        return seq == worker.state.seq and set(snapshot["market_data"]) == {"KEEPUSDT", "NEWUSDT"}
+        snapshot, seq, epoch = await shared.load()
+        return (
+            seq == worker.state.seq
+            and set(snapshot["market_data"]) == {"KEEPUSDT", "NEWUSDT"}
+            and epoch == worker.shared.epoch
+        )
 
     await eventually(whole, timeout=10, what="snapshot rewritten")
     assert await aredis.get(worker.names.leader) == worker.worker_id.encode()
+    # in a new lineage: nobody can vouch for the seqs while Redis was away (contract 4.1)
+    assert worker.shared.epoch != lineage
 
 
 async def test_backends_down_leave_the_state_untouched_and_say_so(

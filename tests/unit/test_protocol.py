@@ -114,8 +114,93 @@ def test_continuity() -> None:
     assert continuity.check(base_seq=11, seq=12) == "resync"
 
 
+def test_continuity_across_lineages() -> None:
+    # given a client at seq 10 of epoch "a"
+    continuity = Continuity(10, "a")
+    # then an update of epoch "a" is judged by its seqs, one of another epoch is always a gap
+    assert continuity.check(base_seq=10, seq=12, epoch="a") == "forward"
+    assert continuity.check(base_seq=8, seq=10, epoch="a") == "skip"
+    assert continuity.check(base_seq=10, seq=12, epoch="b") == "resync"
+    assert continuity.check(base_seq=8, seq=10, epoch="b") == "resync"
+
+
+def test_parse_resume() -> None:
+    # neither: no resume
+    assert protocol.parse_resume(None, None) is None
+    assert protocol.parse_resume("0", "e1") == protocol.ResumeRequest(0, "e1")
+    assert protocol.parse_resume("1767225600000000", "a1b2-c_3") == protocol.ResumeRequest(
+        1767225600000000, "a1b2-c_3"
+    )
+    assert protocol.parse_resume(str(protocol.MAX_SEQ), "e") == protocol.ResumeRequest(
+        protocol.MAX_SEQ, "e"
+    )
+
+
+@pytest.mark.parametrize(
+    ("since", "epoch"),
+    [
+        ("12", None),  # since without epoch
+        (None, "e1"),  # epoch without since
+        ("", "e1"),
+        ("-1", "e1"),
+        ("+1", "e1"),
+        ("1.0", "e1"),
+        ("1e3", "e1"),
+        (" 12", "e1"),
+        ("12 ", "e1"),
+        ("0x10", "e1"),
+        ("abc", "e1"),
+        ("\u0661", "e1"),  # an Arabic-Indic digit: a digit to str.isdigit, not a seq
+        (str(2**53), "e1"),  # past what JavaScript holds exactly
+        ("9" * 17, "e1"),
+        ("9" * 5000, "e1"),  # oversized
+        ("12", ""),
+        ("12", "e" * 65),  # oversized epoch
+        ("12", "e 1"),
+        ("12", "e1\n"),
+        ("12", "é"),
+        ("12", "../x"),
+    ],
+)
+def test_parse_resume_refuses_malformed(since: str | None, epoch: str | None) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.parse_resume(since, epoch)
+    assert caught.value.code is ErrorCode.BAD_MESSAGE
+    assert len(caught.value.message) < 200  # never the input echoed back
+
+
+def test_frames_carry_seq_base_seq_and_epoch() -> None:
+    at = "2026-11-23T12:00:00.000Z"
+    assert protocol.update_frame(12, 10, "e1", at, {"account": {}}) == {
+        "type": "update",
+        "seq": 12,
+        "base_seq": 10,
+        "epoch": "e1",
+        "timestamp": at,
+        "changes": {"account": {}},
+    }
+    assert protocol.snapshot_frame(12, "e1", at, {}) == {
+        "type": "snapshot",
+        "seq": 12,
+        "epoch": "e1",
+        "timestamp": at,
+        "data": {},
+    }
+    refused = protocol.snapshot_frame(12, "e1", at, {}, refused="too_old")
+    assert refused["recovered"] is False
+    assert refused["reason"] == "too_old"
+    assert protocol.recovered_frame(5, 12, "e1") == {
+        "type": "recovered",
+        "since": 5,
+        "seq": 12,
+        "epoch": "e1",
+    }
+
+
 def test_encode_json_text_and_msgpack_bytes() -> None:
-    frame = protocol.update_frame(3, "2026-11-23T12:00:00.000Z", {"orders": [{"id": "o1"}]})
+    frame = protocol.update_frame(
+        3, 2, "e1", "2026-11-23T12:00:00.000Z", {"orders": [{"id": "o1"}]}
+    )
     text = protocol.encode(frame, Format.JSON)
     packed = protocol.encode(frame, Format.MSGPACK)
     assert isinstance(text, str)
