@@ -222,8 +222,16 @@ class Settings(BaseSettings):
 
     # --- worker ----------------------------------------------------------------------------
     worker_metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics
-    leader_lease_ms: PositiveMs = 3000  # standby takes over within 5 s (contract section 8)
-    leader_renew_ms: PositiveMs = 1000
+    # A hot standby takes the lease the moment it expires (it waits out the lease's PTTL): after
+    # a SIGKILL of the leader, updates resume within the lease plus one tick (issue 14: 2 s).
+    # The leader renews three times per lease, so one slow renewal does not cost it the lease.
+    leader_lease_ms: PositiveMs = 1500
+    leader_renew_ms: PositiveMs = 500
+    # A standby ingests everything the leader does and keeps the history rows of the last this
+    # many seconds (at most `standby_buffer_rows`): on taking over it appends those the old
+    # leader had not (aggregation/standby.py). It must cover the lease plus a flush period.
+    standby_buffer_s: PositiveSeconds = Field(30.0, ge=5, le=3600)
+    standby_buffer_rows: int = Field(200_000, ge=1000, le=10_000_000)
 
     # --- access control and abuse limits (docs/SECURITY.md) ----------------------------------
     # Token and origin lookups are cached this long per process, and every web process re-checks
