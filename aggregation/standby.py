@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 import redis.asyncio as aioredis
@@ -32,24 +32,33 @@ HandedRow = tuple[int, str, float, Record]
 class StandbyBuffer:
     """The history rows of the last `window_s` seconds, at most `max_rows` (oldest dropped)."""
 
-    def __init__(self, *, window_s: float, max_rows: int) -> None:
+    def __init__(
+        self,
+        *,
+        window_s: float,
+        max_rows: int,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.window_s = window_s
         self._rows: deque[_Row] = deque(maxlen=max_rows)
+        self._clock = clock
+        self._wall_clock = wall_clock
 
     def record(self, channel: str, seq: int, record: Record) -> None:
         """Keep one accepted change (the `HistoryLog.record` signature; `seq` is not kept)."""
-        now = time.monotonic()
+        now = self._clock()
         n = content_key(channel, orjson.dumps(record))
-        self._rows.append((now, n, channel, time.time(), record))
+        self._rows.append((now, n, channel, self._wall_clock(), record))
         self._expire(now)
 
     def __len__(self) -> int:
-        self._expire(time.monotonic())
+        self._expire(self._clock())
         return len(self._rows)
 
     def rows(self) -> Iterator[HandedRow]:
         """The rows still inside the window, oldest first."""
-        self._expire(time.monotonic())
+        self._expire(self._clock())
         for _, n, channel, received_at, record in self._rows:
             yield n, channel, received_at, record
 
