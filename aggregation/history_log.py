@@ -83,7 +83,10 @@ def content_key(channel: str, record_json: bytes) -> int:
 
 def row_key(n: int) -> str:
     """The stream entry's `row_key` for content key `n`."""
-    return f"{CONTENT_WRITER:x}-{n}"
+    return _ROW_KEY_PREFIX + str(n)
+
+
+_ROW_KEY_PREFIX: Final = f"{CONTENT_WRITER:x}-"
 
 
 def appended_bucket(now: float) -> int:
@@ -124,8 +127,10 @@ class HistoryLog:
         if len(self._buffer) >= self.capacity:
             self.dropped += 1
             return
-        n = content_key(channel, orjson.dumps(record))
-        self._buffer.append(orjson.dumps([channel, seq, time.time(), record, row_key(n)]))
+        record_json = orjson.dumps(record)
+        n = content_key(channel, record_json)
+        row = [channel, seq, time.time(), orjson.Fragment(record_json), row_key(n)]
+        self._buffer.append(orjson.dumps(row))  # the record encoded once, for key and row
         self._keys.append(n.to_bytes(8, "big"))
 
     def restore(self, rows: Iterable[tuple[int, str, float, Record]], seq: int) -> int:
