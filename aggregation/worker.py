@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -254,6 +255,7 @@ class Worker:
                 "entities_changed": changed,
                 "standby_rows": len(rows),
                 "rows_restored": restored,
+                "restored_by_channel": dict(Counter(row[1] for row in missed[:restored])),
             },
         )
 
