@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
@@ -66,6 +67,9 @@ _MAX_BATCH: Final = 5000
 # The writer part of every content key: one id for all workers (history_writer holds it once).
 CONTENT_WRITER: Final = 1
 _N_MASK: Final = 2**63 - 1  # n is a non-negative bigint
+# How many recent keys the log remembers to count repeats (a record with `updated_at` logged
+# again byte for byte: the recorder stores it once). A minute and more of a busy desk.
+_RECENT_KEYS: Final = 100_000
 # The appended-keys strings outlive the standby's buffer by this much (clock skew, flush delay).
 APPENDED_MARGIN_S: Final = 5
 
@@ -118,6 +122,8 @@ class HistoryLog:
         self._keep_appended_ms = int((keep_appended_s + APPENDED_MARGIN_S) * 1000)
         self._buffer: list[bytes] = []
         self._keys: list[bytes] = []  # each buffered row's content key, 8 bytes big-endian
+        self._recent: OrderedDict[int, None] = OrderedDict()
+        self.repeats = 0  # rows the recorder will find stored already (same key, same time)
         self._append = client.register_script(_APPEND)
         self.appended = 0
         self.dropped = 0
@@ -132,6 +138,19 @@ class HistoryLog:
         row = [channel, seq, time.time(), orjson.Fragment(record_json), row_key(n)]
         self._buffer.append(orjson.dumps(row))  # the record encoded once, for key and row
         self._keys.append(n.to_bytes(8, "big"))
+        self._remember(n, repeat_counts="updated_at" in record)
+
+    def _remember(self, n: int, *, repeat_counts: bool) -> None:
+        """Count a repeat of a recent key (a row whose `time` is its own `updated_at` only:
+        one filed under its receive time is a new row) and remember the key."""
+        recent = self._recent
+        if n in recent:
+            self.repeats += repeat_counts
+            recent.move_to_end(n)
+            return
+        recent[n] = None
+        if len(recent) > _RECENT_KEYS:
+            recent.popitem(last=False)
 
     def restore(self, rows: Iterable[tuple[int, str, float, Record]], seq: int) -> int:
         """Put rows another log held (key, channel, received_at, record) before the buffer.
@@ -202,4 +221,9 @@ class HistoryLog:
 
     def stats(self) -> dict[str, Any]:
         """Counts for the periodic log line."""
-        return {"appended": self.appended, "dropped": self.dropped, "buffered": self.buffered}
+        return {
+            "appended": self.appended,
+            "repeats": self.repeats,
+            "dropped": self.dropped,
+            "buffered": self.buffered,
+        }

@@ -359,9 +359,11 @@ def _rows(dsn: str) -> int:
 
 
 def _appended(log: str) -> int:
-    """Rows a worker appended to the history stream, from its last 'stepped down' line."""
+    """Rows a worker appended to the history stream, from its last 'stepped down' line, less
+    its repeats: rows logged again byte for byte (same dedupe key and time), stored once."""
     total = 0
     for line in log.splitlines():
         if '"stepped down"' in line:
-            total = int(json.loads(line)["appended"])
+            fields = json.loads(line)
+            total = int(fields["appended"]) - int(fields["repeats"])
     return total

@@ -78,3 +78,19 @@ def test_unappended_keeps_the_rows_no_leader_appended_in_order() -> None:
     rows = [(n, "market_data", 1.7e9, tick(n)) for n in (5, 6, 7, 8)]
     assert [row[0] for row in unappended(rows, {6, 8, 99})] == [5, 7]
     assert unappended(rows, set()) == rows
+
+
+def test_the_history_log_counts_repeats_the_recorder_stores_once() -> None:
+    import redis.asyncio as aioredis
+
+    from aggregation.history_log import HistoryLog
+
+    client = aioredis.Redis()  # never connects: nothing is flushed
+    log = HistoryLog(client, stream="s", capacity=100, leader_key="l", owner="o")
+    a = {"symbol": "BTC", "last_price": 1.0, "updated_at": "2026-01-05T09:00:00Z"}
+    b = {"symbol": "BTC", "last_price": 2.0, "updated_at": "2026-01-05T09:00:00Z"}
+    bare = {"symbol": "BTC", "last_price": 1.0}
+    for record in (a, b, a, bare, b, bare):  # A, B, A: the same row twice, filed at one time
+        log.record("market_data", 1, record)
+    # the repeats of a and b count; those of a record without updated_at are new rows
+    assert log.stats()["repeats"] == 2
