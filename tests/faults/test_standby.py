@@ -125,8 +125,8 @@ async def test_input_during_a_failover_is_in_the_state_and_in_history_once(pair:
         seq_before = stack.seq()
         # when the leader is killed and, before anyone leads again, the position is closed
         # and 100 ticks are published
-        old.kill()
         killed = time.monotonic()
+        old.kill()
         stack.publish("positions", "GAPUSDT", position(0, 1))
         for n in range(BEFORE_TICKS, BEFORE_TICKS + GAP_TICKS):
             stack.publish("market_data", "GAPUSDT", tick("GAPUSDT", n))
