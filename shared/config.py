@@ -230,7 +230,7 @@ class Settings(BaseSettings):
     # A standby ingests everything the leader does and keeps the history rows of the last this
     # many seconds (at most `standby_buffer_rows`): on taking over it appends those the old
     # leader had not (aggregation/standby.py). It must cover the lease plus a flush period.
-    standby_buffer_s: PositiveSeconds = Field(30.0, ge=5, le=3600)
+    standby_buffer_s: float = Field(30.0, ge=5, le=3600)
     standby_buffer_rows: int = Field(200_000, ge=1000, le=10_000_000)
 
     # --- access control and abuse limits (docs/SECURITY.md) ----------------------------------
@@ -334,6 +334,9 @@ class Settings(BaseSettings):
             raise ValueError("redis_master_name: required with redis_sentinels")
         if self.leader_renew_ms >= self.leader_lease_ms:
             raise ValueError("leader_renew_ms: must be shorter than leader_lease_ms")
+        if self.standby_buffer_s * 1000 < self.leader_lease_ms + 1000:
+            # the rows published while nobody leads, and the old leader's last unflushed ones
+            raise ValueError("standby_buffer_s: must exceed leader_lease_ms by at least 1 s")
         return self
 
     @property
