@@ -8,7 +8,6 @@ own, no simulator: the test is the only producer, so every row it counts is its 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from shared.core.changes import apply_changes
 from support.processes import scratch_database, wait_until
 from tests.e2e.stack import Stack, connect, decode
 from tests.faults.test_faults import PrivateRedis, leader, private_redis  # noqa: F401
@@ -137,8 +137,6 @@ async def test_input_during_a_failover_is_in_the_state_and_in_history_once(pair:
             frame = decode(await asyncio.wait_for(ws.recv(), 10))
             if frame["type"] == "update" and frame["seq"] > seq_before:
                 resumed = resumed or time.monotonic() - killed
-                from shared.core.changes import apply_changes
-
                 apply_changes(state, frame["changes"])
                 if (
                     "GAPUSDT" not in state["positions"]
@@ -151,6 +149,9 @@ async def test_input_during_a_failover_is_in_the_state_and_in_history_once(pair:
         print(f"updates resumed {resumed:.2f} s after the SIGKILL of the leader")
         assert resumed is not None
         assert resumed < FAILOVER_BUDGET_S
+        # and the client holds exactly what a client connecting now gets
+        async with connect(stack.ws_url(type="tui")) as fresh:
+            assert decode(await fresh.recv())["data"] == state
     assert leader(stack) not in (None, first)
     # the shared snapshot has it too
     assert _shared(stack, "positions", "GAPUSDT") is None
@@ -165,8 +166,7 @@ async def test_input_during_a_failover_is_in_the_state_and_in_history_once(pair:
         what="the gap's rows in history",
     )
     survivor = next(p for p in stack.processes if p.log_path.name == "worker-2.log")
-    with contextlib.suppress(Exception):
-        survivor.terminate()  # its last rows flushed, the recorder drains the stream
+    survivor.terminate()  # its last rows flushed, the recorder drains the stream
     wait_until(
         lambda: stack.redis.xlen(f"{stack.prefix}:history") == 0,
         timeout=30,
