@@ -1,7 +1,8 @@
 """The worker's input: every pub/sub message, cache key and backend record, into the state.
 
 Each record is validated (`parse_record`), applied to the state unless stale or unchanged, and
-appended to the history log when it changed something. Input never raises: a bad message is
+handed to `history` when it changed something: the history log while the worker leads, its
+standby buffer while it stands by (aggregation/standby.py). Input never raises: a bad message is
 counted by (source, result) and logged at most once a second per reason.
 """
 
@@ -11,14 +12,21 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
-from typing import Final
+from typing import Final, Protocol
 
 import redis.asyncio as aioredis
 
 from aggregation.feeds.redis_feed import scan_cache_keys
-from aggregation.history_log import HistoryLog
 from shared.config import Settings
-from shared.core.records import Accepted, Channel, Rejection, instant, is_key, parse_record
+from shared.core.records import (
+    Accepted,
+    Channel,
+    Record,
+    Rejection,
+    instant,
+    is_key,
+    parse_record,
+)
 from shared.core.state import TradingState
 from shared.keys import RedisNames
 from shared.throttled_log import ThrottledLog
@@ -29,6 +37,13 @@ _CHANNELS: Final = {channel.value: channel for channel in Channel}
 _RELOAD_KINDS: Final = ("orderbook", "trades")
 
 
+class HistorySink(Protocol):
+    """Where accepted changes go: `HistoryLog` (leading) or `StandbyBuffer` (standing by)."""
+
+    def record(self, channel: str, seq: int, record: Record) -> None:
+        """Take one accepted change, logged at `seq`."""
+
+
 class Ingest:
     """Validates, applies and records input; counts each message by (source, result)."""
 
@@ -37,14 +52,14 @@ class Ingest:
         config: Settings,
         *,
         state: TradingState,
-        history: HistoryLog,
+        history: HistorySink,
         redis: aioredis.Redis,
         names: RedisNames,
         throttled: ThrottledLog,
     ) -> None:
         self._config = config
         self._state = state
-        self._history = history
+        self.history = history  # switched by the worker on taking over and stepping down
         self._redis = redis
         self._names = names
         self._throttled = throttled
@@ -88,7 +103,7 @@ class Ingest:
             self._count(source, "unchanged")
             return False
         self._count(source, "applied")
-        self._history.record(accepted.channel.value, self._state.seq, accepted.record)
+        self.history.record(accepted.channel.value, self._state.seq, accepted.record)
         return True
 
     async def load_cache(self) -> None:

@@ -1,14 +1,17 @@
 """The worker: the one owner of the trading state (STYLE: "one owner of state").
 
-While it holds the leader lease it ingests Redis pub/sub, cache keys and the backends, applies
-every valid record to the state, appends each change to the history log, and on every cadence
-tick writes the changed entities to the shared snapshot and then sends the cadence's update —
-encoded once per format — to the cadence's channel-layer group. Without the lease it waits as a
-standby, and on taking over loads the shared snapshot and continues at its seq.
+Every worker, leading or not, ingests Redis pub/sub, cache keys and the backends and applies
+every valid record to its own state. The one holding the leader lease appends each change to the
+history log, and on every cadence tick writes the changed entities to the shared snapshot and
+then sends the cadence's update — encoded once per format — to the cadence's channel-layer group.
+A hot standby does neither: it keeps its recent history rows in a bounded buffer, waits for the
+lease to expire, and on taking over (`_take_over`) continues from its own state at a seq past
+the shared snapshot's, and appends the rows the old leader had not (aggregation/standby.py).
 
-This module is the leadership: acquire the lease, run the leader's tasks, step down. Each task
-is a job of its own module: `ingest.py` (input into the state), `ticks.py` (updates and the
-shared snapshot), `polling.py` (the backends), `stats.py` (the `worker.stats` line).
+This module is the leadership: ingest always, acquire the lease, run the leader's tasks, step
+down. Each task is a job of its own module: `ingest.py` (input into the state), `ticks.py`
+(updates and the shared snapshot), `polling.py` (the backends), `stats.py` (the `worker.stats`
+line), `standby.py` (the standby's history rows).
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
 from redis.exceptions import RedisError
 
-from aggregation import metrics
+from aggregation import metrics, standby
 from aggregation.backends import Backend
 from aggregation.feeds.redis_feed import RedisFeed
 from aggregation.history_log import HistoryLog
@@ -31,6 +35,7 @@ from aggregation.ingest import Ingest
 from aggregation.leader import LeaderLease, NotLeader
 from aggregation.polling import BackendPoller
 from aggregation.shared_snapshot import SharedSnapshot, new_epoch
+from aggregation.standby import StandbyBuffer
 from aggregation.stats import WorkerStats
 from aggregation.ticks import MIRROR, Ticker
 from shared import redis_clients
@@ -38,6 +43,7 @@ from shared.cadences import CADENCES
 from shared.channel_layer import ChannelLayer
 from shared.clock import sleep_unless
 from shared.config import Settings
+from shared.core.changes import snapshot_diff
 from shared.core.state import TradingState
 from shared.keys import RedisNames
 from shared.process_id import process_id
@@ -54,6 +60,8 @@ _RELOAD_S: Final = 0.05  # orderbook/trades cache-key reloads are batched over t
 # starts a fresh process (issue 13: a live leader that silently stopped broadcasting).
 _CRASH_LIMIT: Final = 5
 _CRASH_WINDOW_S: Final = 60.0
+# A standby tries for the lease again this soon after the leader's lease expires (PTTL).
+_ACQUIRE_SLACK_S: Final = 0.005
 
 
 class TaskCrashLoop(RuntimeError):
@@ -87,12 +95,17 @@ class Worker:
             capacity=config.history_stream_maxlen,
             leader_key=self.names.leader,
             owner=self.worker_id,
+            appended_key=self.names.history_appended,
+            keep_appended_s=config.standby_buffer_s,
+        )
+        self.standby_buffer = StandbyBuffer(
+            window_s=config.standby_buffer_s, max_rows=config.standby_buffer_rows
         )
         self._throttled = ThrottledLog(log)
         self.ingest = Ingest(
             config,
             state=self.state,
-            history=self.history,
+            history=self.standby_buffer,  # until it leads
             redis=self.redis,
             names=self.names,
             throttled=self._throttled,
@@ -124,6 +137,8 @@ class Worker:
         )
         self.leading = asyncio.Event()
         self.task_health = TaskHealth()
+        self._ingest_tasks: list[asyncio.Task[None]] = []
+        self._ingest_done = asyncio.Event()
 
     def ingest_counts(self) -> dict[tuple[str, str], int]:
         """Input messages so far by (source, result): applied, unchanged or a rejection reason."""
@@ -135,17 +150,118 @@ class Worker:
         return self.feed.connected
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Lead when possible, stand by otherwise, until `stop` is set."""
+        """Ingest always; lead when possible, stand by otherwise, until `stop` is set."""
         log.info("worker started", extra={"worker": self.worker_id})
         try:
             while not stop.is_set():
+                self._start_ingesting()
                 if await self._try_acquire():
                     await self._lead(stop)
                     await self._exit_if_crash_looping()
                 else:
-                    await sleep_unless(stop, self.config.leader_renew_ms / 1000)
+                    await self._stand_by(stop)
         finally:
+            await self._stop_ingesting()
             await self._close()
+
+    def _start_ingesting(self) -> None:
+        """Run the input tasks (pub/sub, backends, symbol reloads) unless they run already."""
+        if self._ingest_tasks:
+            return
+        self._ingest_done = done = asyncio.Event()
+        self._ingest_tasks = [
+            asyncio.create_task(self.feed.run(done), name="feed"),
+            asyncio.create_task(self.poller.run(done), name="refresh"),
+            asyncio.create_task(
+                self._every(_RELOAD_S, self.ingest.reload_symbols, done), name="reload"
+            ),
+        ]
+
+    async def _stop_ingesting(self) -> None:
+        self._ingest_done.set()
+        tasks, self._ingest_tasks = self._ingest_tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _stand_by(self, stop: asyncio.Event) -> None:
+        """Wait until the lease may be free (its PTTL), ingesting; return early if input died."""
+        try:
+            delay = min(self.config.leader_renew_ms / 1000, await self.lease.expires_in())
+        except RedisError:
+            delay = self.config.leader_renew_ms / 1000
+        waiters = [asyncio.create_task(stop.wait()), *self._ingest_tasks]
+        done, _ = await asyncio.wait(
+            waiters, timeout=delay + _ACQUIRE_SLACK_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiters[0].cancel()
+        if any(task in done for task in self._ingest_tasks):
+            self._record_failures(self._ingest_tasks)
+            await self._stop_ingesting()  # restarted at once by run()
+            await self._exit_if_crash_looping()
+
+    def _record_failures(self, tasks: list[asyncio.Task[Any]]) -> bool:
+        failed = False
+        for task in tasks:
+            exc = task.exception() if task.done() and not task.cancelled() else None
+            if exc is not None:
+                failed = True
+                self.task_health.failed(task.get_name(), exc)
+                log.error("worker task failed", extra={"task": task.get_name()}, exc_info=exc)
+        return failed
+
+    async def _take_over(self) -> None:
+        """Continue from this worker's own state, past the shared snapshot, losing no history.
+
+        The shared snapshot (seq S) is what the web processes and their clients hold: the state
+        rebases onto it (`TradingState.rebase`), so every cadence's next update brings a client
+        at S to this state exactly, at a seq past S. Then the history log takes over from the
+        standby buffer, first with the rows no leader appended (aggregation/standby.py).
+        """
+        snapshot, seq, epoch = await self.shared.load()
+        if seq == 0:
+            self.ticker.full_mirror = True  # nothing in Redis (first start, or Redis lost it)
+            # Redis holds no snapshot: a first start, or a Redis restart without
+            # persistence. Another worker may have led since our state was current, and
+            # clients may have seen its seqs, so start past any seq that can exist: the
+            # wall clock in microseconds (always ahead of a seq that began at such a floor
+            # and grew by fewer than a million changes a second; below 2**53, so exact in
+            # JavaScript). Every cadence restarts there, so every client resyncs once.
+            floor = time.time_ns() // 1000
+            self.state.load(self.state.snapshot(), seq=max(self.state.seq, floor))
+            self.shared.epoch = new_epoch()  # a new lineage (contract 4.1)
+            changed = 0
+        else:
+            changes = snapshot_diff(snapshot, self.state.snapshot())
+            self.state.rebase(seq, changes)
+            # The rebase continues the lineage exactly: clients at S apply our next update.
+            self.shared.epoch = epoch or new_epoch()
+            changed = len(changes)
+        self.ingest.lag_since_beat = None  # what a standby saw is not the leader's lag
+        # No await since the rebase: nothing was ingested between it and the switch.
+        rows = self.standby_buffer.take()
+        self.ingest.history = self.history
+        try:
+            appended = await standby.appended_keys(
+                self.redis, self.names, window_s=self.config.standby_buffer_s
+            )
+        except RedisError as exc:  # hand every row over: the recorder's key dedupes the rest
+            log.warning("cannot read what the old leader appended", extra={"error": str(exc)})
+            appended = set()
+        missed = standby.unappended(rows, appended)
+        restored = self.history.restore(missed, seq=self.state.seq)
+        log.info(
+            "took over",
+            extra={
+                "worker": self.worker_id,
+                "shared_seq": seq,
+                "seq": self.state.seq,
+                "entities_changed": changed,
+                "standby_rows": len(rows),
+                "rows_restored": restored,
+                "restored_by_channel": dict(Counter(row[1] for row in missed[:restored])),
+            },
+        )
 
     async def _try_acquire(self) -> bool:
         try:
@@ -155,34 +271,14 @@ class Worker:
             return False
 
     async def _lead(self, stop: asyncio.Event) -> None:
-        snapshot, seq, epoch = await self.shared.load()
-        if seq > self.state.seq:
-            self.state.load(snapshot, seq=seq)
-            self.shared.epoch = epoch or new_epoch()  # the lineage we continue (contract 4.1)
-        else:
-            self.ticker.full_mirror = True  # we are ahead of Redis (first start, or Redis lost it)
-            if seq == 0:
-                # Redis holds no snapshot: a first start, or a Redis restart without
-                # persistence. Another worker may have led since our state was current, and
-                # clients may have seen its seqs, so start past any seq that can exist: the
-                # wall clock in microseconds (always ahead of a seq that began at such a floor
-                # and grew by fewer than a million changes a second; below 2**53, so exact in
-                # JavaScript). Every cadence restarts there, so every client resyncs once.
-                floor = time.time_ns() // 1000
-                self.state.load(self.state.snapshot(), seq=max(self.state.seq, floor))
-                self.shared.epoch = new_epoch()  # a new lineage (contract 4.1)
+        await self._take_over()
         log.info("leading", extra={"worker": self.worker_id, "seq": self.state.seq})
         metrics.WORKER_IS_LEADER.set(1)
         self.leading.set()
         lost = asyncio.Event()
         done = asyncio.Event()
         tasks = [
-            asyncio.create_task(self.feed.run(done), name="feed"),
             asyncio.create_task(self._renew(lost), name="renew"),
-            asyncio.create_task(self.poller.run(done), name="refresh"),
-            asyncio.create_task(
-                self._every(_RELOAD_S, self.ingest.reload_symbols, done), name="reload"
-            ),
             asyncio.create_task(self._every(_FLUSH_S, self._flush_history, done), name="flush"),
             asyncio.create_task(self._every(1.0, self.stats.report, done), name="report"),
             *(
@@ -191,20 +287,17 @@ class Worker:
             ),
         ]
         waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
-        await asyncio.wait([*waiters, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        failed = False
-        for task in [*tasks, *waiters]:
-            exc = task.exception() if task.done() and not task.cancelled() else None
-            if exc is not None:
-                failed = True
-                self.task_health.failed(task.get_name(), exc)
-                log.error("worker task failed", extra={"task": task.get_name()}, exc_info=exc)
+        ingesting = list(self._ingest_tasks)
+        await asyncio.wait([*waiters, *tasks, *ingesting], return_when=asyncio.FIRST_COMPLETED)
+        failed = self._record_failures([*tasks, *waiters, *ingesting])
         if failed:  # say so at once, before the tasks restart
             with contextlib.suppress(RedisError, OSError):
                 await self._heartbeat()
         done.set()
         self.leading.clear()
         metrics.WORKER_IS_LEADER.set(0)
+        if failed or any(task.done() for task in ingesting):
+            await self._stop_ingesting()  # every task restarts together
         await self._step_down(tasks, waiters, stopping=stop.is_set())
 
     async def _exit_if_crash_looping(self) -> None:
@@ -229,10 +322,13 @@ class Worker:
         await asyncio.gather(*tasks, *waiters, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(budget):
+                if stopping:
+                    await self._stop_ingesting()  # nothing more to log once flushed
                 await self._flush_history()
                 if stopping and self.lease.holds():
                     await self.ticker.mirror_now()
                     await self.lease.release()
+        self.ingest.history = self.standby_buffer  # standing by again: rows are not ours to log
         log.info(
             "stepped down",
             extra={

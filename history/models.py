@@ -7,11 +7,13 @@ record's typed fields in typed columns and **only the rest** in `extra` (JSONB, 
 typed columns reproduce the record exactly), symbols as `int4` ids into `history_symbol`, and no
 surrogate id: a row is identified by the key its writer chose, `(writer_id, n)`.
 
-The replay key: the worker's history log names each row `{writer}-{n}` (64 random bits, then a
-counter). `writer` is stored as an `int4` id into `history_writer`, `n` as is; the recorder
-inserts a key once (the worker appending rows twice after a lost reply, the recorder writing an
-entry twice after a crash, and two recorders racing all insert nothing new). Rows logged before
-row keys existed are keyed by their stream entry id: writer id 0, `n = ms << 20 | seq`.
+The replay key: the worker's history log names each row `{writer}-{n}`: the input's dedupe key
+`1-{63-bit hash of the record}`, which every worker derives alike (docs/HISTORY.md; before issue
+14, 64 random bits of the log, then a counter). `writer` is stored as an `int4` id into
+`history_writer`, `n` as is; the recorder inserts a key once (the worker appending rows twice
+after a lost reply, the recorder writing an entry twice after a crash, and two recorders racing
+all insert nothing new). Rows logged before row keys existed are keyed by their stream entry
+id: writer id 0, `n = ms << 20 | seq`.
 
 `time` is the record's `updated_at` if it has one, else `received_at`: the instant the API
 filters, orders and buckets on. `updated_format` says how `updated_at` was spelled (an index

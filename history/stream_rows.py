@@ -1,10 +1,12 @@
 """Parsing the history stream's entries (written by `aggregation.history_log.HistoryLog`).
 
 An entry has one field `r`: the JSON array `[channel, seq, received_at_epoch, record, row_key]`.
-`row_key` is `{writer}-{n}` (the worker's history log: 1 to 16 hex digits, then a decimal
-counter); entries appended before row keys existed have none, and their replay key is the entry
-id. Anything else is malformed: the recorder counts it, logs it and acknowledges it, so that
-one bad entry can never stop the stream from draining.
+`row_key` is `{writer}-{n}` (1 to 16 hex digits, then a decimal number): since issue 14 the
+input's dedupe key, `1-{63-bit hash of the record}` (`aggregation.history_log.content_key`), the
+same in every worker; before it, a random id of the log and a counter. Entries appended before
+row keys existed have none, and their replay key is the entry id. Anything else is malformed:
+the recorder counts it, logs it and acknowledges it, so that one bad entry can never stop the
+stream from draining.
 """
 
 from __future__ import annotations

@@ -229,8 +229,16 @@ class Settings(BaseSettings):
 
     # --- worker ----------------------------------------------------------------------------
     worker_metrics_port: int = Field(9108, ge=0, le=65535)  # 0: do not serve metrics
-    leader_lease_ms: PositiveMs = 3000  # standby takes over within 5 s (contract section 8)
-    leader_renew_ms: PositiveMs = 1000
+    # A hot standby takes the lease the moment it expires (it waits out the lease's PTTL): after
+    # a SIGKILL of the leader, updates resume within the lease plus one tick (issue 14: 2 s).
+    # The leader renews three times per lease, so one slow renewal does not cost it the lease.
+    leader_lease_ms: PositiveMs = 1500
+    leader_renew_ms: PositiveMs = 500
+    # A standby ingests everything the leader does and keeps the history rows of the last this
+    # many seconds (at most `standby_buffer_rows`): on taking over it appends those the old
+    # leader had not (aggregation/standby.py). It must cover the lease plus a flush period.
+    standby_buffer_s: float = Field(30.0, ge=5, le=3600)
+    standby_buffer_rows: int = Field(200_000, ge=1000, le=10_000_000)
 
     # --- access control and abuse limits (docs/SECURITY.md) ----------------------------------
     # Token and origin lookups are cached this long per process, and every web process re-checks
@@ -333,6 +341,9 @@ class Settings(BaseSettings):
             raise ValueError("redis_master_name: required with redis_sentinels")
         if self.leader_renew_ms >= self.leader_lease_ms:
             raise ValueError("leader_renew_ms: must be shorter than leader_lease_ms")
+        if self.standby_buffer_s * 1000 < self.leader_lease_ms + 1000:
+            # the rows published while nobody leads, and the old leader's last unflushed ones
+            raise ValueError("standby_buffer_s: must exceed leader_lease_ms by at least 1 s")
         return self
 
     @property

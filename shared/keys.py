@@ -43,6 +43,11 @@ class RedisNames:
         """The Redis Stream of accepted changes waiting to be written to PostgreSQL."""
         return f"{self.prefix}:history"
 
+    def history_appended(self, second: int) -> str:
+        """The content keys (8 bytes each) the leader appended to the history stream in one
+        second of its clock: what a standby taking over compares its buffered rows with."""
+        return f"{self.prefix}:history:appended:{second}"
+
     def group(self, cadence: str) -> str:
         """The channel-layer group that receives one cadence's updates."""
         return f"{self.prefix}.updates.{cadence}"

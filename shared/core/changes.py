@@ -55,3 +55,40 @@ def _assign(container: dict[str, Any], key: str, value: Any) -> None:
         container.pop(key, None)
     else:
         container[key] = value
+
+
+def snapshot_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The changes that bring snapshot `old` to snapshot `new` under `apply_changes`' rules.
+
+    Entity by entity (a worker taking over: the shared snapshot another worker wrote, and its
+    own state): inside a channel that is an object on both sides, every entity that differs
+    becomes one path to its whole new value and every entity that is gone a path to `null`; any
+    other channel that differs (the order list) is replaced whole. Values are compared strictly
+    (`1`, `1.0` and `true` are different JSON), so `apply_changes(old, diff)` equals `new`.
+    """
+    changes: dict[str, Any] = {}
+    for channel, after in new.items():
+        before = old.get(channel, _NOTHING)
+        if isinstance(before, dict) and isinstance(after, dict):
+            for key, value in after.items():
+                if not identical(before.get(key, _NOTHING), value):
+                    changes[f"{channel}.{key}"] = value
+            changes.update((f"{channel}.{key}", None) for key in before if key not in after)
+        elif not identical(before, after):
+            changes[channel] = after
+    changes.update((channel, None) for channel in old if channel not in new)
+    return changes
+
+
+def identical(a: Any, b: Any) -> bool:
+    """Whether two JSON values are the same on the wire (type-strict, at every depth)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(identical(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+_NOTHING: Any = object()  # absent: differs from every JSON value, null included

@@ -135,6 +135,26 @@ class TradingState:
             dirty.clear()
             self._base_seq[cadence] = seq
 
+    def rebase(self, seq: int, changes: Mapping[str, Any]) -> None:
+        """Continue from another lineage's state at `seq`, which `changes` bring to this one.
+
+        A hot standby taking over (aggregation/standby.py): clients and the shared snapshot hold
+        the old leader's state at `seq`; this state has ingested the same input (and what came
+        while nobody led). `changes` is `snapshot_diff(that snapshot, self.snapshot())`. Every
+        cadence starts an interval at `seq` with the entities `changes` touches marked dirty, so
+        its next update brings a client at `seq` to this state exactly; the state's seq moves
+        past `seq` (and past its own) when there is anything to send.
+        """
+        if changes:
+            self.seq = max(self.seq, seq) + 1
+        else:
+            self.seq = seq
+        touched = [_entity_key(path) for path in changes]
+        for cadence, dirty in self._dirty.items():
+            dirty.clear()
+            dirty.update(dict.fromkeys(touched))
+            self._base_seq[cadence] = seq
+
     def entity(self, channel: str, key: str | None) -> Any:
         """The current value at `channel` (key None) or `channel.key`; None when absent."""
         if key is None:
@@ -250,3 +270,18 @@ class _Absent:
 
 
 _ABSENT: Final = _Absent()
+
+
+def _entity_key(path: str) -> EntityKey:
+    """The entity a change path belongs to: `market_data.BTC.last_price` -> (market_data, BTC).
+
+    The account and the order list are single entities; a path naming only a channel names
+    that whole channel (what `_entity` then reads back whole).
+    """
+    parts = path.split(".", 2)
+    if parts[0] in _SINGLE or len(parts) == 1:
+        return (parts[0],)
+    return parts[0], parts[1]
+
+
+_SINGLE: Final = frozenset({Channel.ORDERS.value, Channel.ACCOUNT.value})

@@ -106,6 +106,8 @@ def drain(recorder: Recorder, stop: threading.Event | None = None) -> int:
 
 
 def ticks(n: int, *, start: int = 0) -> list[Row]:
+    # Distinct inputs throughout (`start` included): a row's key is a hash of its content, so
+    # byte-identical records are one input to the recorder (docs/HISTORY.md, "Exactly once").
     return [
         (
             "market_data",
@@ -113,7 +115,7 @@ def ticks(n: int, *, start: int = 0) -> list[Row]:
             {
                 "symbol": f"SYM{i % 3}",
                 "last_price": 100.0 + i / 7,
-                "volume_24h": 1e6 + i,
+                "volume_24h": 1e6 + start + i,
                 "updated_at": f"2026-05-01T12:{i // 60 % 60:02d}:{i % 60:02d}.{i:06d}Z",
                 "venue": "X",
             },

@@ -137,6 +137,18 @@ def test_lease_renewal_must_be_shorter_than_the_lease(monkeypatch: pytest.Monkey
         load_settings()
 
 
+def test_the_standby_buffer_must_outlast_the_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHBOARD_LEADER_LEASE_MS", "10000")
+    monkeypatch.setenv("DASHBOARD_STANDBY_BUFFER_S", "10.5")
+    with pytest.raises(ConfigError, match=r"STANDBY_BUFFER_S \(environment\): must exceed leader_"):
+        load_settings()
+    monkeypatch.setenv("DASHBOARD_STANDBY_BUFFER_S", "11")
+    assert load_settings().standby_buffer_s == 11
+    monkeypatch.setenv("DASHBOARD_STANDBY_BUFFER_S", "3601")
+    with pytest.raises(ConfigError, match="STANDBY_BUFFER_S"):
+        load_settings()
+
+
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DASHBOARD_CONFIG", str(ROOT / "config.example.yaml"))
     assert load_settings().port == 8086
