@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -66,6 +68,21 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self._subscription = value
         # Derived once here, not per update: whether the worker's frames fit as they are.
         self.takes_everything = protocol.is_everything(value)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its `aclose_old_connections()` before every handler: a
+        thread-pool hop per handshake, client frame and close (three per connection). This
+        consumer reaches the database only through `database_sync_to_async`, which closes
+        stale connections itself, in the thread that uses them."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' without the group discards (this consumer joins none) and the hop."""
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     async def connect(self) -> None:
         """Called when the WebSocket handshake arrives: validate, accept, send the snapshot."""
