@@ -84,7 +84,7 @@ class AccessLimits:
 
     def auth_failed(self, address: str, entry: str) -> None:
         """Count one failed authentication from `address` at `entry` (ws or http)."""
-        metrics.AUTH_FAILURES.labels(entry).inc()
+        metrics.auth_failed(entry)
         with self._lock:
             self.failures.add(address, time.monotonic())
 

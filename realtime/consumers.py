@@ -18,7 +18,7 @@ from django.conf import settings
 
 from access import gate
 from access.gate import AccessLimits, Admission, Refusal
-from access.metrics import WS_REFUSED, limit_hit
+from access.metrics import limit_hit, refused
 from access.ratelimit import EventWindow, TokenBucket
 from realtime import clientlog, metrics, protocol
 from realtime.close_codes import CLOSE_KICKED, CLOSE_POLICY, CLOSE_TOO_LARGE, CLOSE_TOO_MANY
@@ -155,7 +155,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             return
         size = len(data) if isinstance(data, bytes) else len(data.encode())
         if size > self.max_bytes:
-            metrics.MESSAGES_RECEIVED.labels("invalid").inc()
+            metrics.received("invalid")
             self._refuse(ErrorCode.TOO_LARGE, f"messages are limited to {self.max_bytes} bytes")
             await self.close(code=CLOSE_TOO_LARGE)
             return
@@ -164,10 +164,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         try:
             message = protocol.parse_client_message(data, max_bytes=self.max_bytes)
         except ProtocolError as exc:
-            metrics.MESSAGES_RECEIVED.labels("invalid").inc()
+            metrics.received("invalid")
             self._refuse(exc.code, exc.message)
             return
-        metrics.MESSAGES_RECEIVED.labels(message.type).inc()
+        metrics.received(message.type)
         if message.type == "ping":
             self._write(protocol.encode(protocol.PONG, self.fmt))
             metrics.sent(self.cadence, "pong")
@@ -306,11 +306,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     async def _refuse_connection(self, refusal: Refusal) -> None:
         """Accept only to close with the contract's code, which a browser can read."""
         await self.accept()
-        WS_REFUSED.labels(str(refusal.code)).inc()
+        refused(refusal.code)
         await self.close(code=refusal.code, reason=refusal.reason)
 
     async def _close_refused(self, refusal: Refusal) -> None:
-        WS_REFUSED.labels(str(refusal.code)).inc()
+        refused(refusal.code)
         log.info(
             "client closed by access control",
             extra={"client": self.client_id, "code": refusal.code, "reason": refusal.reason},
