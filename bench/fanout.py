@@ -163,17 +163,24 @@ async def reference_server(port: int, redis_url: str, input_prefix: str) -> None
             clients.discard(ws)
 
     async def read() -> None:
-        client = aioredis.Redis.from_url(redis_url)
-        pubsub = client.pubsub()
-        await pubsub.psubscribe(f"{input_prefix}market_data:*")
-        async for message in pubsub.listen():
-            if message["type"] != "pmessage":
-                continue
-            record = orjson.loads(message["data"])
-            symbol = record["symbol"]
-            state.setdefault(symbol, {}).update(record)
-            for field, value in record.items():
-                pending[f"market_data.{symbol}.{field}"] = value
+        while True:  # resubscribes when Redis drops the connection, as the product's reader does
+            client = aioredis.Redis.from_url(redis_url)
+            pubsub = client.pubsub()
+            try:
+                await pubsub.psubscribe(f"{input_prefix}market_data:*")
+                async for message in pubsub.listen():
+                    if message["type"] != "pmessage":
+                        continue
+                    record = orjson.loads(message["data"])
+                    symbol = record["symbol"]
+                    state.setdefault(symbol, {}).update(record)
+                    for field, value in record.items():
+                        pending[f"market_data.{symbol}.{field}"] = value
+            except (aioredis.ConnectionError, OSError) as exc:
+                print(f"reference: Redis connection lost ({exc}); resubscribing", file=sys.stderr)
+                await asyncio.sleep(0.1)
+            finally:
+                await client.aclose()
 
     async def tick() -> None:
         nonlocal seq
