@@ -74,18 +74,33 @@ class ProfiledServe(ManagedProcess):
     before the profile is written: the wrapper makes that a no-op.
     """
 
-    def __init__(self, *, env: dict[str, str], log_path: Path, out: str) -> None:
+    def __init__(self, *, env: dict[str, str], log_path: Path, code: str) -> None:
         self.args = ["serve"]
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _PROFILED.format(out=out)],
+            [sys.executable, "-c", code],
             cwd=ROOT,
             env={"PATH": os.environ["PATH"], "PYTHONUNBUFFERED": "1", **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
 
+
+# Every garbage collection of the web process over 5 ms, one line each on its log.
+_GC_LOG = """
+import gc, sys, time
+started = [0.0]
+def timed(phase, info):
+    if phase == "start":
+        started[0] = time.perf_counter()
+    elif (spent := time.perf_counter() - started[0]) > 0.005:
+        print(f"gc-stall gen={info['generation']} ms={spent * 1000:.1f}", file=sys.stderr)
+gc.callbacks.append(timed)
+sys.argv = ["manage.py", "serve"]
+from manage import main
+main()
+"""
 
 _PROFILED = """
 import cProfile, signal, sys
@@ -194,7 +209,10 @@ def run_one(args: argparse.Namespace, mode: str, rate: float) -> dict[str, Any]:
     logs.mkdir()
     worker = ManagedProcess(["run_aggregator"], env=env, log_path=logs / "worker.log")
     if args.profile:
-        web: ManagedProcess = ProfiledServe(env=env, log_path=logs / "web.log", out=args.profile)
+        code = _PROFILED.format(out=args.profile)
+        web: ManagedProcess = ProfiledServe(env=env, log_path=logs / "web.log", code=code)
+    elif args.gc_log:
+        web = ProfiledServe(env=env, log_path=logs / "web.log", code=_GC_LOG)
     else:
         web = ManagedProcess(["serve"], env=env, log_path=logs / "web.log")
     client = redis.Redis.from_url(url)
@@ -235,6 +253,13 @@ def run_one(args: argparse.Namespace, mode: str, rate: float) -> dict[str, Any]:
             client.delete(*keys)
         client.close()
     connected = len(result["first"])
+    stalls = [
+        float(line.rsplit("ms=", 1)[1])
+        for line in web.output().splitlines()
+        if line.startswith("gc-stall")
+    ]
+    if args.gc_log:
+        print(f"  {mode} at {rate or 'max'}: {len(stalls)} collections over 5 ms, {stalls[-10:]}")
     return {
         "mode": mode,
         "rate_asked": rate or "max",
@@ -259,6 +284,9 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--gc-log", action="store_true", help="report the web process's collections over 5 ms"
+    )
     parser.add_argument(
         "--profile", help="write a cProfile of the web process (its main thread) to this file"
     )
