@@ -2,8 +2,10 @@
 
 A token lookup is one indexed query on a cache miss; results (including "no such token") are
 cached per process for `access_cache_s`, so a flood of attempts with one bad key costs one query
-and no message ever costs one. Open sockets are re-checked separately (`access.gate`), which is
-what bounds how long a revoked token keeps working.
+and no message ever costs one. Login sessions are cached the same way (by a hash of the
+session key), so a reconnecting browser costs no query and no thread-pool hop either. Open
+sockets are re-checked separately (`access.gate`), which is what bounds how long a revoked
+token or an ended session keeps working.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class _Cache:
         self._lock = threading.Lock()
         self._tokens: TTLCache[str, Credential | None] | None = None
         self._origins: TTLCache[str, frozenset[str]] | None = None
+        self._sessions: TTLCache[str, Credential | None] | None = None
 
     def _ttl(self) -> float:
         return float(settings.CONFIG.access_cache_s)
@@ -71,6 +74,12 @@ class _Cache:
                 self._tokens = TTLCache(maxsize=100_000, ttl=self._ttl())
             return self._tokens
 
+    def sessions(self) -> TTLCache[str, Credential | None]:
+        with self._lock:
+            if self._sessions is None:
+                self._sessions = TTLCache(maxsize=100_000, ttl=self._ttl())
+            return self._sessions
+
     def origins(self) -> TTLCache[str, frozenset[str]]:
         with self._lock:
             if self._origins is None:
@@ -79,7 +88,7 @@ class _Cache:
 
     def clear(self) -> None:
         with self._lock:
-            self._tokens = self._origins = None
+            self._tokens = self._origins = self._sessions = None
 
 
 CACHE = _Cache()
@@ -115,6 +124,25 @@ async def atoken_credential(raw_key: str) -> Credential | None:
     found = _peek(CACHE.tokens(), hash_key(raw_key))
     if found is _MISS:
         found = await database_sync_to_async(token_credential)(raw_key)
+    return cast(Credential | None, found)
+
+
+def session_credential(session_key: str) -> Credential | None:
+    """The credential of the login session with this key (an active user's), or None (cached).
+
+    Sync. What channels' `get_user` checks: the session exists and is unexpired, its user is
+    active and its auth hash matches the user's (a changed password ends it).
+    """
+    cache, digest = CACHE.sessions(), hash_key(session_key)
+    found = _peek(cache, digest)
+    return _store(cache, digest, _load_session(session_key)) if found is _MISS else found
+
+
+async def asession_credential(session_key: str) -> Credential | None:
+    """`session_credential` from async code: the cache here, a miss in a database thread."""
+    found = _peek(CACHE.sessions(), hash_key(session_key))
+    if found is _MISS:
+        found = await database_sync_to_async(session_credential)(session_key)
     return cast(Credential | None, found)
 
 
@@ -187,6 +215,22 @@ def bearer_key(header: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return key.strip() or None
+
+
+def _load_session(session_key: str) -> Credential | None:
+    from importlib import import_module
+
+    from django.contrib.auth import get_user
+    from django.http import HttpRequest
+
+    request = HttpRequest()
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = get_user(request)
+    if not (user.is_authenticated and user.is_active):
+        return None
+    return Credential(
+        kind="session", name=user.get_username(), staff=user.is_staff, session_key=session_key
+    )
 
 
 def _load_token(raw_key: str) -> Credential | None:

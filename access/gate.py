@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from channels.auth import get_user
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -26,6 +25,7 @@ from access.credentials import (
     Credential,
     aallowed_origins,
     active_token_channels,
+    asession_credential,
     atoken_credential,
     bearer_key,
     enabled_origins,
@@ -84,7 +84,7 @@ class AccessLimits:
 
     def auth_failed(self, address: str, entry: str) -> None:
         """Count one failed authentication from `address` at `entry` (ws or http)."""
-        metrics.AUTH_FAILURES.labels(entry).inc()
+        metrics.auth_failed(entry)
         with self._lock:
             self.failures.add(address, time.monotonic())
 
@@ -174,19 +174,13 @@ async def _admit(
             limits.auth_failed(address, "ws")
             return Refusal(CLOSE_UNAUTHORIZED, "invalid, expired or revoked token")
         return Admission(credential, address, listed_origin)
-    # The session is looked up only now, after the per-address limits: the ASGI stack gives the
-    # scope a lazy session (channels' SessionMiddlewareStack), not a user it resolved already.
-    session = scope.get("session")
-    if session is not None and session.session_key is not None:
-        user = await get_user(scope)
-        if user.is_authenticated and user.is_active:
-            credential = Credential(
-                kind="session",
-                name=user.get_username(),
-                staff=user.is_staff,
-                session_key=session.session_key,
-            )
-            return Admission(credential, address, listed_origin)
+    # The session is looked up only now, after the per-address limits: the ASGI stack only
+    # reads the cookie's value (access.asgi.SessionKeyMiddleware), it resolves no user.
+    session_key = scope.get("session_key")
+    if session_key:
+        session_credential = await asession_credential(session_key)
+        if session_credential is not None:
+            return Admission(session_credential, address, listed_origin)
     return Refusal(CLOSE_UNAUTHORIZED, "a token (Authorization: Bearer or token=) or a login")
 
 

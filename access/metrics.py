@@ -6,6 +6,8 @@ from typing import Final, Literal, get_args
 
 from prometheus_client import Counter
 
+from shared.metric_children import Children
+
 Limit = Literal[
     "messages",  # a client message over the per-connection rate (rate_limited error)
     "abuse",  # sustained message flood: socket closed with 4429
@@ -30,14 +32,28 @@ WS_REFUSED: Final = Counter(
     "WebSocket connections closed by access control, by close code",
     ["code"],
 )
+# Bound once (shared.metric_children); created now, so a scrape shows them before any traffic.
+_LIMIT_HITS: Final[Children[Counter]] = Children(RATE_LIMIT_HITS)
+_AUTH_FAILURES: Final[Children[Counter]] = Children(AUTH_FAILURES)
+_REFUSED: Final[Children[Counter]] = Children(WS_REFUSED)
 for _limit in get_args(Limit):
-    RATE_LIMIT_HITS.labels(_limit)
+    _LIMIT_HITS[_limit]
 for _entry in ("ws", "http", "login"):
-    AUTH_FAILURES.labels(_entry)
-for _code in ("4401", "4403", "4429"):
-    WS_REFUSED.labels(_code)
+    _AUTH_FAILURES[_entry]
+for _code in (4401, 4403, 4429):
+    _REFUSED[str(_code)]
 
 
 def limit_hit(limit: Limit) -> None:
     """Count one refusal by `limit`."""
-    RATE_LIMIT_HITS.labels(limit).inc()
+    _LIMIT_HITS[limit].inc()
+
+
+def auth_failed(entry: str) -> None:
+    """Count one invalid, expired or revoked credential presented at `entry`."""
+    _AUTH_FAILURES[entry].inc()
+
+
+def refused(code: int) -> None:
+    """Count one WebSocket closed by access control with `code`."""
+    _REFUSED[str(code)].inc()

@@ -6,6 +6,12 @@ own Redis prefix, connects N clients from a separate load-generator process, and
 sampled clients measure publish-to-client latency of tick values; every client checks that it
 received each symbol's final value (delivery). The web process's RSS and CPU are read from /proc.
 
+At each level the same clients and ticks then go to a reference server (`--no-reference` to
+skip): a bare asyncio `websockets` server on uvloop, in a process of its own, that reads the same
+ticks from Redis, merges them per 250 ms and broadcasts one JSON update frame to every client —
+the least a server can do for the same job, so that the product's cost is always read as a
+ratio (printed after each level; `ratio_*` keys in the JSON).
+
 Run: `.venv/bin/python bench/fanout.py --clients 100,1000,2000,5000 [--seconds 20]`.
 Last line: one JSON object of the figures.
 """
@@ -135,6 +141,74 @@ def client_process(url: str, count: int, run_id: str, ready: Any, go: Any, out: 
     uvloop.run(run_clients(url, count, run_id, ready, go, out))
 
 
+REFERENCE_CADENCE_S = 0.25  # the web cadence
+
+
+async def reference_server(port: int, redis_url: str, input_prefix: str) -> None:
+    """The reference: merge the ticks per cadence, broadcast one JSON frame to all clients."""
+    import redis.asyncio as aioredis
+    from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+    clients: set[ServerConnection] = set()
+    state: dict[str, dict[str, Any]] = {}
+    pending: dict[str, Any] = {}
+    seq = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(orjson.dumps({"type": "snapshot", "seq": seq, "data": state}).decode())
+        clients.add(ws)
+        try:
+            await ws.wait_closed()
+        finally:
+            clients.discard(ws)
+
+    async def read() -> None:
+        while True:  # resubscribes when Redis drops the connection, as the product's reader does
+            client = aioredis.Redis.from_url(redis_url)
+            pubsub = client.pubsub()
+            try:
+                await pubsub.psubscribe(f"{input_prefix}market_data:*")
+                async for message in pubsub.listen():
+                    if message["type"] != "pmessage":
+                        continue
+                    record = orjson.loads(message["data"])
+                    symbol = record["symbol"]
+                    state.setdefault(symbol, {}).update(record)
+                    for field, value in record.items():
+                        pending[f"market_data.{symbol}.{field}"] = value
+            except (aioredis.ConnectionError, OSError) as exc:
+                print(f"reference: Redis connection lost ({exc}); resubscribing", file=sys.stderr)
+                await asyncio.sleep(0.1)
+            finally:
+                await client.aclose()
+
+    async def tick() -> None:
+        nonlocal seq
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += REFERENCE_CADENCE_S
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if not pending:
+                continue
+            seq += 1
+            frame = {"type": "update", "seq": seq, "timestamp": time.time(), "changes": pending}
+            payload = orjson.dumps(frame).decode()
+            pending.clear()
+            broadcast(clients, payload)
+
+    async with serve(handler, "127.0.0.1", port, compression=None, ping_interval=30):
+        await asyncio.gather(read(), tick())
+
+
+def reference_process(port: int, redis_url: str, input_prefix: str) -> None:
+    """The reference server's entry point (a separate process)."""
+    import uvloop
+
+    raise_fd_limit()
+    uvloop.run(reference_server(port, redis_url, input_prefix))
+
+
 def publish(url: str, prefix: str, seconds: float, rate: int, run_id: str) -> int:
     """Publish `rate` ticks/s over the 20 symbols, then one final tick per symbol."""
     client = redis.Redis.from_url(url)
@@ -168,8 +242,10 @@ def publish(url: str, prefix: str, seconds: float, rate: int, run_id: str) -> in
     return sent
 
 
-def run_level(args: argparse.Namespace, clients: int, idle_rss_kib: int) -> dict[str, float]:
-    """One run at `clients` connections; returns its figures."""
+def run_level(
+    args: argparse.Namespace, clients: int, idle_rss_kib: int, *, reference: bool = False
+) -> dict[str, Any]:
+    """One run at `clients` connections (on the reference server if `reference`); its figures."""
     url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"fanout-{uuid.uuid4().hex[:8]}"
     run_id = uuid.uuid4().hex[:6]
@@ -181,19 +257,33 @@ def run_level(args: argparse.Namespace, clients: int, idle_rss_kib: int) -> dict
         DASHBOARD_PORT=str(port),
         DASHBOARD_WEB_SERVER=args.server,
         DASHBOARD_CHANNEL_LAYER_BACKEND=args.layer,
+        **database_env(),
         **UNLIMITED_CLIENTS_ENV,
     )
     logs = Path("/tmp") / prefix
     logs.mkdir()
-    worker = ManagedProcess(["run_aggregator"], env=env, log_path=logs / "worker.log")
-    web = ManagedProcess(["serve"], env=env, log_path=logs / "web.log")
+    ctx = multiprocessing.get_context("spawn")
     client = redis.Redis.from_url(url)
+    servers: list[ManagedProcess] = []
+    ref: Any = None
     try:
-        wait_until(lambda: client.get(f"{prefix}:worker:leader"), timeout=60, what="worker")
-        wait_until(lambda: _port_open(port), timeout=60, what="web")
-        ctx = multiprocessing.get_context("spawn")
+        if reference:
+            ref = ctx.Process(target=reference_process, args=(port, url, f"{prefix}:"))
+            ref.start()
+            web_pid = ref.pid
+            wait_until(lambda: _port_open(port), timeout=60, what="reference server")
+            idle_rss_kib = proc_stat(web_pid)[1]
+            ws_url = f"ws://127.0.0.1:{port}/ws"
+        else:
+            worker = ManagedProcess(["run_aggregator"], env=env, log_path=logs / "worker.log")
+            servers.append(worker)
+            web = ManagedProcess(["serve"], env=env, log_path=logs / "web.log")
+            servers.append(web)
+            web_pid = web.pid
+            wait_until(lambda: client.get(f"{prefix}:worker:leader"), timeout=60, what="worker")
+            wait_until(lambda: _port_open(port), timeout=60, what="web")
+            ws_url = f"ws://127.0.0.1:{port}/ws?type=web&format=json&token={args.token}"
         ready, go, out = ctx.Event(), ctx.Event(), ctx.Queue()
-        ws_url = f"ws://127.0.0.1:{port}/ws?type=web&format=json&token={args.token}"
         loader = ctx.Process(target=client_process, args=(ws_url, clients, run_id, ready, go, out))
         connect_started = time.perf_counter()
         loader.start()
@@ -201,17 +291,20 @@ def run_level(args: argparse.Namespace, clients: int, idle_rss_kib: int) -> dict
             raise RuntimeError("clients did not connect")
         connect_s = time.perf_counter() - connect_started
         loader_cpu0 = _cpu_of(loader.pid)
-        cpu0, _ = proc_stat(web.pid)
+        cpu0, _ = proc_stat(web_pid)
         go.set()
         started = time.perf_counter()
         sent = publish(url, f"{prefix}:", args.seconds, args.rate, run_id)
         result = out.get(timeout=300)
         elapsed = time.perf_counter() - started
-        cpu1, rss1 = proc_stat(web.pid)
+        cpu1, rss1 = proc_stat(web_pid)
         loader.join(timeout=60)
     finally:
-        web.terminate()
-        worker.terminate()
+        for server in reversed(servers):
+            server.terminate()
+        if ref is not None:
+            ref.terminate()
+            ref.join(timeout=15)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
@@ -226,6 +319,7 @@ def run_level(args: argparse.Namespace, clients: int, idle_rss_kib: int) -> dict
     cpu_us_per_message = 1e6 * (cpu1 - cpu0) / max(messages, 1)
     return {
         "clients": clients,
+        "server": "reference" if reference else args.server,
         "ticks_sent": sent,
         "connect_s": round(connect_s, 1),
         "delivery_pct": round(delivery, 2),
@@ -239,6 +333,12 @@ def run_level(args: argparse.Namespace, clients: int, idle_rss_kib: int) -> dict
         "messages": messages,
         "load_generator_cpu_pct": round(loader_cpu_pct, 1),
     }
+
+
+def database_env() -> dict[str, str]:
+    """The caller's DASHBOARD_DATABASE_URL, passed on to the processes started (if set)."""
+    url = os.environ.get("DASHBOARD_DATABASE_URL")
+    return {"DASHBOARD_DATABASE_URL": url} if url else {}
 
 
 def _cpu_of(pid: int | None) -> float:
@@ -260,20 +360,25 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=200, help="ticks per second")
     parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
     parser.add_argument("--layer", choices=("pubsub", "core"), default="pubsub")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the bare websockets reference server"
+    )
     args = parser.parse_args()
     raise_fd_limit()
     # The clients authenticate like any other (a token in the configured database).
-    run_command(["migrate", "--no-input"], env={"DASHBOARD_SECRET_KEY": "bench"}, timeout=300)
-    args.token = issue_token(
-        f"fanout-{uuid.uuid4().hex[:8]}", env={"DASHBOARD_SECRET_KEY": "bench"}
-    )
+    env = {"DASHBOARD_SECRET_KEY": "bench", **database_env()}
+    run_command(["migrate", "--no-input"], env=env, timeout=300)
+    args.token = issue_token(f"fanout-{uuid.uuid4().hex[:8]}", env=env)
     idle_rss_kib = _measure_idle_rss(args)
+    load = os.getloadavg()
     print(
         f"server={args.server} layer={args.layer} rate={args.rate}/s seconds={args.seconds} "
-        f"idle web RSS {idle_rss_kib / 1024:.1f} MiB"
+        f"idle web RSS {idle_rss_kib / 1024:.1f} MiB; cores={os.cpu_count()} "
+        f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     header = (
         "clients",
+        "server",
         "delivery_pct",
         "latency_p50_ms",
         "latency_p99_ms",
@@ -285,14 +390,36 @@ def main() -> None:
         "load_generator_cpu_pct",
     )
     print(" ".join(f"{h:>14}" for h in header))
-    figures: dict[str, float] = {}
+    figures: dict[str, Any] = {}
     for clients in (int(c) for c in args.clients.split(",")):
         row = run_level(args, clients, idle_rss_kib)
         print(" ".join(f"{row[h]:>14}" for h in header))
         for key, value in row.items():
-            if key != "clients":
+            if key not in ("clients", "server"):
                 figures[f"{key}_at_{clients}"] = value
+        if args.no_reference:
+            continue
+        ref = run_level(args, clients, 0, reference=True)
+        print(" ".join(f"{ref[h]:>14}" for h in header))
+        for key, value in ref.items():
+            if key not in ("clients", "server"):
+                figures[f"reference_{key}_at_{clients}"] = value
+        ratios = {key: _ratio(row[key], ref[key]) for key in RATIOS}
+        print(f"{'':>14} {'ratio':>14} " + " ".join(f"{k}={v}" for k, v in ratios.items()))
+        for key, ratio in ratios.items():
+            figures[f"ratio_{key}_at_{clients}"] = ratio
+    figures["load_average_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(figures))
+
+
+# Product over reference, for the figures where lower is better.
+RATIOS = ("latency_p99_ms", "cpu_us_per_client_message", "rss_kib_per_client")
+
+
+def _ratio(product: float, reference: float) -> float | None:
+    if not reference or reference != reference:  # zero or NaN
+        return None
+    return round(product / reference, 2)
 
 
 def _measure_idle_rss(args: argparse.Namespace) -> int:
@@ -301,6 +428,7 @@ def _measure_idle_rss(args: argparse.Namespace) -> int:
     prefix = f"fanout-idle-{uuid.uuid4().hex[:6]}"
     env = {
         "DASHBOARD_SECRET_KEY": "bench",
+        **database_env(),
         "DASHBOARD_PORT": str(port),
         "DASHBOARD_REDIS_KEY_PREFIX": prefix,
         "DASHBOARD_LOG_LEVEL": "WARNING",

@@ -14,7 +14,7 @@ import asyncio
 import base64
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import cast
 
 Handler = Callable[[int, bytes], None]  # (opcode, payload)
@@ -23,11 +23,19 @@ Handler = Callable[[int, bytes], None]  # (opcode, payload)
 class LeanClient(asyncio.Protocol):
     """One connection; calls `on_frame(opcode, payload)` for each data frame."""
 
-    def __init__(self, host: str, port: int, path: str, on_frame: Handler) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        on_frame: Handler,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
         self._request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}"
-            "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
         ).encode()
         self._on_frame = on_frame
         self._buffer = bytearray()
@@ -110,11 +118,13 @@ class LeanClient(asyncio.Protocol):
             self.opened.set_exception(exc)
 
 
-async def connect(host: str, port: int, path: str, on_frame: Handler) -> LeanClient:
-    """Open one upgraded connection."""
+async def connect(
+    host: str, port: int, path: str, on_frame: Handler, headers: Sequence[tuple[str, str]] = ()
+) -> LeanClient:
+    """Open one upgraded connection (`headers`: extra request headers, e.g. Authorization)."""
     loop = asyncio.get_running_loop()
     _, protocol = await loop.create_connection(
-        lambda: LeanClient(host, port, path, on_frame), host, port
+        lambda: LeanClient(host, port, path, on_frame, headers), host, port
     )
     await asyncio.wait_for(protocol.opened, timeout=60)
     return protocol

@@ -10,18 +10,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard_project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
+from access.asgi import SessionKeyMiddleware  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # The session (a logged-in browser) is one way to authenticate. The stack only parses
-        # the cookie into a lazy session; access.gate looks it up (and checks the origin and
+        # The session (a logged-in browser) is one way to authenticate. The middleware only
+        # reads the cookie's value; access.gate looks it up (cached, and checks the origin and
         # tokens) in the consumer, after the per-address limits and where the close codes can
-        # be sent. Not channels' AuthMiddlewareStack: it queries the session table for every
-        # handshake carrying a sessionid cookie before any limit could refuse it.
-        "websocket": SessionMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        # be sent. Not channels' AuthMiddlewareStack (it queries the session table for every
+        # handshake carrying a sessionid cookie before any limit could refuse it), nor its
+        # SessionMiddlewareStack (it wraps the server's send, which every frame then pays).
+        "websocket": SessionKeyMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )

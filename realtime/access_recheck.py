@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from access import gate
-from access.metrics import WS_REFUSED
+from access.metrics import refused
 
 if TYPE_CHECKING:
     from realtime.hub import Member
@@ -32,5 +32,5 @@ async def access_recheck(members: Callable[[], Sequence[Member]], *, every_s: fl
             continue
         for member, code in closing:
             log.info("access withdrawn", extra={"client": member.client_id, "code": code})
-            WS_REFUSED.labels(str(code)).inc()
+            refused(code)
             await member.close_with(code)

@@ -12,12 +12,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import msgpack
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from access import gate
 from access.gate import AccessLimits, Admission, Refusal
-from access.metrics import WS_REFUSED, limit_hit
+from access.metrics import limit_hit, refused
 from access.ratelimit import EventWindow, TokenBucket
 from realtime import clientlog, metrics, protocol
 from realtime.close_codes import CLOSE_KICKED, CLOSE_POLICY, CLOSE_TOO_LARGE, CLOSE_TOO_MANY
@@ -72,6 +74,21 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self._subscription = value
         # Derived once here, not per update: whether the worker's frames fit as they are.
         self.takes_everything = protocol.is_everything(value)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its `aclose_old_connections()` before every handler: a
+        thread-pool hop per handshake, client frame and close (three per connection). This
+        consumer reaches the database only through `database_sync_to_async`, which closes
+        stale connections itself, in the thread that uses them."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' without the group discards (this consumer joins none) and the hop."""
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     async def connect(self) -> None:
         """Called when the WebSocket handshake arrives: validate, accept, send the snapshot."""
@@ -159,7 +176,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             return
         size = len(data) if isinstance(data, bytes) else len(data.encode())
         if size > self.max_bytes:
-            metrics.MESSAGES_RECEIVED.labels("invalid").inc()
+            metrics.received("invalid")
             self._refuse(ErrorCode.TOO_LARGE, f"messages are limited to {self.max_bytes} bytes")
             await self.close(code=CLOSE_TOO_LARGE)
             return
@@ -168,10 +185,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         try:
             message = protocol.parse_client_message(data, max_bytes=self.max_bytes)
         except ProtocolError as exc:
-            metrics.MESSAGES_RECEIVED.labels("invalid").inc()
+            metrics.received("invalid")
             self._refuse(exc.code, exc.message)
             return
-        metrics.MESSAGES_RECEIVED.labels(message.type).inc()
+        metrics.received(message.type)
         if message.type == "ping":
             self._write(protocol.encode(protocol.PONG, self.fmt))
             metrics.sent(self.cadence, "pong")
@@ -324,11 +341,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     async def _refuse_connection(self, refusal: Refusal) -> None:
         """Accept only to close with the contract's code, which a browser can read."""
         await self.accept()
-        WS_REFUSED.labels(str(refusal.code)).inc()
+        refused(refusal.code)
         await self.close(code=refusal.code, reason=refusal.reason)
 
     async def _close_refused(self, refusal: Refusal) -> None:
-        WS_REFUSED.labels(str(refusal.code)).inc()
+        refused(refusal.code)
         log.info(
             "client closed by access control",
             extra={"client": self.client_id, "code": refusal.code, "reason": refusal.reason},

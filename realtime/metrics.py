@@ -17,6 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from realtime.protocol import Format, Subscription, size_of
 from shared.cadences import CADENCES
+from shared.metric_children import Children
 
 CONNECTED_CLIENTS = Gauge(
     "dashboard_connected_clients", "Registered dashboard connections by cadence.", ["client_type"]
@@ -84,36 +85,50 @@ for _bound in ("refresh_merged", "too_many_subscriptions", "write_timeout"):
 
 _FORMATS: Final = tuple(Format)
 
+# The children of the labelled metrics the hot paths step, bound once (shared.metric_children).
+_SENT: Final[Children[Counter]] = Children(MESSAGES_SENT)
+_RECEIVED: Final[Children[Counter]] = Children(MESSAGES_RECEIVED)
+_ENCODE_DURATION: Final[Children[Histogram]] = Children(SERIALIZATION_DURATION)
+_SIZE: Final[Children[Histogram]] = Children(MESSAGE_SIZE)
+_LATENCY: Final[Children[Histogram]] = Children(BROADCAST_LATENCY)
+_CONNECTED: Final[Children[Gauge]] = Children(CONNECTED_CLIENTS)
+_SUBSCRIPTIONS: Final[Children[Gauge]] = Children(CLIENT_SUBSCRIPTIONS)
+
 
 def sent(client_type: str, message_type: str, n: int = 1) -> None:
     """Count `n` frames of `message_type` handed to clients of `client_type`."""
     if n:
-        MESSAGES_SENT.labels(client_type, message_type).inc(n)
+        _SENT[client_type, message_type].inc(n)
+
+
+def received(message_type: str) -> None:
+    """Count one client frame of `message_type` (or `invalid`)."""
+    _RECEIVED[message_type].inc()
 
 
 def encoded(fmt: Format, message_type: str, payload: str | bytes, started: float) -> None:
     """Record one encode done in this process, started at `time.perf_counter()` == `started`."""
-    SERIALIZATION_DURATION.labels(fmt.value).observe(time.perf_counter() - started)
-    MESSAGE_SIZE.labels(fmt.value, message_type).observe(size_of(payload))
+    _ENCODE_DURATION[fmt.value].observe(time.perf_counter() - started)
+    _SIZE[fmt.value, message_type].observe(size_of(payload))
 
 
 def broadcast(client_type: str, sent_at: float, sizes: Iterable[tuple[Format, int]]) -> None:
     """Record one broadcast event: its latency since the worker's tick and its frame sizes."""
-    BROADCAST_LATENCY.labels(client_type).observe(max(0.0, time.time() - sent_at))
+    _LATENCY[client_type].observe(max(0.0, time.time() - sent_at))
     for fmt, size in sizes:
-        MESSAGE_SIZE.labels(fmt.value, "update").observe(size)
+        _SIZE[fmt.value, "update"].observe(size)
 
 
 def connected(client_type: str, subscription: Subscription) -> None:
     """A connection registered with the hub."""
-    CONNECTED_CLIENTS.labels(client_type).inc()
+    _CONNECTED[client_type].inc()
     ACTIVE_CONNECTIONS.inc()
     subscribed(subscription, 1)
 
 
 def disconnected(client_type: str, subscription: Subscription) -> None:
     """A registered connection left."""
-    CONNECTED_CLIENTS.labels(client_type).dec()
+    _CONNECTED[client_type].dec()
     ACTIVE_CONNECTIONS.dec()
     subscribed(subscription, -1)
 
@@ -127,7 +142,7 @@ def resubscribed(old: Subscription, new: Subscription) -> None:
 def subscribed(subscription: Subscription, step: int) -> None:
     """Move each channel of `subscription` by `step`."""
     for channel in subscription:
-        CLIENT_SUBSCRIPTIONS.labels(channel).inc(step)
+        _SUBSCRIPTIONS[channel].inc(step)
 
 
 def _export_zeroes() -> None:

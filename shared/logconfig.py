@@ -50,6 +50,11 @@ def redact(text: str) -> str:
     return _SECRET.sub(r"\1[redacted]", text)
 
 
+# The attributes every record has that no caller's text reaches (the logger's name, the source
+# file, the level...): the filter scans only the others — the extras, and a stack trace.
+_PLAIN_FIELDS = frozenset(vars(logging.makeLogRecord({}))) - {"stack_info", "exc_text"}
+
+
 class RedactSecrets(logging.Filter):
     """Removes API keys from every record: its message and any string field (extras)."""
 
@@ -58,8 +63,12 @@ class RedactSecrets(logging.Filter):
         message = record.getMessage()
         if "dsk_" in message or "token=" in message:
             record.msg, record.args = redact(message), None
-        for key, value in list(vars(record).items()):
-            if isinstance(value, str) and key != "msg" and ("dsk_" in value or "token=" in value):
+        for key, value in vars(record).items():  # values replaced in place: the dict keeps its size
+            if (
+                key not in _PLAIN_FIELDS
+                and isinstance(value, str)
+                and ("dsk_" in value or "token=" in value)
+            ):
                 setattr(record, key, redact(value))
         return True
 

@@ -34,5 +34,17 @@ def test_the_filter_redacts_the_message_its_arguments_and_extra_fields() -> None
     record.color_message = f"/ws?token={KEY}"
     assert RedactSecrets().filter(record) is True
     assert KEY not in record.getMessage()
-    assert KEY not in record.color_message
+    assert KEY not in vars(record)["color_message"]
     assert record.getMessage() == "1.2.3.4 - /ws?token=[redacted]"
+
+
+def test_a_key_in_a_stack_trace_is_redacted_too() -> None:
+    import logging
+
+    from shared.logconfig import RedactSecrets
+
+    record = logging.makeLogRecord(
+        {"msg": "failed", "stack_info": "Stack (most recent call last):\n  url ?token=dsk_abc"}
+    )
+    RedactSecrets().filter(record)
+    assert "dsk_abc" not in str(record.stack_info)

@@ -1,0 +1,314 @@
+"""Reconnect storm: N clients on web process A, A gets SIGTERM, all reconnect to web process B.
+
+Starts a worker and two web processes (A and B, uvicorn unless `--server daphne`) on their own
+Redis prefix, publishes 20 symbols at `--rate` ticks/s throughout, connects `--clients`
+`type=web&format=json` clients to A from a separate load-generator process, then sends A SIGTERM.
+Every client reconnects to B the moment A closes it — at full speed, no backoff (the
+`reconnect_after_ms` of a `shutdown` frame is not waited for) — and is *current* once B's first
+frame for it arrived: a snapshot, or with `--resume` the `recovered` frame (contract section
+4.1: the client sends `since=<its last seq>&epoch=<its epoch>`; the server answers
+`{"type":"recovered",...}` and the missed updates, or a snapshot with `"recovered": false`).
+
+Prints the time from the SIGTERM until every client was current (and p50/p99), B's CPU seconds
+over the storm (from /proc), the bytes B wrote (its `wchar` in /proc/PID/io) and the payload bytes
+the clients received from B until current, and with `--resume` how many were recovered.
+Last line: one JSON object of the figures.
+
+Run: `.venv/bin/python bench/reconnect.py [--clients 5000] [--resume] [--server daphne]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.admission import percentile  # noqa: E402
+from bench.fanout import SYMBOLS, _port_open, database_env, proc_stat, raise_fd_limit  # noqa: E402
+from support.processes import (  # noqa: E402
+    UNLIMITED_CLIENTS_ENV,
+    ManagedProcess,
+    free_port,
+    isolated_env,
+    issue_token,
+    run_command,
+    wait_until,
+)
+
+CONNECT_CONCURRENCY = 200  # the first, gentle connection of every client to A
+STORM_CONCURRENCY = 2000  # reconnections in flight at once (uvicorn's listen backlog is 2048)
+STORM_TIMEOUT_S = 120.0
+_SEQ = re.compile(rb'"seq":(\d+)')
+_EPOCH = re.compile(rb'"epoch":"([^"]*)"')
+
+
+def wchar(pid: int) -> int:
+    """Bytes a process has written (sockets included), from /proc/PID/io."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def storm(args: dict[str, Any], ready: Any, killed_at: Any, out: Any) -> None:
+    """Connect every client to A; once A drops them, reconnect each to B; report."""
+    from bench.wsload import LeanClient, connect
+
+    count, port_a, port_b = args["clients"], args["port_a"], args["port_b"]
+    base = f"/ws?type=web&format=json&token={args['token']}"
+    seqs: list[int] = [0] * count
+    epochs: list[str | None] = [None] * count
+    current_at: list[float | None] = [None] * count
+    answers: dict[str, int] = {"recovered": 0, "snapshot": 0, "snapshot_not_recovered": 0}
+    received_from_b = [0]
+    errors: list[str] = []
+    all_current = asyncio.Event()
+    done = [0]
+
+    def on_a(index: int) -> Any:
+        def on_frame(_opcode: int, data: bytes) -> None:
+            if (seq := _SEQ.search(data)) is not None:
+                seqs[index] = int(seq.group(1))
+            if epochs[index] is None and (epoch := _EPOCH.search(data)) is not None:
+                epochs[index] = epoch.group(1).decode()
+
+        return on_frame
+
+    def on_b(index: int) -> Any:
+        def on_frame(_opcode: int, data: bytes) -> None:
+            if current_at[index] is not None:
+                return
+            received_from_b[0] += len(data)
+            head = data[:200]
+            if b'"type":"recovered"' in head:
+                answers["recovered"] += 1
+            elif b'"type":"snapshot"' in head:
+                answers["snapshot"] += 1
+                if b'"recovered":false' in data:
+                    answers["snapshot_not_recovered"] += 1
+            else:
+                return  # a status frame, say: not yet current
+            current_at[index] = time.time()
+            done[0] += 1
+            if done[0] + len(errors) >= count:
+                all_current.set()
+
+        return on_frame
+
+    slots = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    storm_slots = asyncio.Semaphore(STORM_CONCURRENCY)
+    on_b_clients: list[LeanClient] = []
+
+    async def reconnect(index: int) -> None:
+        path = base
+        if args["resume"] and epochs[index] is not None:
+            path += f"&since={seqs[index]}&epoch={epochs[index]}"
+        async with storm_slots:
+            try:
+                on_b_clients.append(await connect("127.0.0.1", port_b, path, on_b(index)))
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                errors.append(f"{type(exc).__name__}: {str(exc)[:60]}")
+                if done[0] + len(errors) >= count:
+                    all_current.set()
+
+    async def open_on_a(index: int) -> LeanClient:
+        async with slots:
+            return await connect("127.0.0.1", port_a, base, on_a(index))
+
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    def when_dropped(index: int) -> Any:
+        def callback(_closed: asyncio.Future[int]) -> None:
+            task = loop.create_task(reconnect(index))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        return callback
+
+    clients = await asyncio.gather(*(open_on_a(i) for i in range(count)))
+    for index, client in enumerate(clients):
+        client.closed.add_done_callback(when_dropped(index))
+    ready.set()
+    try:
+        await asyncio.wait_for(all_current.wait(), timeout=STORM_TIMEOUT_S)
+    except TimeoutError:
+        errors.append(f"{count - done[0] - len(errors)} not current in {STORM_TIMEOUT_S} s")
+    sigterm = killed_at.value
+    times = [t - sigterm for t in current_at if t is not None]
+    out.put(
+        {
+            "current": len(times),
+            "all_current_s": max(times) if len(times) == count else None,
+            "current_p50_s": percentile(times, 0.5),
+            "current_p99_s": percentile(times, 0.99),
+            "first_current_s": min(times) if times else None,
+            "answers": answers,
+            "received_from_b_bytes": received_from_b[0],
+            "errors": errors[:5],
+            "error_count": len(errors),
+        }
+    )
+    for client in on_b_clients:
+        client.close()
+
+
+def client_process(args: dict[str, Any], ready: Any, killed_at: Any, out: Any) -> None:
+    """The load generator's entry point (a separate process)."""
+    import uvloop
+
+    raise_fd_limit()
+    sys.path.insert(0, str(ROOT))
+    uvloop.run(storm(args, ready, killed_at, out))
+
+
+def keep_publishing(url: str, prefix: str, rate: int, stop: threading.Event) -> None:
+    """`rate` ticks/s over the 20 symbols until `stop` (a background thread)."""
+    client = redis.Redis.from_url(url)
+    sent, start, price = 0, time.perf_counter(), 100.0
+    while not stop.is_set():
+        due = int(rate * (time.perf_counter() - start)) - sent
+        if due <= 0:
+            time.sleep(0.005)
+            continue
+        pipe = client.pipeline(transaction=False)
+        for _ in range(due):
+            symbol = SYMBOLS[sent % len(SYMBOLS)]
+            price += 0.01
+            record = {"symbol": symbol, "last_price": round(price, 2), "sent_ns": time.time_ns()}
+            pipe.publish(f"{prefix}market_data:{symbol}", orjson.dumps(record))
+            sent += 1
+        pipe.execute()
+    client.close()
+
+
+def main() -> None:
+    """One storm; the figures, then the JSON object as the last line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=5000)
+    parser.add_argument("--rate", type=int, default=200, help="ticks per second throughout")
+    parser.add_argument("--resume", action="store_true", help="reconnect with since/epoch")
+    parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
+    args = parser.parse_args()
+    raise_fd_limit()
+    url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
+    prefix = f"storm-{uuid.uuid4().hex[:8]}"
+    setup = {"DASHBOARD_SECRET_KEY": "bench", **database_env()}
+    run_command(["migrate", "--no-input"], env=setup, timeout=300)
+    token = issue_token(f"storm-{uuid.uuid4().hex[:8]}", env=setup)
+    port_a, port_b = free_port(), free_port()
+    base_env = {
+        "prefix": prefix,
+        "redis_url": url,
+        "DASHBOARD_LOG_LEVEL": "WARNING",
+        "DASHBOARD_WEB_SERVER": args.server,
+        **database_env(),
+        **UNLIMITED_CLIENTS_ENV,
+    }
+    logs = Path("/tmp") / prefix
+    logs.mkdir()
+    env_a = isolated_env(**base_env, DASHBOARD_PORT=str(port_a))
+    # One deployment: B shares A's prefix and input channels (isolated_env would pick new
+    # backend ports, which nothing serves either way).
+    env_b = {**env_a, "DASHBOARD_PORT": str(port_b)}
+    worker = ManagedProcess(["run_aggregator"], env=env_a, log_path=logs / "worker.log")
+    web_a = ManagedProcess(["serve"], env=env_a, log_path=logs / "web_a.log")
+    web_b = ManagedProcess(["serve"], env=env_b, log_path=logs / "web_b.log")
+    client = redis.Redis.from_url(url)
+    stop = threading.Event()
+    publisher = threading.Thread(target=keep_publishing, args=(url, f"{prefix}:", args.rate, stop))
+    load = os.getloadavg()
+    print(
+        f"server={args.server} clients={args.clients} resume={args.resume} rate={args.rate}/s "
+        f"cores={os.cpu_count()} load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    try:
+        wait_until(lambda: client.get(f"{prefix}:worker:leader"), timeout=60, what="worker")
+        wait_until(lambda: _port_open(port_a) and _port_open(port_b), timeout=60, what="web")
+        publisher.start()
+        ctx = multiprocessing.get_context("spawn")
+        ready, out = ctx.Event(), ctx.Queue()
+        killed_at = ctx.Value("d", 0.0)
+        loader_args = {
+            "clients": args.clients,
+            "port_a": port_a,
+            "port_b": port_b,
+            "token": token,
+            "resume": args.resume,
+        }
+        loader = ctx.Process(target=client_process, args=(loader_args, ready, killed_at, out))
+        connect_started = time.perf_counter()
+        loader.start()
+        if not ready.wait(timeout=600):
+            raise RuntimeError("clients did not connect to A")
+        connect_s = time.perf_counter() - connect_started
+        time.sleep(2.0)  # a few updates on A first, so that the clients hold a seq to resume from
+        cpu_b0, _ = proc_stat(web_b.pid)
+        wchar_b0 = wchar(web_b.pid)
+        killed_at.value = time.time()
+        web_a.process.send_signal(signal.SIGTERM)
+        result = out.get(timeout=STORM_TIMEOUT_S + 60)
+        cpu_b1, rss_b = proc_stat(web_b.pid)
+        wchar_b1 = wchar(web_b.pid)
+        loader.join(timeout=60)
+    finally:
+        stop.set()
+        if publisher.is_alive():
+            publisher.join(timeout=10)
+        web_a.terminate()
+        web_b.terminate()
+        worker.terminate()
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    figures: dict[str, Any] = {
+        "server": args.server,
+        "clients": args.clients,
+        "resume": args.resume,
+        "connect_to_a_s": round(connect_s, 1),
+        "current": result["current"],
+        "errors": result["error_count"],
+        "all_current_s": _round(result["all_current_s"]),
+        "current_p50_s": _round(result["current_p50_s"]),
+        "current_p99_s": _round(result["current_p99_s"]),
+        "first_current_s": _round(result["first_current_s"]),
+        "b_cpu_s": round(cpu_b1 - cpu_b0, 2),
+        "b_cpu_ms_per_client": round(1000 * (cpu_b1 - cpu_b0) / args.clients, 3),
+        "b_written_mib": round((wchar_b1 - wchar_b0) / 2**20, 2),
+        "received_from_b_until_current_mib": round(result["received_from_b_bytes"] / 2**20, 2),
+        "b_rss_mib": round(rss_b / 1024, 1),
+        "recovered": result["answers"]["recovered"],
+        "snapshots": result["answers"]["snapshot"],
+        "snapshots_not_recovered": result["answers"]["snapshot_not_recovered"],
+        "load_average_after": round(os.getloadavg()[0], 2),
+    }
+    for key, value in figures.items():
+        print(f"{key:>34}: {value}")
+    if result["errors"]:
+        print(f"errors, e.g.: {result['errors']}")
+    print(json.dumps(figures))
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+if __name__ == "__main__":
+    main()
