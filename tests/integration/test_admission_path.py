@@ -54,7 +54,7 @@ def count_hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def one_connection(headers: list[tuple[bytes, bytes]], path: str = URL) -> None:
-    """Connect, take the snapshot, ping, and leave."""
+    """Connect, take the snapshot and the status that follows it, ping, and leave."""
     from dashboard_project.asgi import application
 
     communicator = WebsocketCommunicator(
@@ -64,6 +64,7 @@ async def one_connection(headers: list[tuple[bytes, bytes]], path: str = URL) ->
     assert connected, code
     snapshot = await communicator.receive_json_from(timeout=10)
     assert snapshot["type"] == "snapshot"
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "status"
     await communicator.send_json_to({"type": "ping"})
     assert (await communicator.receive_json_from(timeout=10))["type"] == "pong"
     await communicator.disconnect()

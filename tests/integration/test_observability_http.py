@@ -260,7 +260,9 @@ def test_state_serves_the_snapshot_data(user: Client, prefix: str, store: redis.
     response = user.get("/api/v1/state")
     assert response.status_code == 200
     data = response.json()
-    assert set(data) == {"market_data", "orders", "positions", "account", "strategies"}
+    channels = {"market_data", "orders", "positions", "account", "strategies"}
+    assert set(data) == channels | {"seq", "epoch"}
+    assert data["seq"] == 7
     assert data["orders"] == [{"id": "o1"}, {"id": "o2"}]
     assert data["account"] == {"equity": 1.0}
 
