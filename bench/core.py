@@ -122,8 +122,8 @@ def records_per_second(kind: Channel, count: int) -> float:
         assert isinstance(accepted, Accepted)
         state.apply(accepted)
         if i % 1000 == 999:  # cadences take now and then, as the worker's ticks do
-            state.take("web")
-            state.take("tui")
+            state.take_diff("web")
+            state.take_diff("tui")
     return count / (time.perf_counter() - start)
 
 
@@ -137,8 +137,8 @@ def take_ms(symbols: int, changed: int, repeats: int = 200) -> float:
         )
         assert isinstance(accepted, Accepted)
         state.apply(accepted)
-    state.take("web")
-    state.take("tui")
+    state.take_diff("web")
+    state.take_diff("tui")
     batches = []
     for _ in range(repeats):
         batch = []
@@ -154,7 +154,7 @@ def take_ms(symbols: int, changed: int, repeats: int = 200) -> float:
         for accepted in batch:
             state.apply(accepted)
         start = time.perf_counter()
-        update = state.take("web")
+        update = state.take_diff("web")
         timings.append(time.perf_counter() - start)
         assert len(update.changes) >= changed
     timings.sort()

@@ -1,14 +1,15 @@
 """The trading state, its sequence number and per-cadence dirty-path tracking.
 
 Every applied record that changes something bumps `seq` and marks what it changed as dirty for
-every cadence. `take(cadence)` returns the changes since that cadence's previous take, in time
-proportional to what changed (design principle 1), and starts a new interval for that cadence
-only (cadences never steal each other's changes).
+every cadence. `take_diff(cadence)` computes the diff: the changes since that cadence's previous
+diff, in time proportional to what changed (design principle 1), and starts a new interval for
+that cadence only (cadences never steal each other's changes).
 
 Dirty tracking is per entity: `None` means the whole entity changed (created or removed), a set
 names the fields that changed inside an entity that existed throughout the interval. Values are
-read at take time, so an update sets each path to its value at the take's `seq`; applying it to
-any snapshot taken inside the interval therefore gives exactly the state at that `seq`.
+read when the diff is taken, so an update sets each path to its value at the diff's `seq`;
+applying it to any snapshot taken inside the interval therefore gives exactly the state at that
+`seq`.
 
 Records are never mutated once stored: a change replaces the record with a new one. Snapshots
 can therefore share records with the state.
@@ -193,8 +194,9 @@ class TradingState:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def take(self, cadence: str) -> Update:
-        """Return `cadence`'s changes since its previous take and start its next interval."""
+    def take_diff(self, cadence: str) -> Update:
+        """Compute `cadence`'s diff, the changes since its previous diff, and start its next
+        interval (the marks of the other cadences stay)."""
         dirty = self._dirty[cadence]
         changes: Changes = {}
         for entity_key, fields in dirty.items():

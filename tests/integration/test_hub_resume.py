@@ -45,8 +45,10 @@ class Leader:
     async def tick(self, cadence: str, *records: Accepted) -> dict[str, object]:
         for record in records:
             self.state.apply(record)
-        await self.shared.write_changes(self.state, self.state.take("mirror").changes, owner="w1")
-        return dict(update_event(cadence, self.state.take(cadence), epoch=self.shared.epoch))
+        await self.shared.write_changes(
+            self.state, self.state.take_diff("mirror").changes, owner="w1"
+        )
+        return dict(update_event(cadence, self.state.take_diff(cadence), epoch=self.shared.epoch))
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ async def loaded_mirror(
     state = TradingState(cadences=("mirror", "web"), max_orders=10)
     for symbol in symbols:
         state.apply(md(symbol, 1.0))
-    await shared.write_changes(state, state.take("mirror").changes, owner="w1")
+    await shared.write_changes(state, state.take_diff("mirror").changes, owner="w1")
     mirror = ProcessMirror(shared)
     await mirror.load()
     return state, mirror
@@ -56,7 +56,7 @@ async def test_a_burst_of_connections_costs_one_encoding_per_seq_and_format(
     assert orjson.loads(frames[1])["data"] == state.snapshot()
     # and an update moves the mirror on, costing one new encoding per format again
     state.apply(md("BTCUSDT", 2.0))
-    update = state.take("web")
+    update = state.take_diff("web")
     assert mirror.apply(update.base_seq, update.seq, update.changes, mirror.epoch) == "applied"
     for i in range(100):
         mirror.snapshot(EVERYTHING, Format.JSON if i % 2 else Format.MSGPACK)
@@ -79,7 +79,7 @@ async def test_narrowed_snapshots_are_encoded_once_per_subscription_and_seq(
     assert set(orjson.loads(other)["data"]) == {"market_data", "account"}
     # and a new seq encodes again
     state.apply(md("BTCUSDT", 2.0))
-    update = state.take("web")
+    update = state.take_diff("web")
     assert mirror.apply(update.base_seq, update.seq, update.changes, mirror.epoch) == "applied"
     fresh = mirror.snapshot(btc, Format.JSON)
     assert mirror.encodings == 3

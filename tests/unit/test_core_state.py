@@ -43,21 +43,21 @@ def state() -> TradingState:
 
 def test_new_entity_is_sent_whole_then_only_changed_fields(state: TradingState) -> None:
     state.apply(md("BTCUSDT", 1.0, bid_price=0.5))
-    first = state.take("web")
+    first = state.take_diff("web")
     assert first.changes == {
         "market_data.BTCUSDT": {"symbol": "BTCUSDT", "last_price": 1.0, "bid_price": 0.5}
     }
     state.apply(md("BTCUSDT", 2.0, bid_price=0.5))
-    second = state.take("web")
+    second = state.take_diff("web")
     assert second.changes == {"market_data.BTCUSDT.last_price": 2.0}
     assert (second.base_seq, second.seq) == (first.seq, 2)
 
 
 def test_a_field_the_new_record_lacks_is_deleted(state: TradingState) -> None:
     state.apply(md("BTCUSDT", 1.0, bid_price=0.5))
-    state.take("web")
+    state.take_diff("web")
     state.apply(md("BTCUSDT", 1.0))
-    assert state.take("web").changes == {"market_data.BTCUSDT.bid_price": None}
+    assert state.take_diff("web").changes == {"market_data.BTCUSDT.bid_price": None}
 
 
 def test_an_identical_record_changes_nothing(state: TradingState) -> None:
@@ -68,16 +68,16 @@ def test_an_identical_record_changes_nothing(state: TradingState) -> None:
 
 def test_an_integer_replacing_an_equal_float_is_a_change(state: TradingState) -> None:
     state.apply(md("BTCUSDT", 1.0, flag=1))
-    state.take("web")
+    state.take_diff("web")
     assert state.apply(md("BTCUSDT", 1.0, flag=True)) is True
-    assert state.take("web").changes == {"market_data.BTCUSDT.flag": True}
+    assert state.take_diff("web").changes == {"market_data.BTCUSDT.flag": True}
 
 
 def test_position_at_zero_quantity_is_removed(state: TradingState) -> None:
     state.apply(position("ETHUSDT", 2.0))
-    state.take("web")
+    state.take_diff("web")
     assert state.apply(position("ETHUSDT", 0.0)) is True
-    assert state.take("web").changes == {"positions.ETHUSDT": None}
+    assert state.take_diff("web").changes == {"positions.ETHUSDT": None}
     assert state.snapshot(["positions"]) == {"positions": {}}
 
 
@@ -89,13 +89,13 @@ def test_closing_an_unknown_position_is_a_no_op(state: TradingState) -> None:
 def test_position_opened_and_closed_between_takes_is_sent_as_deleted(state: TradingState) -> None:
     state.apply(position("ETHUSDT", 2.0))
     state.apply(position("ETHUSDT", 0.0))
-    assert state.take("web").changes == {"positions.ETHUSDT": None}
+    assert state.take_diff("web").changes == {"positions.ETHUSDT": None}
 
 
 def test_orders_keep_the_newest_and_are_sent_whole_newest_first(state: TradingState) -> None:
     for order_id in ("o1", "o2", "o3", "o4"):
         state.apply(order(order_id))
-    ids = [o["id"] for o in state.take("web").changes["orders"]]
+    ids = [o["id"] for o in state.take_diff("web").changes["orders"]]
     assert ids == ["o4", "o3", "o2"]
 
 
@@ -113,13 +113,13 @@ def test_an_order_update_keeps_its_place(state: TradingState) -> None:
 
 def test_account_is_replaced_whole(state: TradingState) -> None:
     state.apply(rec(Channel.ACCOUNT, total_balance=10.0, margin_used=1.0, balances={"USDT": 10.0}))
-    assert state.take("web").changes == {
+    assert state.take_diff("web").changes == {
         "account.total_balance": 10.0,
         "account.margin_used": 1.0,
         "account.balances": {"USDT": 10.0},
     }
     state.apply(rec(Channel.ACCOUNT, total_balance=11.0, balances={"USDT": 11.0}))
-    assert state.take("web").changes == {
+    assert state.take_diff("web").changes == {
         "account.total_balance": 11.0,
         "account.margin_used": None,
         "account.balances": {"USDT": 11.0},
@@ -131,10 +131,10 @@ def test_account_is_replaced_whole(state: TradingState) -> None:
 
 def test_cadences_take_independently(state: TradingState) -> None:
     state.apply(md("BTCUSDT", 1.0))
-    state.take("tui")
+    state.take_diff("tui")
     state.apply(md("BTCUSDT", 2.0))
-    tui = state.take("tui")
-    web = state.take("web")
+    tui = state.take_diff("tui")
+    web = state.take_diff("web")
     assert tui.changes == {"market_data.BTCUSDT.last_price": 2.0}
     assert web.changes == {"market_data.BTCUSDT": {"symbol": "BTCUSDT", "last_price": 2.0}}
     assert (tui.base_seq, web.base_seq) == (1, 0)
@@ -142,8 +142,8 @@ def test_cadences_take_independently(state: TradingState) -> None:
 
 def test_empty_take_keeps_seq_and_base(state: TradingState) -> None:
     state.apply(md("BTCUSDT", 1.0))
-    state.take("web")
-    empty = state.take("web")
+    state.take_diff("web")
+    empty = state.take_diff("web")
     assert (empty.base_seq, empty.seq, empty.changes) == (1, 1, {})
 
 
@@ -164,9 +164,9 @@ def test_load_replaces_state_and_starts_every_cadence_at_its_seq(state: TradingS
     state.load(loaded.snapshot(), seq=41)
     assert state.seq == 41
     assert state.snapshot() == loaded.snapshot()
-    assert state.take("web") == Update(base_seq=41, seq=41, changes={})
+    assert state.take_diff("web") == Update(base_seq=41, seq=41, changes={})
     state.apply(order("o2"))
-    update = state.take("tui")
+    update = state.take_diff("tui")
     assert (update.base_seq, update.seq) == (41, 42)
     assert [o["id"] for o in update.changes["orders"]] == ["o2", "o1"]
 

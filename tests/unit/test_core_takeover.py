@@ -89,7 +89,7 @@ def test_a_rebased_state_brings_a_client_at_the_shared_seq_to_it(
             standby.apply(accepted)
     # then each cadence's update applies to the shared snapshot and gives the standby's state
     for cadence in CADENCES:
-        update = standby.take(cadence)
+        update = standby.take_diff(cadence)
         assert update.base_seq == shared_seq
         client = apply_changes(copy.deepcopy(shared), update.changes)
         assert identical(client, standby.snapshot()), cadence
@@ -99,7 +99,7 @@ def test_a_rebased_state_brings_a_client_at_the_shared_seq_to_it(
         else:
             assert update.seq == shared_seq
     # and the updates after it continue from there
-    follow_up = standby.take("web")
+    follow_up = standby.take_diff("web")
     assert follow_up.base_seq == update.seq
 
 

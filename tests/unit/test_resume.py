@@ -97,7 +97,7 @@ class Model:
             self.now += 1.0
 
     def take(self, cadence: str) -> None:
-        update = self.state.take(cadence)
+        update = self.state.take_diff(cadence)
         if not update.changes or not self.started:
             return
         if cadence == "web" and self.lose_next:
