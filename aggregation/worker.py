@@ -1,7 +1,7 @@
 """The worker: the one owner of the trading state (STYLE: "one owner of state").
 
-Every worker, leading or not, ingests Redis pub/sub, cache keys and the backends and applies
-every valid record to its own state. The one holding the leader lease appends each change to the
+Every worker, leading or not, ingests Redis pub/sub, cache keys and the backends and puts every
+valid record into its own state. The one holding the leader lease appends each change to the
 history log, and on every cadence tick writes the changed entities to the shared snapshot and
 then sends the cadence's update — encoded once per format — to the cadence's channel-layer group.
 A hot standby does neither: it keeps its recent history rows in a bounded buffer, waits for the

@@ -44,7 +44,7 @@ class Leader:
 
     async def tick(self, cadence: str, *records: Accepted) -> dict[str, object]:
         for record in records:
-            self.state.apply(record)
+            self.state.put(record)
         await self.shared.write_changes(
             self.state, self.state.take_diff("mirror").changes, owner="w1"
         )

@@ -50,7 +50,7 @@ def _state(applied: list[Accepted]) -> TradingState:
     state = TradingState(cadences=CADENCES, max_orders=3)
     for accepted in applied:
         if not state.is_stale(accepted):
-            state.apply(accepted)
+            state.put(accepted)
     return state
 
 
@@ -86,7 +86,7 @@ def test_a_rebased_state_brings_a_client_at_the_shared_seq_to_it(
     standby.rebase(shared_seq, snapshot_diff(shared, standby.snapshot()))
     for accepted in after:
         if not standby.is_stale(accepted):
-            standby.apply(accepted)
+            standby.put(accepted)
     # then each cadence's update applies to the shared snapshot and gives the standby's state
     for cadence in CADENCES:
         update = standby.take_diff(cadence)

@@ -76,7 +76,7 @@ class Model:
 
     def run(self, op: Accepted | tuple[str, str]) -> None:
         if isinstance(op, Accepted):
-            if self.state.apply(op):
+            if self.state.put(op):
                 self.record()
             return
         kind, cadence = op
