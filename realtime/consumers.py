@@ -23,6 +23,7 @@ from access.metrics import limit_hit, refused
 from access.ratelimit import EventWindow, TokenBucket
 from realtime import clientlog, metrics, protocol
 from realtime.close_codes import CLOSE_KICKED, CLOSE_POLICY, CLOSE_TOO_LARGE, CLOSE_TOO_MANY
+from realtime.connection_state import ConnectionState
 from realtime.hub import Hub, get_hub
 from realtime.presence import ClientInfo, identity
 from realtime.protocol import (
@@ -60,8 +61,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     fmt: Format
     cadence: str
     client_id: str
-    admission: Admission | None = None
-    closing: asyncio.Task[None] | None = None  # closing a client that stopped reading
+    # Where the connection is in its life; moved only by ConnectionState.to (raises on a move
+    # the table does not allow). Channels builds one consumer per connection.
+    state: ConnectionState = ConnectionState.CONNECTING
+    admission: Admission | None = None  # what access.gate admitted; its limit slot until closed
+    _closing: asyncio.Task[None] | None = None  # the close of a client that stopped reading
     limits: AccessLimits
 
     @property
@@ -92,7 +96,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
     async def connect(self) -> None:
         """Called when the WebSocket handshake arrives: validate, accept, send the snapshot."""
-        self.connected = False
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         try:
             self.cadence, self.fmt, self.subscription = _parse_query(query)
@@ -102,6 +105,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
                     f"at most {settings.CONFIG.ws_max_subscriptions} subscriptions per connection",
                 )
         except ProtocolError as exc:
+            self.state = self.state.to(ConnectionState.REFUSED)
             await self.accept()
             frame = protocol.error_frame(exc.code, exc.message)
             await self.send(text_data=str(protocol.encode(frame, Format.JSON)))
@@ -139,10 +143,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         )
         self.continuity = Continuity(0)
         self.sent_seq = 0
-        self.waiting_for_mirror = False
         self.max_bytes = config.ws_max_message_bytes
         self.replay_limit = config.ws_send_buffer_messages
-        self.connected = True
+        self.state = self.state.to(ConnectionState.OPEN)
         if resume_error is not None:
             self._refuse(resume_error.code, resume_error.message)
         # No await from here to register: the hub delivers no update in between, so a
@@ -160,8 +163,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         if self.admission is not None:
             self.limits.close(self.admission)
             self.admission = None  # counted once, however many times disconnect is called
-        if getattr(self, "connected", False):
-            self.connected = False
+        if self.state is ConnectionState.CLOSED:
+            return
+        was_on_hub = self.state.live or self.state is ConnectionState.CLOSING
+        self.state = self.state.to(ConnectionState.CLOSED)
+        if was_on_hub:
             self.hub.unregister(self)
             self.writer.close()
             if self.refresh_pending is not None:
@@ -172,12 +178,13 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called for each client frame."""
         data: str | bytes = text_data if text_data is not None else (bytes_data or b"")
-        if not self.connected:
+        if not self.state.live:
             return
         size = len(data) if isinstance(data, bytes) else len(data.encode())
         if size > self.max_bytes:
             metrics.received("invalid")
             self._refuse(ErrorCode.TOO_LARGE, f"messages are limited to {self.max_bytes} bytes")
+            self.state = self.state.to(ConnectionState.CLOSING)
             await self.close(code=CLOSE_TOO_LARGE)
             return
         if not await self._within_rate():
@@ -223,7 +230,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
         Returns whether an update frame was written; the hub counts those once per event.
         """
-        if not self.connected:
+        if not self.state.live:
             return False
         epoch = event.get("epoch", "")
         decision = self.continuity.check(event["base_seq"], event["seq"], epoch)
@@ -262,8 +269,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     def catch_up(self) -> None:
         """Called after the hub reloaded its mirror: a client behind it gets a snapshot."""
         mirror = self.hub.mirror
-        if self.connected and (
-            self.waiting_for_mirror
+        if self.state.live and (
+            self.state is ConnectionState.AWAITING_MIRROR
             or self.continuity.position < mirror.seq
             or self.continuity.epoch != mirror.epoch
         ):
@@ -294,13 +301,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
     def notify(self, frames: Mapping[Format, str | bytes]) -> bool:
         """Write a staff notice in this client's format (dropped while the client is stalled)."""
-        if not self.connected or self.writer.overflowed:
+        if not self.state.live or self.writer.overflowed:
             return False
         self._write(frames[self.fmt])
         return True
 
     async def close_with(self, code: int) -> None:
         """Close the socket with `code` and stop delivering to it."""
+        if self.state.live:
+            self.state = self.state.to(ConnectionState.CLOSING)
         await self.close(code=code)
         await self.disconnect(code)
 
@@ -340,6 +349,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
     async def _refuse_connection(self, refusal: Refusal) -> None:
         """Accept only to close with the contract's code, which a browser can read."""
+        self.state = self.state.to(ConnectionState.REFUSED)
         await self.accept()
         refused(refusal.code)
         await self.close(code=refusal.code, reason=refusal.reason)
@@ -350,6 +360,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             "client closed by access control",
             extra={"client": self.client_id, "code": refusal.code, "reason": refusal.reason},
         )
+        if self.state.live:
+            self.state = self.state.to(ConnectionState.CLOSING)
         await self.close(code=refusal.code, reason=refusal.reason)
         await self.disconnect(refusal.code)
 
@@ -369,7 +381,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
     def _refresh_due(self) -> None:
         self.refresh_pending = None
-        if self.connected:
+        if self.state.live:
             self._refresh()
 
     def _resume(self, request: ResumeRequest) -> None:
@@ -398,6 +410,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         metrics.sent(self.cadence, "update", replayed)
 
     def _send_snapshot(self, *, refused: str | None = None) -> None:
+        if not self.state.live:
+            return
         if self.writer.backlogged:
             # The socket is not taking what it has: the slow-client rule. What is queued is
             # dropped and one fresh snapshot follows the drain — never snapshot after snapshot
@@ -408,9 +422,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         if mirror.seq < self.continuity.position and mirror.epoch == self.continuity.epoch:
             # The mirror is behind what this client has (it is reloading after a gap): a
             # snapshot now would move the client's seq backwards. The hub calls back.
-            self.waiting_for_mirror = True
+            self._await_mirror()
             return
-        self.waiting_for_mirror = False
+        if self.state is ConnectionState.AWAITING_MIRROR:
+            self.state = self.state.to(ConnectionState.OPEN)
         self._write(mirror.snapshot(self.subscription, self.fmt, refused=refused))
         self.continuity.position = mirror.seq
         self.continuity.epoch = mirror.epoch
@@ -423,10 +438,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             # The mirror itself missed updates and is being reloaded: a snapshot of it now is
             # stale and would be followed by another a moment later. One, once it has
             # reloaded (the hub calls catch_up on every member then).
-            self.waiting_for_mirror = True
+            self._await_mirror()
             return
         metrics.RESYNCS.inc()
         self._send_snapshot()
+
+    def _await_mirror(self) -> None:
+        """Owe this client a snapshot until the mirror can give one (`catch_up` sends it)."""
+        if self.state is ConnectionState.OPEN:
+            self.state = self.state.to(ConnectionState.AWAITING_MIRROR)
 
     def _stalled(self) -> None:
         """The writer gave up: a write has not completed for `ws_write_timeout_s`."""
@@ -435,7 +455,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             extra={"client": self.client_id, "write_timeout_s": settings.CONFIG.ws_write_timeout_s},
         )
         metrics.WS_BOUNDS.labels("write_timeout").inc()
-        self.closing = asyncio.get_running_loop().create_task(self.close_with(CLOSE_POLICY))
+        if self.state.live:  # not when a close (a kick, a shutdown) is already under way
+            self._closing = asyncio.get_running_loop().create_task(self.close_with(CLOSE_POLICY))
 
     def _write(self, payload: str | bytes) -> None:
         if isinstance(payload, str):
