@@ -16,6 +16,7 @@ from typing import Any, Final
 import orjson
 import redis.asyncio as aioredis
 
+from realtime.protocol import Subscription
 from shared.keys import RedisNames
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,17 @@ def identity(credential: Any) -> tuple[str, str]:
     """(user, token) of a ClientInfo, from the connection's access credential (or None)."""
     kind, name = getattr(credential, "kind", ""), str(getattr(credential, "name", ""))
     return (name if kind == "session" else "", name if kind == "token" else "")
+
+
+def describe_subscription(subscription: Subscription) -> list[str]:
+    """A ClientInfo's `subscriptions`: channel names, and `channel:symbol` for narrowed ones."""
+    out: list[str] = []
+    for name, symbols in sorted(subscription.items()):
+        if symbols is None:
+            out.append(name)
+        else:
+            out.extend(f"{name}:{symbol}" for symbol in sorted(symbols))
+    return out
 
 
 async def publish_presence(
