@@ -1,6 +1,6 @@
 """The worker's input: every pub/sub message, cache key and backend record, into the state.
 
-Each record is validated (`parse_record`), applied to the state unless stale or unchanged, and
+Each record is validated (`parse_record`), put into the state unless stale or unchanged, and
 handed to `history` when it changed something: the history log while the worker leads, its
 standby buffer while it stands by (aggregation/standby.py). Input never raises: a bad message is
 counted by (source, result) and logged at most once a second per reason.
@@ -45,7 +45,7 @@ class HistorySink(Protocol):
 
 
 class Ingest:
-    """Validates, applies and records input; counts each message by (source, result)."""
+    """Validates input, puts it into the state, records it; counts messages by (source, result)."""
 
     def __init__(
         self,
@@ -70,7 +70,7 @@ class Ingest:
         self._pending_reloads: set[str] = set()
 
     def ingest(self, kind: str, suffix: str, payload: bytes) -> None:
-        """Called for every pub/sub message: validate, apply, record; never raises on input."""
+        """Called for every pub/sub message: validate, put, record; never raises on input."""
         channel = _CHANNELS.get(kind)
         if channel is None:
             if kind in _RELOAD_KINDS and is_key(suffix):
@@ -87,19 +87,22 @@ class Ingest:
                 return
             self._reject(kind, result)
             return
-        if self.apply(result, kind):
+        if self.put(result, kind):
             stamp = result.record.get("updated_at")
             if stamp is not None:  # producer-to-state lag, for live input only
                 lag = time.time() - instant(stamp).timestamp()
                 self.lag_max = max(self.lag_max, lag)
                 self.lag_since_beat = max(self.lag_since_beat or 0.0, lag)
 
-    def apply(self, accepted: Accepted, source: str) -> bool:
-        """Apply one valid record; if it changed the state, log it for history and say so."""
+    def put(self, accepted: Accepted, source: str) -> bool:
+        """Put one valid record into the state; if it changed it, log it for history and say so.
+
+        Counted as `applied` (the metric label dashboards use; docs/ARCHITECTURE.md).
+        """
         if self._state.is_stale(accepted):  # older than what a producer published since
             self._count(source, "stale")
             return False
-        if not self._state.apply(accepted):
+        if not self._state.put(accepted):
             self._count(source, "unchanged")
             return False
         self._count(source, "applied")
@@ -110,7 +113,7 @@ class Ingest:
         """Load every market-data cache key (at start, after a reconnect, each refresh)."""
         loaded = 0
         async for value in scan_cache_keys(self._redis, self._names):
-            self._apply_payload(Channel.MARKET_DATA, value, "cache")
+            self._put_payload(Channel.MARKET_DATA, value, "cache")
             loaded += 1
         log.info("cache keys loaded", extra={"keys": loaded, "seq": self._state.seq})
 
@@ -123,14 +126,14 @@ class Ingest:
         values = await self._redis.mget([self._names.cache_key(s) for s in symbols])
         for value in values:
             if isinstance(value, bytes):
-                self._apply_payload(Channel.MARKET_DATA, value, "cache")
+                self._put_payload(Channel.MARKET_DATA, value, "cache")
 
-    def _apply_payload(self, channel: Channel, payload: bytes, source: str) -> None:
+    def _put_payload(self, channel: Channel, payload: bytes, source: str) -> None:
         result = parse_record(channel, payload, max_bytes=self._config.ingest_max_payload_bytes)
         if isinstance(result, Rejection):
             self._reject(source, result)
         else:
-            self.apply(result, source)
+            self.put(result, source)
 
     def _reject(self, source: str, rejection: Rejection) -> None:
         self._count(source, rejection.reason)

@@ -74,4 +74,4 @@ class BackendPoller:
             return
         metrics.BACKEND_UP.labels(backend.name).set(1)
         for accepted in records:
-            self._ingest.apply(accepted, backend.name)
+            self._ingest.put(accepted, backend.name)

@@ -1,6 +1,6 @@
 """The worker's output: on every cadence tick, the shared snapshot and then the update.
 
-Each tick takes the mirror's changes and the cadence's changes from the state together, writes
+Each tick takes the mirror's diff and the cadence's diff from the state together, writes
 the former to the shared snapshot in Redis (so a web process or a standby can load it at that
 seq) and then sends the cadence's update, encoded once per format, to the cadence's group.
 """
@@ -84,8 +84,8 @@ class Ticker:
             return
         async with self._tick_lock:  # writes and sends leave in seq order
             started = time.perf_counter()
-            mirror = self._state.take(MIRROR)  # taken together: the update's seq is mirrored
-            update = self._state.take(cadence)
+            mirror = self._state.take_diff(MIRROR)  # taken together: the update's seq is mirrored
+            update = self._state.take_diff(cadence)
             await self._write_mirror(mirror.changes)
             if not update.changes:
                 return
@@ -98,7 +98,7 @@ class Ticker:
     async def mirror_now(self) -> None:
         """Write what the shared snapshot has not seen yet (before stepping down)."""
         async with self._tick_lock:
-            await self._write_mirror(self._state.take(MIRROR).changes)
+            await self._write_mirror(self._state.take_diff(MIRROR).changes)
 
     async def _write_mirror(self, changes: dict[str, Any]) -> None:
         if self.full_mirror:

@@ -1,17 +1,17 @@
 """The worker: the one owner of the trading state (STYLE: "one owner of state").
 
-Every worker, leading or not, ingests Redis pub/sub, cache keys and the backends and applies
-every valid record to its own state. The one holding the leader lease appends each change to the
+Every worker, leading or not, ingests Redis pub/sub, cache keys and the backends and puts every
+valid record into its own state. The one holding the leader lease appends each change to the
 history log, and on every cadence tick writes the changed entities to the shared snapshot and
 then sends the cadence's update — encoded once per format — to the cadence's channel-layer group.
 A hot standby does neither: it keeps its recent history rows in a bounded buffer, waits for the
-lease to expire, and on taking over (`_take_over`) continues from its own state at a seq past
-the shared snapshot's, and appends the rows the old leader had not (aggregation/standby.py).
+lease to expire, and on taking over continues from its own state at a seq past the shared
+snapshot's, and appends the rows the old leader had not (aggregation/takeover.py, standby.py).
 
 This module is the leadership: ingest always, acquire the lease, run the leader's tasks, step
 down. Each task is a job of its own module: `ingest.py` (input into the state), `ticks.py`
 (updates and the shared snapshot), `polling.py` (the backends), `stats.py` (the `worker.stats`
-line), `standby.py` (the standby's history rows).
+line), `takeover.py` (standing by and taking over), `standby.py` (the standby's history rows).
 """
 
 from __future__ import annotations
@@ -20,30 +20,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
 from redis.exceptions import RedisError
 
-from aggregation import metrics, standby
+from aggregation import metrics
 from aggregation.backends import Backend
+from aggregation.crash_loop import exit_if_crash_looping, record_failures
 from aggregation.feeds.redis_feed import RedisFeed
 from aggregation.history_log import HistoryLog
 from aggregation.ingest import Ingest
 from aggregation.leader import LeaderLease, NotLeader
 from aggregation.polling import BackendPoller
-from aggregation.shared_snapshot import SharedSnapshot, new_epoch
+from aggregation.shared_snapshot import SharedSnapshot
 from aggregation.standby import StandbyBuffer
 from aggregation.stats import WorkerStats
+from aggregation.takeover import Takeover, wait_for_lease
 from aggregation.ticks import MIRROR, Ticker
 from shared import redis_clients
 from shared.cadences import CADENCES
 from shared.channel_layer import ChannelLayer
 from shared.clock import sleep_unless
 from shared.config import Settings
-from shared.core.changes import snapshot_diff
 from shared.core.state import TradingState
 from shared.keys import RedisNames
 from shared.process_id import process_id
@@ -54,18 +54,6 @@ log = logging.getLogger(__name__)
 
 _FLUSH_S: Final = 0.05  # history flush period: 50 ms batches keep Redis calls few at 30k ticks/s
 _RELOAD_S: Final = 0.05  # orderbook/trades cache-key reloads are batched over this period
-# A task that dies is restarted with every other one (the worker steps down and leads again). A
-# worker whose tasks died this often within the window is crash-looping — the cause outlives a
-# restart — so it exits, releasing the lease: a standby takes over at once, or the supervisor
-# starts a fresh process (issue 13: a live leader that silently stopped broadcasting).
-_CRASH_LIMIT: Final = 5
-_CRASH_WINDOW_S: Final = 60.0
-# A standby tries for the lease again this soon after the leader's lease expires (PTTL).
-_ACQUIRE_SLACK_S: Final = 0.005
-
-
-class TaskCrashLoop(RuntimeError):
-    """The worker's tasks keep dying; the process must exit."""
 
 
 class Worker:
@@ -135,6 +123,18 @@ class Worker:
             redis=self.redis,
             names=self.names,
         )
+        self.takeover = Takeover(
+            config,
+            state=self.state,
+            shared=self.shared,
+            ticker=self.ticker,
+            ingest=self.ingest,
+            history=self.history,
+            standby_buffer=self.standby_buffer,
+            redis=self.redis,
+            names=self.names,
+            worker_id=self.worker_id,
+        )
         self.leading = asyncio.Event()
         self.task_health = TaskHealth()
         self._ingest_tasks: list[asyncio.Task[None]] = []
@@ -186,82 +186,11 @@ class Worker:
 
     async def _stand_by(self, stop: asyncio.Event) -> None:
         """Wait until the lease may be free (its PTTL), ingesting; return early if input died."""
-        try:
-            delay = min(self.config.leader_renew_ms / 1000, await self.lease.expires_in())
-        except RedisError:
-            delay = self.config.leader_renew_ms / 1000
-        waiters = [asyncio.create_task(stop.wait()), *self._ingest_tasks]
-        done, _ = await asyncio.wait(
-            waiters, timeout=delay + _ACQUIRE_SLACK_S, return_when=asyncio.FIRST_COMPLETED
-        )
-        waiters[0].cancel()
-        if any(task in done for task in self._ingest_tasks):
-            self._record_failures(self._ingest_tasks)
+        renew_s = self.config.leader_renew_ms / 1000
+        if await wait_for_lease(self.lease, renew_s=renew_s, stop=stop, inputs=self._ingest_tasks):
+            record_failures(self.task_health, self._ingest_tasks)
             await self._stop_ingesting()  # restarted at once by run()
             await self._exit_if_crash_looping()
-
-    def _record_failures(self, tasks: list[asyncio.Task[Any]]) -> bool:
-        failed = False
-        for task in tasks:
-            exc = task.exception() if task.done() and not task.cancelled() else None
-            if exc is not None:
-                failed = True
-                self.task_health.failed(task.get_name(), exc)
-                log.error("worker task failed", extra={"task": task.get_name()}, exc_info=exc)
-        return failed
-
-    async def _take_over(self) -> None:
-        """Continue from this worker's own state, past the shared snapshot, losing no history.
-
-        The shared snapshot (seq S) is what the web processes and their clients hold: the state
-        rebases onto it (`TradingState.rebase`), so every cadence's next update brings a client
-        at S to this state exactly, at a seq past S. Then the history log takes over from the
-        standby buffer, first with the rows no leader appended (aggregation/standby.py).
-        """
-        snapshot, seq, epoch = await self.shared.load()
-        if seq == 0:
-            self.ticker.full_mirror = True  # nothing in Redis (first start, or Redis lost it)
-            # Redis holds no snapshot: a first start, or a Redis restart without
-            # persistence. Another worker may have led since our state was current, and
-            # clients may have seen its seqs, so start past any seq that can exist: the
-            # wall clock in microseconds (always ahead of a seq that began at such a floor
-            # and grew by fewer than a million changes a second; below 2**53, so exact in
-            # JavaScript). Every cadence restarts there, so every client resyncs once.
-            floor = time.time_ns() // 1000
-            self.state.load(self.state.snapshot(), seq=max(self.state.seq, floor))
-            self.shared.epoch = new_epoch()  # a new lineage (contract 4.1)
-            changed = 0
-        else:
-            changes = snapshot_diff(snapshot, self.state.snapshot())
-            self.state.rebase(seq, changes)
-            # The rebase continues the lineage exactly: clients at S apply our next update.
-            self.shared.epoch = epoch or new_epoch()
-            changed = len(changes)
-        self.ingest.lag_since_beat = None  # what a standby saw is not the leader's lag
-        # No await since the rebase: nothing was ingested between it and the switch.
-        rows = self.standby_buffer.take()
-        self.ingest.history = self.history
-        try:
-            appended = await standby.appended_keys(
-                self.redis, self.names, window_s=self.config.standby_buffer_s
-            )
-        except RedisError as exc:  # hand every row over: the recorder's key dedupes the rest
-            log.warning("cannot read what the old leader appended", extra={"error": str(exc)})
-            appended = set()
-        missed = standby.unappended(rows, appended)
-        restored = self.history.restore(missed, seq=self.state.seq)
-        log.info(
-            "took over",
-            extra={
-                "worker": self.worker_id,
-                "shared_seq": seq,
-                "seq": self.state.seq,
-                "entities_changed": changed,
-                "standby_rows": len(rows),
-                "rows_restored": restored,
-                "restored_by_channel": dict(Counter(row[1] for row in missed[:restored])),
-            },
-        )
 
     async def _try_acquire(self) -> bool:
         try:
@@ -271,7 +200,7 @@ class Worker:
             return False
 
     async def _lead(self, stop: asyncio.Event) -> None:
-        await self._take_over()
+        await self.takeover.run()
         log.info("leading", extra={"worker": self.worker_id, "seq": self.state.seq})
         metrics.WORKER_IS_LEADER.set(1)
         self.leading.set()
@@ -289,7 +218,7 @@ class Worker:
         waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
         ingesting = list(self._ingest_tasks)
         await asyncio.wait([*waiters, *tasks, *ingesting], return_when=asyncio.FIRST_COMPLETED)
-        failed = self._record_failures([*tasks, *waiters, *ingesting])
+        failed = record_failures(self.task_health, [*tasks, *waiters, *ingesting])
         if failed:  # say so at once, before the tasks restart
             with contextlib.suppress(RedisError, OSError):
                 await self._heartbeat()
@@ -301,17 +230,7 @@ class Worker:
         await self._step_down(tasks, waiters, stopping=stop.is_set())
 
     async def _exit_if_crash_looping(self) -> None:
-        deaths = self.task_health.deaths_within(_CRASH_WINDOW_S)
-        if deaths < _CRASH_LIMIT:
-            return
-        tasks = ", ".join(self.task_health.failing(_CRASH_WINDOW_S))
-        log.error(
-            "worker tasks keep failing; exiting so that another worker takes over",
-            extra={"worker": self.worker_id, "deaths": deaths, "tasks": tasks},
-        )
-        with contextlib.suppress(RedisError, OSError):
-            await self.lease.release()
-        raise TaskCrashLoop(f"{deaths} task deaths within {_CRASH_WINDOW_S:.0f} s ({tasks})")
+        await exit_if_crash_looping(self.task_health, self.lease, worker=self.worker_id)
 
     async def _step_down(
         self, tasks: list[asyncio.Task[None]], waiters: list[asyncio.Task[Any]], *, stopping: bool

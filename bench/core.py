@@ -120,10 +120,10 @@ def records_per_second(kind: Channel, count: int) -> float:
     for i, payload in enumerate(payloads):
         accepted = parse_record(kind, payload, max_bytes=MAX_BYTES)
         assert isinstance(accepted, Accepted)
-        state.apply(accepted)
+        state.put(accepted)
         if i % 1000 == 999:  # cadences take now and then, as the worker's ticks do
-            state.take("web")
-            state.take("tui")
+            state.take_diff("web")
+            state.take_diff("tui")
     return count / (time.perf_counter() - start)
 
 
@@ -136,9 +136,9 @@ def take_ms(symbols: int, changed: int, repeats: int = 200) -> float:
             Channel.MARKET_DATA, _market(f"S{i}", 100.0 + i), max_bytes=MAX_BYTES
         )
         assert isinstance(accepted, Accepted)
-        state.apply(accepted)
-    state.take("web")
-    state.take("tui")
+        state.put(accepted)
+    state.take_diff("web")
+    state.take_diff("tui")
     batches = []
     for _ in range(repeats):
         batch = []
@@ -152,9 +152,9 @@ def take_ms(symbols: int, changed: int, repeats: int = 200) -> float:
     timings = []
     for batch in batches:
         for accepted in batch:
-            state.apply(accepted)
+            state.put(accepted)
         start = time.perf_counter()
-        update = state.take("web")
+        update = state.take_diff("web")
         timings.append(time.perf_counter() - start)
         assert len(update.changes) >= changed
     timings.sort()

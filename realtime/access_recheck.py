@@ -11,7 +11,7 @@ from access import gate
 from access.metrics import refused
 
 if TYPE_CHECKING:
-    from realtime.hub import Member
+    from realtime.member import Member
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,12 @@
-"""The `/ws` consumer: one per connection; it relays, it never polls or diffs (STYLE)."""
+"""The `/ws` consumer: one per connection; it relays, it never polls or diffs (STYLE).
+
+One `DashboardConsumer` per socket: Channels' callbacks (`connect`, `receive`, `disconnect`),
+the hub's `Member` interface (`deliver`, `catch_up`, `info`, `kick`, `notify`, `close_with`;
+realtime/member.py) and the writing of its frames. What lives on its own has left: the
+handshake's query and access (realtime/handshake.py), the connection's state
+(realtime/connection_state.py), refresh merging (realtime/refresh.py) and the resume answer
+(realtime/resume_answer.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
 
 import msgpack
 from channels.consumer import get_handler_name
@@ -21,10 +28,11 @@ from access import gate
 from access.gate import AccessLimits, Admission, Refusal
 from access.metrics import limit_hit, refused
 from access.ratelimit import EventWindow, TokenBucket
-from realtime import clientlog, metrics, protocol
+from realtime import clientlog, handshake, metrics, protocol
 from realtime.close_codes import CLOSE_KICKED, CLOSE_POLICY, CLOSE_TOO_LARGE, CLOSE_TOO_MANY
+from realtime.connection_state import ConnectionState
 from realtime.hub import Hub, get_hub
-from realtime.presence import ClientInfo, identity
+from realtime.presence import ClientInfo, describe_subscription, identity
 from realtime.protocol import (
     Continuity,
     ErrorCode,
@@ -33,9 +41,9 @@ from realtime.protocol import (
     ResumeRequest,
     Subscription,
 )
+from realtime.refresh import RefreshMerger
 from realtime.resume import Refused
 from realtime.writer import SocketWriter
-from shared.cadences import CADENCES
 from shared.clock import rfc3339_now
 from shared.events import StateUpdate
 
@@ -60,8 +68,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     fmt: Format
     cadence: str
     client_id: str
-    admission: Admission | None = None
-    closing: asyncio.Task[None] | None = None  # closing a client that stopped reading
+    # Where the connection is in its life; moved only by ConnectionState.to (raises on a move
+    # the table does not allow). Channels builds one consumer per connection.
+    state: ConnectionState = ConnectionState.CONNECTING
+    admission: Admission | None = None  # what access.gate admitted; its limit slot until closed
+    _closing: asyncio.Task[None] | None = None  # the close of a client that stopped reading
     limits: AccessLimits
 
     @property
@@ -92,39 +103,29 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
     async def connect(self) -> None:
         """Called when the WebSocket handshake arrives: validate, accept, send the snapshot."""
-        self.connected = False
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        try:
-            self.cadence, self.fmt, self.subscription = _parse_query(query)
-            if protocol.subscription_size(self.subscription) > settings.CONFIG.ws_max_subscriptions:
-                raise ProtocolError(
-                    ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-                    f"at most {settings.CONFIG.ws_max_subscriptions} subscriptions per connection",
-                )
-        except ProtocolError as exc:
-            await self.accept()
-            frame = protocol.error_frame(exc.code, exc.message)
-            await self.send(text_data=str(protocol.encode(frame, Format.JSON)))
-            metrics.sent(_client_type(query), "error")
-            await self.close(code=CLOSE_POLICY)
-            return
-        resume: ResumeRequest | None = None
-        resume_error: ProtocolError | None = None
-        try:
-            resume = protocol.parse_resume(_optional(query, "since"), _optional(query, "epoch"))
-        except ProtocolError as exc:  # answered with an error frame, then a normal snapshot
-            resume_error = exc
         config = settings.CONFIG
-        self.limits = gate.process_limits(config)
-        refusal = await self._admit(query)
-        if refusal is not None:
-            await self._refuse_connection(refusal)
+        raw = handshake.raw_query(self.scope)
+        try:
+            query = handshake.parse_query(raw, max_subscriptions=config.ws_max_subscriptions)
+        except ProtocolError as exc:
+            self.state = self.state.to(ConnectionState.REFUSED)
+            await handshake.answer_malformed(self, raw, exc)
             return
+        self.cadence, self.fmt, self.subscription = query.cadence, query.fmt, query.subscription
+        self.limits = gate.process_limits(config)
+        admitted = await handshake.admit(self.scope, query, self.limits)
+        if isinstance(admitted, Refusal):
+            self.state = self.state.to(ConnectionState.REFUSED)
+            await handshake.answer_refused(self, admitted)
+            return
+        self.admission, self.subscription = admitted
         self.hub = await get_hub()
         await self.accept()
         self.bucket = TokenBucket(config.client_messages_per_s, config.client_messages_burst)
-        self.refreshes = TokenBucket(config.client_refreshes_per_s, config.client_refreshes_burst)
-        self.refresh_pending: asyncio.TimerHandle | None = None
+        self.refreshes = RefreshMerger(
+            TokenBucket(config.client_refreshes_per_s, config.client_refreshes_burst),
+            self._send_snapshot,
+        )
         self.max_subscriptions = config.ws_max_subscriptions
         self.refusals = EventWindow(config.client_abuse_refusals, config.client_abuse_window_s)
         self.client_id = f"{self.hub.process_id}-{next(_ids)}-{uuid.uuid4().hex[:4]}"
@@ -139,18 +140,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         )
         self.continuity = Continuity(0)
         self.sent_seq = 0
-        self.waiting_for_mirror = False
         self.max_bytes = config.ws_max_message_bytes
         self.replay_limit = config.ws_send_buffer_messages
-        self.connected = True
-        if resume_error is not None:
-            self._refuse(resume_error.code, resume_error.message)
+        self.state = self.state.to(ConnectionState.OPEN)
+        if query.resume_error is not None:
+            self._refuse(query.resume_error.code, query.resume_error.message)
         # No await from here to register: the hub delivers no update in between, so a
         # resumed client misses none and gets none twice.
-        if resume is None:
+        if query.resume is None:
             self._send_snapshot()
         else:
-            self._resume(resume)
+            self._resume(query.resume)
         self.hub.register(self)
         metrics.connected(self.cadence, self.subscription)
         clientlog.connected(self)
@@ -160,24 +160,27 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         if self.admission is not None:
             self.limits.close(self.admission)
             self.admission = None  # counted once, however many times disconnect is called
-        if getattr(self, "connected", False):
-            self.connected = False
+        if self.state is ConnectionState.CLOSED:
+            return
+        was_on_hub = self.state.live or self.state is ConnectionState.CLOSING
+        self.state = self.state.to(ConnectionState.CLOSED)
+        if was_on_hub:
             self.hub.unregister(self)
             self.writer.close()
-            if self.refresh_pending is not None:
-                self.refresh_pending.cancel()
+            self.refreshes.cancel()
             metrics.disconnected(self.cadence, self.subscription)
             clientlog.closed(self, code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called for each client frame."""
         data: str | bytes = text_data if text_data is not None else (bytes_data or b"")
-        if not self.connected:
+        if not self.state.live:
             return
         size = len(data) if isinstance(data, bytes) else len(data.encode())
         if size > self.max_bytes:
             metrics.received("invalid")
             self._refuse(ErrorCode.TOO_LARGE, f"messages are limited to {self.max_bytes} bytes")
+            self.state = self.state.to(ConnectionState.CLOSING)
             await self.close(code=CLOSE_TOO_LARGE)
             return
         if not await self._within_rate():
@@ -193,7 +196,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self._write(protocol.encode(protocol.PONG, self.fmt))
             metrics.sent(self.cadence, "pong")
         elif message.type == "refresh":
-            self._refresh()
+            self.refreshes.request()
         else:
             assert message.channels is not None
             if message.type == "subscribe":
@@ -223,7 +226,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
         Returns whether an update frame was written; the hub counts those once per event.
         """
-        if not self.connected:
+        if not self.state.live:
             return False
         epoch = event.get("epoch", "")
         decision = self.continuity.check(event["base_seq"], event["seq"], epoch)
@@ -262,8 +265,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     def catch_up(self) -> None:
         """Called after the hub reloaded its mirror: a client behind it gets a snapshot."""
         mirror = self.hub.mirror
-        if self.connected and (
-            self.waiting_for_mirror
+        if self.state.live and (
+            self.state is ConnectionState.AWAITING_MIRROR
             or self.continuity.position < mirror.seq
             or self.continuity.epoch != mirror.epoch
         ):
@@ -277,7 +280,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             id=self.client_id,
             type=self.cadence,
             format=self.fmt.value,
-            subscriptions=_describe(self.subscription),
+            subscriptions=describe_subscription(self.subscription),
             remote_addr=str(client[0]),
             connected_at=self.connected_at,
             process=self.hub.process_id,
@@ -294,34 +297,19 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
 
     def notify(self, frames: Mapping[Format, str | bytes]) -> bool:
         """Write a staff notice in this client's format (dropped while the client is stalled)."""
-        if not self.connected or self.writer.overflowed:
+        if not self.state.live or self.writer.overflowed:
             return False
         self._write(frames[self.fmt])
         return True
 
     async def close_with(self, code: int) -> None:
         """Close the socket with `code` and stop delivering to it."""
+        if self.state.live:
+            self.state = self.state.to(ConnectionState.CLOSING)
         await self.close(code=code)
         await self.disconnect(code)
 
     # --- internals -------------------------------------------------------------------------
-
-    async def _admit(self, query: dict[str, list[str]]) -> Refusal | None:
-        """Access control (access.gate): credentials, origin, limits, channel scope."""
-        decision = await gate.admit(self.scope, query, self.limits)
-        if isinstance(decision, Refusal):
-            return decision
-        credential = decision.credential
-        if "channels" in query:
-            refusal = gate.channel_refusal(credential, self.subscription)
-            if refusal is not None:
-                return refusal
-        else:  # the default "every channel" means every channel this credential may take
-            self.subscription = credential.narrow(self.subscription)
-        refusal = self.limits.open(decision)
-        if refusal is None:
-            self.admission = decision
-        return refusal
 
     async def _within_rate(self) -> bool:
         """The per-connection token bucket; sustained abuse closes the socket with 4429."""
@@ -338,39 +326,16 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self._refuse(ErrorCode.RATE_LIMITED, "too many messages; slow down")
         return False
 
-    async def _refuse_connection(self, refusal: Refusal) -> None:
-        """Accept only to close with the contract's code, which a browser can read."""
-        await self.accept()
-        refused(refusal.code)
-        await self.close(code=refusal.code, reason=refusal.reason)
-
     async def _close_refused(self, refusal: Refusal) -> None:
         refused(refusal.code)
         log.info(
             "client closed by access control",
             extra={"client": self.client_id, "code": refusal.code, "reason": refusal.reason},
         )
+        if self.state.live:
+            self.state = self.state.to(ConnectionState.CLOSING)
         await self.close(code=refusal.code, reason=refusal.reason)
         await self.disconnect(refusal.code)
-
-    def _refresh(self) -> None:
-        """A `refresh`, within its own rate: more are merged into one answered later."""
-        if self.refresh_pending is not None:
-            metrics.WS_BOUNDS.labels("refresh_merged").inc()
-            return  # one is already due: it answers this one too (a refresh is idempotent)
-        if self.refreshes.take(time.monotonic()):
-            self._send_snapshot()
-            return
-        metrics.WS_BOUNDS.labels("refresh_merged").inc()
-        # The bucket holds a whole token again after 1/rate seconds.
-        self.refresh_pending = asyncio.get_running_loop().call_later(
-            1 / self.refreshes.rate, self._refresh_due
-        )
-
-    def _refresh_due(self) -> None:
-        self.refresh_pending = None
-        if self.connected:
-            self._refresh()
 
     def _resume(self, request: ResumeRequest) -> None:
         """`?since=&epoch=` (contract 4.1): the missed updates if this process holds them, else
@@ -398,6 +363,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         metrics.sent(self.cadence, "update", replayed)
 
     def _send_snapshot(self, *, refused: str | None = None) -> None:
+        if not self.state.live:
+            return
         if self.writer.backlogged:
             # The socket is not taking what it has: the slow-client rule. What is queued is
             # dropped and one fresh snapshot follows the drain — never snapshot after snapshot
@@ -408,9 +375,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         if mirror.seq < self.continuity.position and mirror.epoch == self.continuity.epoch:
             # The mirror is behind what this client has (it is reloading after a gap): a
             # snapshot now would move the client's seq backwards. The hub calls back.
-            self.waiting_for_mirror = True
+            self._await_mirror()
             return
-        self.waiting_for_mirror = False
+        if self.state is ConnectionState.AWAITING_MIRROR:
+            self.state = self.state.to(ConnectionState.OPEN)
         self._write(mirror.snapshot(self.subscription, self.fmt, refused=refused))
         self.continuity.position = mirror.seq
         self.continuity.epoch = mirror.epoch
@@ -423,10 +391,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             # The mirror itself missed updates and is being reloaded: a snapshot of it now is
             # stale and would be followed by another a moment later. One, once it has
             # reloaded (the hub calls catch_up on every member then).
-            self.waiting_for_mirror = True
+            self._await_mirror()
             return
         metrics.RESYNCS.inc()
         self._send_snapshot()
+
+    def _await_mirror(self) -> None:
+        """Owe this client a snapshot until the mirror can give one (`catch_up` sends it)."""
+        if self.state is ConnectionState.OPEN:
+            self.state = self.state.to(ConnectionState.AWAITING_MIRROR)
 
     def _stalled(self) -> None:
         """The writer gave up: a write has not completed for `ws_write_timeout_s`."""
@@ -435,7 +408,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             extra={"client": self.client_id, "write_timeout_s": settings.CONFIG.ws_write_timeout_s},
         )
         metrics.WS_BOUNDS.labels("write_timeout").inc()
-        self.closing = asyncio.get_running_loop().create_task(self.close_with(CLOSE_POLICY))
+        if self.state.live:  # not when a close (a kick, a shutdown) is already under way
+            self._closing = asyncio.get_running_loop().create_task(self.close_with(CLOSE_POLICY))
 
     def _write(self, payload: str | bytes) -> None:
         if isinstance(payload, str):
@@ -446,41 +420,3 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     def _refuse(self, code: ErrorCode, message: str) -> None:
         self._write(protocol.encode(protocol.error_frame(code, message), self.fmt))
         metrics.sent(self.cadence, "error")
-
-
-def _parse_query(query: dict[str, list[str]]) -> tuple[str, Format, Subscription]:
-    cadence = _single(query, "type", "web")
-    if cadence not in CADENCES:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "type must be web or tui")
-    fmt = _single(query, "format", "json")
-    if fmt not in (Format.JSON.value, Format.MSGPACK.value):
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, "format must be json or msgpack")
-    channels = query.get("channels")
-    subscription = protocol.parse_query_channels(channels[-1] if channels else None)
-    return cadence, Format(fmt), subscription
-
-
-def _client_type(query: dict[str, list[str]]) -> str:
-    """The cadence asked for, for metric labels: bounded, so `unknown` for anything else."""
-    cadence = _single(query, "type", "web")
-    return cadence if cadence in CADENCES else "unknown"
-
-
-def _single(query: dict[str, list[str]], name: str, default: str) -> str:
-    values = query.get(name)
-    return values[-1] if values else default
-
-
-def _optional(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[-1] if values else None
-
-
-def _describe(subscription: Subscription) -> list[str]:
-    out: list[str] = []
-    for name, symbols in sorted(subscription.items()):
-        if symbols is None:
-            out.append(name)
-        else:
-            out.extend(f"{name}:{symbol}" for symbol in sorted(symbols))
-    return out

@@ -6,6 +6,12 @@ worker's pre-encoded frame to each registered consumer of that cadence, which wr
 socket. It keeps each cadence's recent updates in a resume ring (realtime/resume.py) for
 clients that reconnect with `since` (contract 4.1). It also keeps this process's presence list
 in Redis and carries out admin kicks.
+
+Here: the member registry, the event dispatch by name with its handlers (`state_update`,
+`client_kick`, `client_notice`) and the mirror reload. Each other job is a module of its own:
+the group subscription, its receive loop and watchdog (realtime/group_subscription.py), the
+resume rings and answer (realtime/resume_answer.py), presence, the GC policy, the access
+re-check, the status feed and the `web.stats` line, each looped under `loops`.
 """
 
 from __future__ import annotations
@@ -15,23 +21,24 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any
 
 import msgpack
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from access.gate import Admission
 from realtime import metrics, notices, shutdown, status
 from realtime.access_recheck import access_recheck
 from realtime.close_codes import CLOSE_GOING_AWAY
 from realtime.gc_policy import gc_policy
+from realtime.group_subscription import CONTROL, RECEIVE, GroupSubscription, UnknownEvent
+from realtime.member import Member
 from realtime.mirror import ProcessMirror
-from realtime.presence import ClientInfo, publish_presence_forever
-from realtime.protocol import Format, Subscription, size_of
-from realtime.resume import Entry, Reason, Recovered, Refused, ResumeRing
+from realtime.presence import publish_presence_forever
+from realtime.protocol import Format, size_of
+from realtime.resume import Recovered, Refused
+from realtime.resume_answer import ResumeRings
 from realtime.stats import WebStats
-from realtime.watchdog import DeafnessCheck
 from shared import redis_clients
 from shared.cadences import CADENCES
 from shared.channel_layer import ChannelLayer
@@ -43,47 +50,6 @@ from shared.snapshot import SnapshotReader
 from shared.supervision import TaskSupervisor
 
 log = logging.getLogger(__name__)
-
-CONTROL: Final = "control"  # the group every hub joins for admin messages (kicks, notices)
-# The watchdog (realtime/watchdog.py): if the shared snapshot's seq stays ahead while the hub
-# hears nothing for this long, the hub's subscription is dead (seen when Redis cut it repeatedly
-# mid-reconnect: connected, yet subscribed to nothing) and is rebuilt. Far above the 100 ms tui
-# cadence.
-_DEAF_AFTER_S: Final = 3.0
-_UNDECODABLE_LOG_EVERY_S: Final = 10.0  # a flood of foreign messages: one warning per 10 s
-
-
-class Member(Protocol):
-    """What the hub needs of a connected consumer."""
-
-    client_id: str
-    cadence: str
-    admission: Admission | None
-
-    @property
-    def subscription(self) -> Subscription:
-        """The channels it takes, with the symbols of narrowed ones."""
-
-    def deliver(self, event: StateUpdate, changes: dict[str, Any]) -> bool:
-        """Called for every update of the member's cadence; must not block.
-
-        Returns whether an update frame was written (the hub counts them once per event).
-        """
-
-    def catch_up(self) -> None:
-        """Called after the mirror reloaded: resync if the mirror is ahead of the member."""
-
-    def info(self) -> ClientInfo:
-        """The member's presence entry."""
-
-    async def kick(self) -> None:
-        """Close the connection with code 4000 (an admin asked)."""
-
-    def notify(self, frames: Mapping[Format, str | bytes]) -> bool:
-        """Write a frame the hub encoded in each format (a notice, a status, a shutdown)."""
-
-    async def close_with(self, code: int) -> None:
-        """Close the connection with `code`."""
 
 
 class Hub:
@@ -99,25 +65,22 @@ class Hub:
             config, socket_timeout=None, socket_connect_timeout=5
         )
         self.mirror = ProcessMirror(SnapshotReader(self.redis, self.names))
-        self.rings = {
-            cadence: ResumeRing(
-                span_s=config.resume_span_s,
-                max_entries=config.resume_max_entries,
-                max_bytes=config.resume_max_bytes,
-            )
-            for cadence in CADENCES
-        }
+        self.resumes = ResumeRings(config)
         self._members: dict[str, set[Member]] = {cadence: set() for cadence in CADENCES}
         self._by_id: dict[str, Member] = {}
         self.loops = TaskSupervisor("hub")  # its background loops, restarted if one dies
         self._reloading: asyncio.Task[None] | None = None
-        self.channel = ""
+        self.groups = GroupSubscription(
+            layer,
+            self.names,
+            self.redis,
+            self.loops,
+            on_event=self._dispatch,
+            mirror_seq=lambda: self.mirror.seq,
+            on_rebuilt=self._reload,
+        )
         self.received = 0
         self.gaps = 0
-        self.resubscribes = 0
-        self.undecodable = 0  # channel-layer messages that were not events of ours
-        self._undecodable_logged = float("-inf")
-        self._last_event = 0.0
         self.stats = WebStats(interval_s=config.stats_log_interval_s, process_id=self.process_id)
         self.status = status.StatusFeed(
             self.redis,
@@ -129,15 +92,14 @@ class Hub:
 
     async def start(self) -> None:
         """Join the groups, load the mirror, and start receiving."""
-        await self._subscribe()
+        await self.groups.join()
         await self.mirror.load()
-        for ring in self.rings.values():  # what the process knows starts here
-            ring.reset(self.mirror.epoch, self.mirror.seq)
+        self.resumes.reset(self.mirror.epoch, self.mirror.seq)  # what the process knows starts here
         await self.status.read()  # so that the first clients get a reading, not "unknown"
-        self._last_event = asyncio.get_running_loop().time()
-        self.loops.start("receive", self._receive)
+        self.groups.last_event = asyncio.get_running_loop().time()
+        self.loops.start(RECEIVE, self.groups.receive_forever)
         self.loops.start("presence", self._presence)
-        self.loops.start("watchdog", self._watchdog)
+        self.loops.start("watchdog", self.groups.watch_forever)
         self.loops.start("gc", gc_policy)
         self.loops.start("access", self._access_recheck)
         self.loops.start("stats", self._stats)
@@ -148,8 +110,7 @@ class Hub:
         """Leave the groups and stop the hub's loops."""
         await self.loops.stop()
         with contextlib.suppress(Exception):
-            for cadence in (*CADENCES, CONTROL):
-                await self.layer.group_discard(self.names.group(cadence), self.channel)
+            await self.groups.leave()
         await self.redis.aclose()
 
     def register(self, member: Member) -> None:
@@ -171,78 +132,10 @@ class Hub:
         await asyncio.gather(*(m.close_with(code) for m in members), return_exceptions=True)
         return len(members)
 
-    async def _subscribe(self) -> None:
-        self.channel = await self.layer.new_channel("hub.")
-        for cadence in CADENCES:
-            await self.layer.group_add(self.names.group(cadence), self.channel)
-        await self.layer.group_add(self.names.group(CONTROL), self.channel)
-
-    async def _resubscribe(self) -> None:
-        """A new subscription, and a receive loop that listens to it.
-
-        The layer's `flush()` replaces every channel's queue: a receive still pending on the old
-        one would wait forever, and the hub would hear nothing but its own mirror reloads.
-        """
-        await self.layer.flush()  # the hub is the layer's only user in this process
-        await self._subscribe()
-        await self.loops.restart("receive")
-
-    async def _watchdog(self) -> None:
-        """Rebuild the subscription if updates stopped arriving while the state moved on."""
-        loop = asyncio.get_running_loop()
-        deafness = DeafnessCheck(_DEAF_AFTER_S)
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                shared_seq = int(await self.redis.get(self.names.seq) or 0)
-                if not deafness.observe(
-                    now=loop.time(),
-                    shared_seq=shared_seq,
-                    mirror_seq=self.mirror.seq,
-                    last_event=self._last_event,
-                ):
-                    continue
-                log.warning(
-                    "hub heard no update while the state moved; resubscribing",
-                    extra={"mirror_seq": self.mirror.seq, "shared_seq": shared_seq},
-                )
-                self.resubscribes += 1
-                await self._resubscribe()
-                self._last_event = loop.time()
-                self._reload()
-            except Exception as exc:  # Redis away: try again next round
-                log.warning("hub watchdog could not check", extra={"error": str(exc)})
-
-    async def _receive(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                event = await self.layer.receive(self.channel)
-            except (ValueError, msgpack.UnpackException):
-                # Not a message of ours (anyone who can PUBLISH reaches the group channels):
-                # dropped, counted. It must not end the loop, nor make a restart read the
-                # backlog of such messages one crash at a time.
-                self._undecodable(loop.time())
-                continue
-            if not isinstance(event, dict):
-                self._undecodable(loop.time())
-                continue
-            self._last_event = loop.time()
-            try:
-                self._dispatch(event)
-            except UnknownEvent:  # a dict, but not an event of ours: as undecodable
-                self._undecodable(loop.time())
-            except Exception:  # one bad event must not stop the process's updates
-                log.exception("hub could not handle an event", extra={"type": event.get("type")})
-
-    def _undecodable(self, now: float) -> None:
-        self.undecodable += 1
-        if now - self._undecodable_logged >= _UNDECODABLE_LOG_EVERY_S:
-            self._undecodable_logged = now
-            log.warning(
-                "hub dropped undecodable channel-layer messages",
-                extra={"undecodable_total": self.undecodable},
-            )
+    @property
+    def resubscribes(self) -> int:
+        """Subscriptions the watchdog rebuilt (the `web.stats` line)."""
+        return self.groups.resubscribes
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         """Hand `event` to the handler its type names (`state.update` -> `state_update`)."""
@@ -271,13 +164,7 @@ class Hub:
             self.gaps += 1
             self._reload()
         cadence = event["cadence"]
-        ring = self.rings.get(cadence)
-        if ring is not None:
-            loop_now = asyncio.get_running_loop().time()
-            entry = Entry(
-                event["base_seq"], event["seq"], event["json"], event["msgpack"], loop_now
-            )
-            ring.add(entry, epoch)
+        self.resumes.add(event, epoch, asyncio.get_running_loop().time())
         delivered = 0
         for member in tuple(self._members.get(cadence, ())):
             try:  # free unless it raises (3.11): one broken connection must not stop the rest
@@ -303,26 +190,15 @@ class Hub:
         Synchronous, like the delivery of updates: a consumer that registers right after it,
         with no await in between, misses no update and gets none twice.
         """
-        ring = self.rings[cadence]
-        mirror = self.mirror
-        if self.reloading:
-            # The process itself missed updates and does not know yet where the state is (or
-            # in which lineage): it vouches for nothing. The snapshot sent instead is followed
-            # by a fresh one once the mirror has reloaded, as for any client.
-            metrics.RESUMES.labels(cadence, Reason.UNKNOWN.value).inc()
-            return Refused(Reason.UNKNOWN)
-        # The mirror may be ahead of this cadence's ring (the other cadence's updates): a
-        # client between the two is exact, and this cadence's next update applies to it.
-        current = mirror.seq if mirror.epoch == ring.epoch else None
-        answer = ring.resume(
-            since, epoch, now=asyncio.get_running_loop().time(), current_seq=current
+        return self.resumes.answer(
+            cadence,
+            since,
+            epoch,
+            mirror=self.mirror,
+            reloading=self.reloading,
+            max_entries=max_entries,
+            now=asyncio.get_running_loop().time(),
         )
-        if isinstance(answer, Recovered) and len(answer.entries) > max_entries:
-            # The replay would overflow the send buffer into a snapshot anyway.
-            answer = Refused(Reason.TOO_OLD)
-        result = answer.reason.value if isinstance(answer, Refused) else "recovered"
-        metrics.RESUMES.labels(cadence, result).inc()
-        return answer
 
     @property
     def reloading(self) -> bool:
@@ -338,11 +214,7 @@ class Hub:
         try:
             await self.mirror.load()
             log.info("mirror reloaded after a gap", extra={"seq": self.mirror.seq})
-            for ring in self.rings.values():
-                if ring.epoch != self.mirror.epoch:
-                    # A new lineage, heard of through another cadence (Redis holds the newest:
-                    # the worker writes it before it sends): this cadence's ring starts there.
-                    ring.reset(self.mirror.epoch, self.mirror.seq)
+            self.resumes.follow_lineage(self.mirror.epoch, self.mirror.seq)
         except Exception:
             log.exception("mirror reload failed; the next gap retries")
         finally:
@@ -381,10 +253,6 @@ class Hub:
 
     async def _status(self) -> None:
         await self.status.run(lambda: self._send_status(self._by_id.values()))
-
-
-class UnknownEvent(ValueError):
-    """A channel-layer message whose type is none of `HUB_EVENTS`."""
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}

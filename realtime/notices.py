@@ -27,6 +27,7 @@ from rest_framework.response import Response  # type: ignore[import-untyped]
 from rest_framework.views import APIView  # type: ignore[import-untyped]
 
 from realtime import protocol
+from realtime.group_subscription import CONTROL
 from realtime.protocol import Format, Notice, NoticeError
 from shared.http_errors import ErrorCode, error_body
 from shared.keys import RedisNames
@@ -38,10 +39,6 @@ EVENT: Final = "client.notice"  # the control-group message type the hubs act on
 
 def send(notice: Notice, *, by: str) -> None:
     """Publish `notice` to every web process's hub; log it with `by`."""
-    # Imported here: Django imports this module in every process (admin, URLconf), and the hub
-    # brings the web process's metrics, which no other process may export.
-    from realtime.hub import CONTROL
-
     group = RedisNames(settings.CONFIG.redis_key_prefix).group(CONTROL)
     async_to_sync(get_channel_layer().group_send)(
         group, {"type": EVENT, "level": notice.level, "text": notice.text}

@@ -16,6 +16,9 @@ from typing import Any, Final
 import orjson
 import redis.asyncio as aioredis
 
+from realtime.protocol import Subscription
+from shared.keys import RedisNames
+
 log = logging.getLogger(__name__)
 
 PRESENCE_TTL_S: Final = 15  # three missed heartbeats (every 5 s) and a process's list expires
@@ -45,16 +48,22 @@ def identity(credential: Any) -> tuple[str, str]:
     return (name if kind == "session" else "", name if kind == "token" else "")
 
 
-def presence_key(prefix: str, process: str) -> str:
-    """The hash of one web process's clients."""
-    return f"{prefix}:presence:{process}"
+def describe_subscription(subscription: Subscription) -> list[str]:
+    """A ClientInfo's `subscriptions`: channel names, and `channel:symbol` for narrowed ones."""
+    out: list[str] = []
+    for name, symbols in sorted(subscription.items()):
+        if symbols is None:
+            out.append(name)
+        else:
+            out.extend(f"{name}:{symbol}" for symbol in sorted(symbols))
+    return out
 
 
 async def publish_presence(
     client: aioredis.Redis, *, prefix: str, process: str, clients: list[ClientInfo]
 ) -> None:
     """Replace this process's list of clients (one transaction) and refresh its TTL."""
-    key = presence_key(prefix, process)
+    key = RedisNames(prefix).presence(process)
     pipe = client.pipeline(transaction=True)
     pipe.delete(key)
     if clients:
@@ -78,7 +87,7 @@ async def publish_presence_forever(
 async def list_clients(client: aioredis.Redis, *, prefix: str) -> list[dict[str, Any]]:
     """Every connected client of every live web process, oldest connection first."""
     found: list[dict[str, Any]] = []
-    async for key in client.scan_iter(match=presence_key(prefix, "*"), count=1000):
+    async for key in client.scan_iter(match=RedisNames(prefix).presence("*"), count=1000):
         for raw in (await client.hgetall(key)).values():
             found.append(orjson.loads(raw))
     return sorted(found, key=lambda c: (c["connected_at"], c["id"]))

@@ -30,7 +30,10 @@ class HubCounts(Protocol):
 
     received: int  # update events from the channel layer
     gaps: int  # sequence gaps in the hub's own stream (each reloads the mirror)
-    resubscribes: int  # subscriptions rebuilt by the watchdog
+
+    @property
+    def resubscribes(self) -> int:
+        """Subscriptions rebuilt by the watchdog."""
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ class RedisNames:
         second of its clock: what a standby taking over compares its buffered rows with."""
         return f"{self.prefix}:history:appended:{second}"
 
+    def presence(self, process: str) -> str:
+        """The hash of one web process's connected clients (`*`: every process's, for SCAN)."""
+        return f"{self.prefix}:presence:{process}"
+
     def group(self, cadence: str) -> str:
         """The channel-layer group that receives one cadence's updates."""
         return f"{self.prefix}.updates.{cadence}"

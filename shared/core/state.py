@@ -1,14 +1,15 @@
 """The trading state, its sequence number and per-cadence dirty-path tracking.
 
-Every applied record that changes something bumps `seq` and marks what it changed as dirty for
-every cadence. `take(cadence)` returns the changes since that cadence's previous take, in time
-proportional to what changed (design principle 1), and starts a new interval for that cadence
-only (cadences never steal each other's changes).
+Every record put (`put`) that changes something bumps `seq` and marks what it changed as dirty for
+every cadence. `take_diff(cadence)` computes the diff: the changes since that cadence's previous
+diff, in time proportional to what changed (design principle 1), and starts a new interval for
+that cadence only (cadences never steal each other's changes).
 
 Dirty tracking is per entity: `None` means the whole entity changed (created or removed), a set
 names the fields that changed inside an entity that existed throughout the interval. Values are
-read at take time, so an update sets each path to its value at the take's `seq`; applying it to
-any snapshot taken inside the interval therefore gives exactly the state at that `seq`.
+read when the diff is taken, so an update sets each path to its value at the diff's `seq`;
+applying it to any snapshot taken inside the interval therefore gives exactly the state at that
+`seq`.
 
 Records are never mutated once stored: a change replaces the record with a new one. Snapshots
 can therefore share records with the state.
@@ -66,14 +67,18 @@ class TradingState:
 
     # --- writes ------------------------------------------------------------------------------
 
-    def apply(self, accepted: Accepted) -> bool:
-        """Apply one validated record; return whether it changed the state (and bumped `seq`)."""
+    def put(self, accepted: Accepted) -> bool:
+        """Put one validated record into the state; return whether it changed it (and bumped `seq`).
+
+        Putting, not applying: to apply is to put an update's changes onto a snapshot
+        (`shared/core/changes.py` `apply_changes`).
+        """
         channel, key, record = accepted
         table = self._tables.get(channel)
         if table is None:  # the two unkeyed channels
             if channel is _CH_ORDERS:
-                return self._apply_order(record)
-            return self._apply_account(record)
+                return self._put_order(record)
+            return self._put_account(record)
         assert key is not None  # every keyed channel's records carry their key
         entity_key = (channel, key)
         old = table.get(key)
@@ -161,7 +166,7 @@ class TradingState:
             return self._channel_value(Channel(channel), copy=True)
         return self._tables[channel].get(key)
 
-    def _apply_account(self, record: Record) -> bool:
+    def _put_account(self, record: Record) -> bool:
         changed = _changed_fields(self._account, record)
         if not changed:
             return False
@@ -169,7 +174,7 @@ class TradingState:
         self._changed(_ACCOUNT, changed)
         return True
 
-    def _apply_order(self, record: Record) -> bool:
+    def _put_order(self, record: Record) -> bool:
         order_id = record["id"]
         if _same(self._orders.get(order_id), record):
             return False
@@ -193,8 +198,9 @@ class TradingState:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def take(self, cadence: str) -> Update:
-        """Return `cadence`'s changes since its previous take and start its next interval."""
+    def take_diff(self, cadence: str) -> Update:
+        """Compute `cadence`'s diff, the changes since its previous diff, and start its next
+        interval (the marks of the other cadences stay)."""
         dirty = self._dirty[cadence]
         changes: Changes = {}
         for entity_key, fields in dirty.items():

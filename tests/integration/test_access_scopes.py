@@ -134,8 +134,8 @@ def shared_state(deployment_prefix: str, redis_url: str) -> None:
             lease = LeaderLease(client, key=names.leader, owner="w1", lease_ms=60_000)
             assert await lease.acquire()
             state = TradingState(cadences=("mirror",), max_orders=10)
-            state.apply(md("BTCUSDT", 1.0))
-            state.apply(md("ETHUSDT", 2.0))
+            state.put(md("BTCUSDT", 1.0))
+            state.put(md("ETHUSDT", 2.0))
             await SharedSnapshot(client, names).write_full(state, owner="w1")
         finally:
             await client.aclose()

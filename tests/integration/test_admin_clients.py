@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.test import Client
 
-from realtime.hub import CONTROL
+from realtime.group_subscription import CONTROL
 from realtime.presence import ClientInfo, publish_presence
 from shared.keys import RedisNames
 

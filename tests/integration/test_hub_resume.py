@@ -44,9 +44,11 @@ class Leader:
 
     async def tick(self, cadence: str, *records: Accepted) -> dict[str, object]:
         for record in records:
-            self.state.apply(record)
-        await self.shared.write_changes(self.state, self.state.take("mirror").changes, owner="w1")
-        return dict(update_event(cadence, self.state.take(cadence), epoch=self.shared.epoch))
+            self.state.put(record)
+        await self.shared.write_changes(
+            self.state, self.state.take_diff("mirror").changes, owner="w1"
+        )
+        return dict(update_event(cadence, self.state.take_diff(cadence), epoch=self.shared.epoch))
 
 
 @pytest.fixture
@@ -62,7 +64,7 @@ async def hub_and_leader(
     layer: ChannelLayer = None  # type: ignore[assignment]  # the hub is not subscribed here
     hub = Hub(config, layer)
     await hub.mirror.load()
-    for ring in hub.rings.values():  # as Hub.start does
+    for ring in hub.resumes.rings.values():  # as Hub.start does
         ring.reset(hub.mirror.epoch, hub.mirror.seq)
     yield hub, leader
     if hub._reloading is not None:
@@ -92,7 +94,7 @@ async def test_rings_start_at_the_mirror_and_follow_each_cadence(
     assert resume(hub, "web", hub.mirror.seq + 1, epoch) == Refused(Reason.UNKNOWN)
     assert resume(hub, "web", start - 1, epoch) == Refused(Reason.TOO_OLD)
     assert resume(hub, "tui", start, epoch) == Recovered(
-        start, hub.mirror.seq, epoch, tuple(hub.rings["tui"].entries)
+        start, hub.mirror.seq, epoch, tuple(hub.resumes.rings["tui"].entries)
     )
 
 

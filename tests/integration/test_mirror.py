@@ -33,8 +33,8 @@ async def loaded_mirror(
     shared = SharedSnapshot(aredis, names)
     state = TradingState(cadences=("mirror", "web"), max_orders=10)
     for symbol in symbols:
-        state.apply(md(symbol, 1.0))
-    await shared.write_changes(state, state.take("mirror").changes, owner="w1")
+        state.put(md(symbol, 1.0))
+    await shared.write_changes(state, state.take_diff("mirror").changes, owner="w1")
     mirror = ProcessMirror(shared)
     await mirror.load()
     return state, mirror
@@ -55,8 +55,8 @@ async def test_a_burst_of_connections_costs_one_encoding_per_seq_and_format(
     assert mirror.encodings == 2
     assert orjson.loads(frames[1])["data"] == state.snapshot()
     # and an update moves the mirror on, costing one new encoding per format again
-    state.apply(md("BTCUSDT", 2.0))
-    update = state.take("web")
+    state.put(md("BTCUSDT", 2.0))
+    update = state.take_diff("web")
     assert mirror.apply(update.base_seq, update.seq, update.changes, mirror.epoch) == "applied"
     for i in range(100):
         mirror.snapshot(EVERYTHING, Format.JSON if i % 2 else Format.MSGPACK)
@@ -78,8 +78,8 @@ async def test_narrowed_snapshots_are_encoded_once_per_subscription_and_seq(
     assert set(orjson.loads(frames[-1])["data"]["market_data"]) == {"BTCUSDT"}
     assert set(orjson.loads(other)["data"]) == {"market_data", "account"}
     # and a new seq encodes again
-    state.apply(md("BTCUSDT", 2.0))
-    update = state.take("web")
+    state.put(md("BTCUSDT", 2.0))
+    update = state.take_diff("web")
     assert mirror.apply(update.base_seq, update.seq, update.changes, mirror.epoch) == "applied"
     fresh = mirror.snapshot(btc, Format.JSON)
     assert mirror.encodings == 3
@@ -117,7 +117,7 @@ async def test_the_epoch_is_written_with_the_seq_and_a_new_lineage_is_loaded_at_
     # when a worker starts a new lineage below the mirror's seq
     shared = SharedSnapshot(aredis, names)
     fresh = TradingState(cadences=("mirror",), max_orders=10)
-    fresh.apply(md("SOLUSDT", 1.0))
+    fresh.put(md("SOLUSDT", 1.0))
     await shared.write_full(fresh, owner="w1")
     assert fresh.seq < old_seq
     await mirror.load()

@@ -18,8 +18,9 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.db import connection
 
+from aggregation.crash_loop import TaskCrashLoop
 from aggregation.shared_snapshot import SharedSnapshot
-from aggregation.worker import TaskCrashLoop, Worker
+from aggregation.worker import Worker
 from dashboard_project.readiness import Readiness, readiness
 from shared.config import Settings
 from shared.core.changes import apply_changes

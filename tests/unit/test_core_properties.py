@@ -59,7 +59,7 @@ def test_snapshot_plus_updates_equals_state(ops: list[Accepted | tuple[str, str]
     last_take = dict.fromkeys(CADENCES, 0)
 
     def take(cadence: str) -> None:
-        update = state.take(cadence)
+        update = state.take_diff(cadence)
         assert update.base_seq == last_take[cadence]
         assert update.seq == state.seq
         last_take[cadence] = update.seq
@@ -74,7 +74,7 @@ def test_snapshot_plus_updates_equals_state(ops: list[Accepted | tuple[str, str]
     for op in ops:
         if isinstance(op, Accepted):
             before = state.seq
-            changed = state.apply(op)
+            changed = state.put(op)
             assert state.seq == before + int(changed)
             if changed:
                 states[state.seq] = copy.deepcopy(state.snapshot())
@@ -111,15 +111,15 @@ def test_applying_changes_never_mutates_shared_records(
     state = TradingState(cadences=("web",), max_orders=3)
     twin = TradingState(cadences=("web",), max_orders=3)
     for record in first:
-        state.apply(record)
-        twin.apply(record)
-    state.take("web")
+        state.put(record)
+        twin.put(record)
+    state.take_diff("web")
     snapshot = state.snapshot()
     # when later updates are applied to that snapshot in place
     for record in then:
-        state.apply(record)
-        twin.apply(record)
-        apply_changes(snapshot, state.take("web").changes)
+        state.put(record)
+        twin.put(record)
+        apply_changes(snapshot, state.take_diff("web").changes)
     # then the snapshot follows the state, and the state's own records were never touched
     assert snapshot == state.snapshot()
     assert state.snapshot() == twin.snapshot()

@@ -50,7 +50,7 @@ def _state(applied: list[Accepted]) -> TradingState:
     state = TradingState(cadences=CADENCES, max_orders=3)
     for accepted in applied:
         if not state.is_stale(accepted):
-            state.apply(accepted)
+            state.put(accepted)
     return state
 
 
@@ -86,10 +86,10 @@ def test_a_rebased_state_brings_a_client_at_the_shared_seq_to_it(
     standby.rebase(shared_seq, snapshot_diff(shared, standby.snapshot()))
     for accepted in after:
         if not standby.is_stale(accepted):
-            standby.apply(accepted)
+            standby.put(accepted)
     # then each cadence's update applies to the shared snapshot and gives the standby's state
     for cadence in CADENCES:
-        update = standby.take(cadence)
+        update = standby.take_diff(cadence)
         assert update.base_seq == shared_seq
         client = apply_changes(copy.deepcopy(shared), update.changes)
         assert identical(client, standby.snapshot()), cadence
@@ -99,7 +99,7 @@ def test_a_rebased_state_brings_a_client_at_the_shared_seq_to_it(
         else:
             assert update.seq == shared_seq
     # and the updates after it continue from there
-    follow_up = standby.take("web")
+    follow_up = standby.take_diff("web")
     assert follow_up.base_seq == update.seq
 
 

@@ -224,12 +224,12 @@ def test_filtering_commutes_with_applying(
     # given a state, its snapshot, and the update that follows
     state = TradingState(cadences=("web",), max_orders=3)
     for record in first:
-        state.apply(record)
-    state.take("web")
+        state.put(record)
+    state.take_diff("web")
     before = state.snapshot()
     for record in then:
-        state.apply(record)
-    changes = state.take("web").changes
+        state.put(record)
+    changes = state.take_diff("web").changes
     # when a narrowed client gets the filtered snapshot and the filtered changes
     view = copy.deepcopy(protocol.filter_snapshot(before, subscription))
     apply_changes(view, protocol.filter_changes(changes, subscription))

@@ -76,7 +76,7 @@ class Model:
 
     def run(self, op: Accepted | tuple[str, str]) -> None:
         if isinstance(op, Accepted):
-            if self.state.apply(op):
+            if self.state.put(op):
                 self.record()
             return
         kind, cadence = op
@@ -97,7 +97,7 @@ class Model:
             self.now += 1.0
 
     def take(self, cadence: str) -> None:
-        update = self.state.take(cadence)
+        update = self.state.take_diff(cadence)
         if not update.changes or not self.started:
             return
         if cadence == "web" and self.lose_next:

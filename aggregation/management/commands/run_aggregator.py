@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 from prometheus_client import start_http_server
 
 from aggregation.backends import build_backends
-from aggregation.worker import TaskCrashLoop, Worker
+from aggregation.crash_loop import TaskCrashLoop
+from aggregation.worker import Worker
 
 
 class Command(BaseCommand):
