@@ -80,8 +80,17 @@ class SocketWriter:
         """Whether earlier frames are still being written (a slow or stalled client)."""
         return self._drain is not None
 
-    def write(self, message: AsgiMessage) -> None:
-        """Send `message` now if the socket takes it, else queue it (bounded)."""
+    def write_payload(self, payload: str | bytes) -> None:
+        """Write one text (`str`) or binary frame. A broadcast hands every client the same
+        payload object: its ASGI message (and size) is built once and shared by all of them."""
+        last = _LAST_TEXT if payload.__class__ is str else _LAST_BYTES
+        if payload is not last.payload:
+            last.hold(payload)
+        self.write(last.message, last.size)
+
+    def write(self, message: AsgiMessage, size: int | None = None) -> None:
+        """Send `message` (of `size` payload bytes, if known) now if the socket takes it, else
+        queue it (bounded)."""
         if self.closed:
             return
         if self._drain is not None:
@@ -89,7 +98,8 @@ class SocketWriter:
                 self.dropped += 1
                 TOTALS.dropped += 1
                 return
-            size = _size(message)
+            if size is None:
+                size = _size(message)
             if len(self._queue) >= self._limit or self.queued_bytes + size > self._limit_bytes:
                 self.dropped += 1
                 TOTALS.dropped += 1
@@ -105,7 +115,7 @@ class SocketWriter:
             yielded = coroutine.send(None)
         except StopIteration:  # inline, not a method call: this runs per client per frame
             self.sent += 1
-            TOTALS.bytes += _size(message)
+            TOTALS.bytes += _size(message) if size is None else size
             return
         except Exception:  # the connection is gone; the consumer's disconnect handles it
             self.closed = True
@@ -186,6 +196,25 @@ class SocketWriter:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+
+class _LastMessage:
+    """The ASGI message of the last payload of one kind written (`SocketWriter.write_payload`)."""
+
+    __slots__ = ("message", "payload", "size")
+
+    def __init__(self) -> None:
+        self.payload: str | bytes | None = None  # held, so its id is not reused while compared
+        self.message: AsgiMessage = {}
+        self.size = 0
+
+    def hold(self, payload: str | bytes) -> None:
+        key = "text" if isinstance(payload, str) else "bytes"
+        self.payload, self.message = payload, {"type": "websocket.send", key: payload}
+        self.size = size_of(payload)
+
+
+_LAST_TEXT, _LAST_BYTES = _LastMessage(), _LastMessage()
 
 
 def _size(message: AsgiMessage) -> int:
