@@ -104,3 +104,8 @@ class PausedCloseProtocol(WebSocketsSansIOProtocol):
             self.transport.abort()
             return
         await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # uvicorn keeps the handshake's request and response (their headers, ~3 KiB) for
+            # the connection's life and reads neither again: the scope has what the app needs.
+            with contextlib.suppress(AttributeError):
+                del self.request, self.response

@@ -46,7 +46,7 @@ class Broadcaster:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Broadcaster, *, deflate: bool = False) -> AsyncIterator[int]:
+async def serving(app: Broadcaster, *, deflate: bool = False) -> AsyncIterator[uvicorn.Server]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -65,7 +65,7 @@ async def serving(app: Broadcaster, *, deflate: bool = False) -> AsyncIterator[i
         async with asyncio.timeout(10):
             while not server.started:  # noqa: ASYNC110  (uvicorn sets a flag, no event)
                 await asyncio.sleep(0.01)
-        yield port
+        yield server
     finally:
         server.should_exit = True
         await task
@@ -79,8 +79,8 @@ async def joined(app: Broadcaster, count: int) -> None:
 async def test_one_payload_object_is_encoded_once_and_reaches_every_client() -> None:
     # given three connected clients
     app = Broadcaster()
-    async with serving(app) as port:
-        url = f"ws://127.0.0.1:{port}/"
+    async with serving(app) as server:
+        url = f"ws://127.0.0.1:{server.config.port}/"
         async with (
             websockets.connect(url, compression=None) as a,
             websockets.connect(url, compression=None) as b,
@@ -106,8 +106,8 @@ async def test_one_payload_object_is_encoded_once_and_reaches_every_client() -> 
 async def test_a_compressed_connection_gets_its_own_frames() -> None:
     # given a client that negotiated per-message deflate, and one that did not
     app = Broadcaster()
-    async with serving(app, deflate=True) as port:
-        url = f"ws://127.0.0.1:{port}/"
+    async with serving(app, deflate=True) as server:
+        url = f"ws://127.0.0.1:{server.config.port}/"
         deflating = [ClientPerMessageDeflateFactory()]
         async with (
             websockets.connect(url, extensions=deflating, compression=None) as compressed,
@@ -121,3 +121,22 @@ async def test_a_compressed_connection_gets_its_own_frames() -> None:
             async with asyncio.timeout(10):
                 assert await compressed.recv() == text
                 assert await plain.recv() == text
+
+
+async def test_an_open_connection_does_not_keep_its_handshake() -> None:
+    # given a connected client
+    app = Broadcaster()
+    async with (
+        serving(app) as server,
+        websockets.connect(f"ws://127.0.0.1:{server.config.port}/") as client,
+    ):
+        await joined(app, 1)
+        # then its protocol holds neither the upgrade request nor the response to it
+        (connection,) = server.server_state.connections
+        assert isinstance(connection, PausedCloseProtocol)
+        assert not hasattr(connection, "request")
+        assert not hasattr(connection, "response")
+        # and the connection works as before
+        await app.broadcast({"type": "websocket.send", "text": "still here"})
+        async with asyncio.timeout(10):
+            assert await client.recv() == "still here"
