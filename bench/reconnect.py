@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,26 @@ def keep_publishing(url: str, prefix: str, rate: int, stop: threading.Event) -> 
     client.close()
 
 
+def seed_state(client: redis.Redis, prefix: str, symbols: int, port: int, token: str) -> None:
+    """Publish one tick for each of `symbols` quiet symbols; return once the state holds them."""
+    pipe = client.pipeline(transaction=False)
+    for i in range(symbols):
+        record = {"symbol": f"Q{i:05d}USDT", "last_price": 1.0 + i, "sent_ns": time.time_ns()}
+        pipe.publish(f"{prefix}market_data:Q{i:05d}USDT", orjson.dumps(record))
+    pipe.execute()
+
+    def held() -> bool:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/state", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (http, loopback)
+            state: dict[str, Any] = orjson.loads(response.read())
+        quiet = [name for name in state.get("market_data", {}) if name.startswith("Q")]
+        return len(quiet) >= symbols
+
+    wait_until(held, timeout=60, what="the seeded state")
+
+
 def main() -> None:
     """One storm; the figures, then the JSON object as the last line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -253,6 +274,13 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=200, help="ticks per second throughout")
     parser.add_argument("--resume", action="store_true", help="reconnect with since/epoch")
     parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
+    parser.add_argument(
+        "--state-symbols",
+        type=int,
+        default=0,
+        help="symbols published once before the clients connect (a desk's state: snapshots "
+        "carry them, updates only the 20 that tick)",
+    )
     args = parser.parse_args()
     raise_fd_limit()
     url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -284,11 +312,14 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"server={args.server} clients={args.clients} resume={args.resume} rate={args.rate}/s "
+        f"state symbols={args.state_symbols} "
         f"cores={os.cpu_count()} load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     try:
         wait_until(lambda: client.get(f"{prefix}:worker:leader"), timeout=60, what="worker")
         wait_until(lambda: _port_open(port_a) and _port_open(port_b), timeout=60, what="web")
+        if args.state_symbols:
+            seed_state(client, f"{prefix}:", args.state_symbols, port_a, token)
         publisher.start()
         ctx = multiprocessing.get_context("spawn")
         ready, out = ctx.Event(), ctx.Queue()
@@ -332,6 +363,7 @@ def main() -> None:
         "server": args.server,
         "clients": args.clients,
         "resume": args.resume,
+        "state_symbols": args.state_symbols,
         "connect_to_a_s": round(connect_s, 1),
         "current": result["current"],
         "errors": result["error_count"],
