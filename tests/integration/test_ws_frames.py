@@ -28,6 +28,8 @@ class Broadcaster:
 
     def __init__(self) -> None:
         self.sends: list[Any] = []
+        self.received: list[str | bytes] = []
+        self.disconnects = 0
         self.joined = asyncio.Condition()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -37,8 +39,9 @@ class Broadcaster:
         async with self.joined:
             self.sends.append(send)
             self.joined.notify_all()
-        while (await receive())["type"] != "websocket.disconnect":
-            pass
+        while (message := await receive())["type"] != "websocket.disconnect":
+            self.received.append(message.get("text") or message.get("bytes"))
+        self.disconnects += 1
 
     async def broadcast(self, message: dict[str, Any]) -> None:
         for send in self.sends:
@@ -140,3 +143,20 @@ async def test_an_open_connection_does_not_keep_its_handshake() -> None:
         await app.broadcast({"type": "websocket.send", "text": "still here"})
         async with asyncio.timeout(10):
             assert await client.recv() == "still here"
+
+
+async def test_client_messages_reach_the_app_in_order_and_then_the_disconnect() -> None:
+    # given a connected client (the protocol's receive queue is its own, not asyncio.Queue)
+    app = Broadcaster()
+    async with serving(app) as server:
+        async with websockets.connect(f"ws://127.0.0.1:{server.config.port}/") as client:
+            await joined(app, 1)
+            # when it sends messages back to back, text and binary, and closes
+            for n in range(20):
+                await client.send(f"m{n}" if n % 2 else f"m{n}".encode())
+        # then the app received every one in order, then one disconnect
+        async with asyncio.timeout(10):
+            while app.disconnects == 0:  # noqa: ASYNC110  (the app's counter, no event)
+                await asyncio.sleep(0.01)
+        assert app.received == [f"m{n}" if n % 2 else f"m{n}".encode() for n in range(20)]
+        assert app.disconnects == 1
