@@ -6,12 +6,18 @@ and no message ever costs one. Login sessions are cached the same way (by a hash
 session key), so a reconnecting browser costs no query and no thread-pool hop either. Open
 sockets are re-checked separately (`access.gate`), which is what bounds how long a revoked
 token or an ended session keeps working.
+
+A miss is looked up once however many handshakes ask at the same time: the clients of a stopped
+web process reconnect to another one together, mostly with a few shared tokens, and a thread
+hop each (2,000 in flight) queued them behind the database thread for seconds
+(docs/BENCHMARKS.md, "Reconnect storm").
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar, cast
@@ -108,6 +114,25 @@ def _store(cache: TTLCache[str, T], key: str, value: T) -> T:
     return value
 
 
+_FLIGHTS: dict[tuple[str, str], asyncio.Future[Any]] = {}
+
+
+async def _once(key: tuple[str, str], load: Callable[[], Awaitable[T]]) -> T:
+    """`load()`, shared by every caller that asks for `key` while it runs (this event loop's)."""
+    flight = _FLIGHTS.get(key)
+    if flight is None or flight.get_loop() is not asyncio.get_running_loop():
+        flight = asyncio.ensure_future(load())
+        _FLIGHTS[key] = flight
+
+        def landed(done: asyncio.Future[Any]) -> None:
+            if _FLIGHTS.get(key) is done:
+                del _FLIGHTS[key]
+
+        flight.add_done_callback(landed)
+    # One caller giving up (its client went away) does not cancel the others' lookup.
+    return cast(T, await asyncio.shield(flight))
+
+
 def token_credential(raw_key: str) -> Credential | None:
     """The credential of an active token with this raw key, or None (cached). Sync."""
     if not looks_like_key(raw_key):
@@ -121,9 +146,12 @@ async def atoken_credential(raw_key: str) -> Credential | None:
     """`token_credential` from async code: the cache here, a miss in a database thread."""
     if not looks_like_key(raw_key):
         return None
-    found = _peek(CACHE.tokens(), hash_key(raw_key))
+    digest = hash_key(raw_key)
+    found = _peek(CACHE.tokens(), digest)
     if found is _MISS:
-        found = await database_sync_to_async(token_credential)(raw_key)
+        found = await _once(
+            ("token", digest), lambda: database_sync_to_async(token_credential)(raw_key)
+        )
     return cast(Credential | None, found)
 
 
@@ -140,9 +168,12 @@ def session_credential(session_key: str) -> Credential | None:
 
 async def asession_credential(session_key: str) -> Credential | None:
     """`session_credential` from async code: the cache here, a miss in a database thread."""
-    found = _peek(CACHE.sessions(), hash_key(session_key))
+    digest = hash_key(session_key)
+    found = _peek(CACHE.sessions(), digest)
     if found is _MISS:
-        found = await database_sync_to_async(session_credential)(session_key)
+        found = await _once(
+            ("session", digest), lambda: database_sync_to_async(session_credential)(session_key)
+        )
     return cast(Credential | None, found)
 
 
@@ -157,7 +188,7 @@ async def aallowed_origins() -> frozenset[str]:
     """`allowed_origins` from async code: the cache here, a miss in a database thread."""
     found = _peek(CACHE.origins(), "all")
     if found is _MISS:
-        found = await database_sync_to_async(allowed_origins)()
+        found = await _once(("origins", "all"), database_sync_to_async(allowed_origins))
     return cast(frozenset[str], found)
 
 

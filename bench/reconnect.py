@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ STORM_CONCURRENCY = 2000  # reconnections in flight at once (uvicorn's listen ba
 STORM_TIMEOUT_S = 120.0
 _SEQ = re.compile(rb'"seq":(\d+)')
 _EPOCH = re.compile(rb'"epoch":"([^"]*)"')
+_REASON = re.compile(rb'"reason":"([^"]*)"')
 
 
 def wchar(pid: int) -> int:
@@ -63,6 +65,16 @@ def wchar(pid: int) -> int:
     for line in Path(f"/proc/{pid}/io").read_text().splitlines():
         if line.startswith("wchar:"):
             return int(line.split()[1])
+    return 0
+
+
+def listen_overflows() -> int:
+    """The machine's count of connections dropped because an accept queue was full (a SYN
+    or handshake ACK dropped: the client retransmits after 1 s, 3 s, 7 s ...)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=True))["ListenOverflows"])
     return 0
 
 
@@ -75,8 +87,12 @@ async def storm(args: dict[str, Any], ready: Any, killed_at: Any, out: Any) -> N
     seqs: list[int] = [0] * count
     epochs: list[str | None] = [None] * count
     current_at: list[float | None] = [None] * count
+    dropped_at: list[float | None] = [None] * count  # A closed it
+    opened_at: list[float | None] = [None] * count  # B answered its handshake
     answers: dict[str, int] = {"recovered": 0, "snapshot": 0, "snapshot_not_recovered": 0}
     received_from_b = [0]
+    spans: list[int] = []  # seq - since of each recovered frame
+    replayed = [0]  # frames after a recovered frame until current
     errors: list[str] = []
     all_current = asyncio.Event()
     done = [0]
@@ -91,17 +107,34 @@ async def storm(args: dict[str, Any], ready: Any, killed_at: Any, out: Any) -> N
         return on_frame
 
     def on_b(index: int) -> Any:
+        # With resume, a client is current once it holds the `recovered` frame's seq: the
+        # frame itself when nothing was missed, else the last replayed update.
+        replay_to: list[int | None] = [None]
+
         def on_frame(_opcode: int, data: bytes) -> None:
             if current_at[index] is not None:
                 return
             received_from_b[0] += len(data)
             head = data[:200]
-            if b'"type":"recovered"' in head:
+            if replay_to[0] is not None:
+                replayed[0] += 1
+                seq = _SEQ.search(head) if b'"type":"update"' in head else None
+                if seq is None or int(seq.group(1)) < replay_to[0]:
+                    return  # a status frame, or an update before the recovered seq
+            elif b'"type":"recovered"' in head:
                 answers["recovered"] += 1
+                recovered = orjson.loads(data)
+                spans.append(recovered["seq"] - recovered["since"])
+                if recovered["seq"] > recovered["since"]:
+                    replay_to[0] = recovered["seq"]
+                    return
             elif b'"type":"snapshot"' in head:
                 answers["snapshot"] += 1
                 if b'"recovered":false' in data:
                     answers["snapshot_not_recovered"] += 1
+                    reason = _REASON.search(head)
+                    key = f"reason_{reason.group(1).decode() if reason else '?'}"
+                    answers[key] = answers.get(key, 0) + 1
             else:
                 return  # a status frame, say: not yet current
             current_at[index] = time.time()
@@ -122,6 +155,7 @@ async def storm(args: dict[str, Any], ready: Any, killed_at: Any, out: Any) -> N
         async with storm_slots:
             try:
                 on_b_clients.append(await connect("127.0.0.1", port_b, path, on_b(index)))
+                opened_at[index] = time.time()
             except (OSError, TimeoutError, ConnectionError) as exc:
                 errors.append(f"{type(exc).__name__}: {str(exc)[:60]}")
                 if done[0] + len(errors) >= count:
@@ -136,6 +170,7 @@ async def storm(args: dict[str, Any], ready: Any, killed_at: Any, out: Any) -> N
 
     def when_dropped(index: int) -> Any:
         def callback(_closed: asyncio.Future[int]) -> None:
+            dropped_at[index] = time.time()
             task = loop.create_task(reconnect(index))
             pending.add(task)
             task.add_done_callback(pending.discard)
@@ -152,6 +187,11 @@ async def storm(args: dict[str, Any], ready: Any, killed_at: Any, out: Any) -> N
         errors.append(f"{count - done[0] - len(errors)} not current in {STORM_TIMEOUT_S} s")
     sigterm = killed_at.value
     times = [t - sigterm for t in current_at if t is not None]
+    drops = [t - sigterm for t in dropped_at if t is not None]
+    # Where the time went, per client: A's close after the SIGTERM, B's handshake after the
+    # drop (queueing in the load generator and B's accept and admission), the first frame after.
+    handshakes = [o - d for o, d in zip(opened_at, dropped_at, strict=True) if o and d]
+    firsts = [c - o for c, o in zip(current_at, opened_at, strict=True) if c and o]
     out.put(
         {
             "current": len(times),
@@ -159,8 +199,17 @@ async def storm(args: dict[str, Any], ready: Any, killed_at: Any, out: Any) -> N
             "current_p50_s": percentile(times, 0.5),
             "current_p99_s": percentile(times, 0.99),
             "first_current_s": min(times) if times else None,
+            "dropped_p50_s": percentile(drops, 0.5),
+            "last_dropped_s": max(drops) if drops else None,
+            "handshake_p50_s": percentile(handshakes, 0.5),
+            "handshake_p99_s": percentile(handshakes, 0.99),
+            "first_frame_p50_s": percentile(firsts, 0.5),
+            "first_frame_p99_s": percentile(firsts, 0.99),
             "answers": answers,
             "received_from_b_bytes": received_from_b[0],
+            "recovered_span_p50": percentile([float(x) for x in spans], 0.5),
+            "recovered_span_max": max(spans) if spans else None,
+            "frames_after_recovered": replayed[0],
             "errors": errors[:5],
             "error_count": len(errors),
         }
@@ -198,6 +247,26 @@ def keep_publishing(url: str, prefix: str, rate: int, stop: threading.Event) -> 
     client.close()
 
 
+def seed_state(client: redis.Redis, prefix: str, symbols: int, port: int, token: str) -> None:
+    """Publish one tick for each of `symbols` quiet symbols; return once the state holds them."""
+    pipe = client.pipeline(transaction=False)
+    for i in range(symbols):
+        record = {"symbol": f"Q{i:05d}USDT", "last_price": 1.0 + i, "sent_ns": time.time_ns()}
+        pipe.publish(f"{prefix}market_data:Q{i:05d}USDT", orjson.dumps(record))
+    pipe.execute()
+
+    def held() -> bool:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/state", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (http, loopback)
+            state: dict[str, Any] = orjson.loads(response.read())
+        quiet = [name for name in state.get("market_data", {}) if name.startswith("Q")]
+        return len(quiet) >= symbols
+
+    wait_until(held, timeout=60, what="the seeded state")
+
+
 def main() -> None:
     """One storm; the figures, then the JSON object as the last line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -205,6 +274,13 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=200, help="ticks per second throughout")
     parser.add_argument("--resume", action="store_true", help="reconnect with since/epoch")
     parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
+    parser.add_argument(
+        "--state-symbols",
+        type=int,
+        default=0,
+        help="symbols published once before the clients connect (a desk's state: snapshots "
+        "carry them, updates only the 20 that tick)",
+    )
     args = parser.parse_args()
     raise_fd_limit()
     url = os.environ.get("DASHBOARD_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -236,11 +312,14 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"server={args.server} clients={args.clients} resume={args.resume} rate={args.rate}/s "
+        f"state symbols={args.state_symbols} "
         f"cores={os.cpu_count()} load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     try:
         wait_until(lambda: client.get(f"{prefix}:worker:leader"), timeout=60, what="worker")
         wait_until(lambda: _port_open(port_a) and _port_open(port_b), timeout=60, what="web")
+        if args.state_symbols:
+            seed_state(client, f"{prefix}:", args.state_symbols, port_a, token)
         publisher.start()
         ctx = multiprocessing.get_context("spawn")
         ready, out = ctx.Event(), ctx.Queue()
@@ -261,11 +340,13 @@ def main() -> None:
         time.sleep(2.0)  # a few updates on A first, so that the clients hold a seq to resume from
         cpu_b0, _ = proc_stat(web_b.pid)
         wchar_b0 = wchar(web_b.pid)
+        overflows0 = listen_overflows()
         killed_at.value = time.time()
         web_a.process.send_signal(signal.SIGTERM)
         result = out.get(timeout=STORM_TIMEOUT_S + 60)
         cpu_b1, rss_b = proc_stat(web_b.pid)
         wchar_b1 = wchar(web_b.pid)
+        overflows = listen_overflows() - overflows0
         loader.join(timeout=60)
     finally:
         stop.set()
@@ -282,6 +363,7 @@ def main() -> None:
         "server": args.server,
         "clients": args.clients,
         "resume": args.resume,
+        "state_symbols": args.state_symbols,
         "connect_to_a_s": round(connect_s, 1),
         "current": result["current"],
         "errors": result["error_count"],
@@ -289,14 +371,30 @@ def main() -> None:
         "current_p50_s": _round(result["current_p50_s"]),
         "current_p99_s": _round(result["current_p99_s"]),
         "first_current_s": _round(result["first_current_s"]),
+        **{
+            key: _round(result[key])
+            for key in (
+                "dropped_p50_s",
+                "last_dropped_s",
+                "handshake_p50_s",
+                "handshake_p99_s",
+                "first_frame_p50_s",
+                "first_frame_p99_s",
+            )
+        },
         "b_cpu_s": round(cpu_b1 - cpu_b0, 2),
         "b_cpu_ms_per_client": round(1000 * (cpu_b1 - cpu_b0) / args.clients, 3),
         "b_written_mib": round((wchar_b1 - wchar_b0) / 2**20, 2),
         "received_from_b_until_current_mib": round(result["received_from_b_bytes"] / 2**20, 2),
         "b_rss_mib": round(rss_b / 1024, 1),
+        "listen_overflows": overflows,
         "recovered": result["answers"]["recovered"],
+        "recovered_span_p50": result["recovered_span_p50"],
+        "recovered_span_max": result["recovered_span_max"],
+        "frames_after_recovered": result["frames_after_recovered"],
         "snapshots": result["answers"]["snapshot"],
         "snapshots_not_recovered": result["answers"]["snapshot_not_recovered"],
+        **{k: v for k, v in result["answers"].items() if k.startswith("reason_")},
         "load_average_after": round(os.getloadavg()[0], 2),
     }
     for key, value in figures.items():

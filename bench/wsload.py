@@ -63,7 +63,8 @@ class LeanClient(asyncio.Protocol):
                 return
             del buffer[: end + 4]
             self._upgraded = True
-            self.opened.set_result(None)
+            if not self.opened.done():  # cancelled by the caller's timeout: the 101 came late
+                self.opened.set_result(None)
         offset = 0
         size = len(buffer)
         while size - offset >= 2:

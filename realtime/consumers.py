@@ -412,10 +412,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             self._closing = asyncio.get_running_loop().create_task(self.close_with(CLOSE_POLICY))
 
     def _write(self, payload: str | bytes) -> None:
-        if isinstance(payload, str):
-            self.writer.write({"type": "websocket.send", "text": payload})
-        else:
-            self.writer.write({"type": "websocket.send", "bytes": payload})
+        self.writer.write_payload(payload)
 
     def _refuse(self, code: ErrorCode, message: str) -> None:
         self._write(protocol.encode(protocol.error_frame(code, message), self.fmt))

@@ -10,25 +10,111 @@ the transport is paused aborts the connection instead: the close frame could onl
 behind what the peer is not reading, so it is not sent; the connection is reset (SO_LINGER 0),
 which frees the kernel's queue at once, and the application gets its `websocket.disconnect`.
 The writer asks for such a close after `ws_write_timeout_s` without progress (realtime.writer).
+
+It also writes a broadcast's frame as the same bytes to every client. uvicorn's send encodes the
+text (a copy of the payload), builds a `Frame`, serializes it (another copy) into the
+connection's buffer and joins that (a third) — per client, for a payload that is the same
+object for all of them (the hub hands every client the worker's pre-encoded frame). A server's
+frames are unmasked, so without a compression extension their bytes do not depend on the
+connection: the bytes of the last text and the last binary payload are kept, and a send of the
+same payload object writes them to the transport directly (design principle 7).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import struct
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, drops unsent data
+
+
+class _Last:
+    """The last payload of one kind written, and its frame's bytes."""
+
+    __slots__ = ("payload", "wire")
+
+    def __init__(self) -> None:
+        self.payload: object = None  # held, so that its id is not reused while compared
+        self.wire = b""
+
+
+_TEXT, _BINARY = _Last(), _Last()
+
+
+def _wire(last: _Last, opcode: Opcode, payload: Any) -> bytes:
+    """The bytes of an unmasked, uncompressed, final frame of `payload` (kept for the next)."""
+    if payload is last.payload:
+        return last.wire
+    data = payload.encode() if opcode is Opcode.TEXT else payload
+    wire = Frame(opcode, data).serialize(mask=False, extensions=[])
+    last.payload, last.wire = payload, wire
+    return wire
+
+
+class _Inbox:
+    """uvicorn's receive queue (`put_nowait`, `get`, `empty`: all it calls) without
+    `asyncio.Queue`'s three deques, ~2.3 KiB a connection for what is at most a few messages."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+        return self._items.pop(0)
 
 
 class PausedCloseProtocol(WebSocketsSansIOProtocol):
     """WebSocketsSansIOProtocol whose `websocket.close` aborts a socket that cannot be written."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]  # the calls uvicorn makes, no more
+
     async def send(self, message: Any) -> None:
-        """The ASGI send: a close while writes are paused resets the connection at once."""
+        """The ASGI send: a close while writes are paused resets the connection at once; a
+        frame on an open, writable connection is written as bytes shared by every client."""
+        if message["type"] == "websocket.send":
+            conn = self.conn
+            if (
+                self.writable.is_set()
+                and not (self.close_sent or self.disconnected or conn.extensions or conn.writes)
+                and conn.state is State.OPEN
+                and not conn.expect_continuation_frame
+                and self.handshake_complete
+                and self.initial_response is None
+            ):
+                # What uvicorn's send does then (bytes before text), less the copies.
+                data = message.get("bytes")
+                if data is not None:
+                    self.transport.write(_wire(_BINARY, Opcode.BINARY, data))
+                    return
+                text = message.get("text")
+                if text is not None:
+                    self.transport.write(_wire(_TEXT, Opcode.TEXT, text))
+                    return
         if (
             message["type"] == "websocket.close"
             and not self.writable.is_set()
@@ -51,3 +137,8 @@ class PausedCloseProtocol(WebSocketsSansIOProtocol):
             self.transport.abort()
             return
         await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # uvicorn keeps the handshake's request and response (their headers, ~3 KiB) for
+            # the connection's life and reads neither again: the scope has what the app needs.
+            with contextlib.suppress(AttributeError):
+                del self.request, self.response

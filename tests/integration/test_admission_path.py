@@ -64,7 +64,7 @@ async def one_connection(headers: list[tuple[bytes, bytes]], path: str = URL) ->
     assert connected, code
     snapshot = await communicator.receive_json_from(timeout=10)
     assert snapshot["type"] == "snapshot"
-    assert (await communicator.receive_json_from(timeout=10))["type"] == "status"
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "status"  # contract 4.1
     await communicator.send_json_to({"type": "ping"})
     assert (await communicator.receive_json_from(timeout=10))["type"] == "pong"
     await communicator.disconnect()
@@ -80,6 +80,29 @@ async def test_a_token_connection_takes_no_thread_pool_hop_once_its_token_is_cac
     await one_connection([(b"authorization", f"Bearer {key}".encode())])
     await one_connection([], path=f"{URL}&token={key}")
     assert hops == []
+
+
+@pytest.mark.usefixtures("fresh_access_state")
+async def test_a_storm_of_handshakes_with_one_uncached_credential_takes_one_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a token and a login session this process has not seen (a fresh web process that
+    # the clients of a stopped one all reconnect to)
+    from access.credentials import asession_credential, atoken_credential
+
+    _, key = await database_sync_to_async(token_issue)(name="storm")
+    session = await database_sync_to_async(login_session)("storm-session")
+    hops = count_hops(monkeypatch)
+    # when 50 handshakes look each up at once
+    tokens = await asyncio.gather(*(atoken_credential(key) for _ in range(50)))
+    sessions = await asyncio.gather(*(asession_credential(session) for _ in range(50)))
+    # then every one is answered by a single lookup in the database thread
+    assert {credential.name for credential in tokens if credential} == {"storm"}
+    assert len([c for c in sessions if c is not None and c.kind == "session"]) == 50
+    assert sorted(hops) == ["session_credential", "token_credential"]
+    from django.db import connections
+
+    await database_sync_to_async(connections.close_all)()
 
 
 def login_session(username: str) -> str:

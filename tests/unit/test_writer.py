@@ -226,3 +226,28 @@ async def test_without_a_write_timeout_a_stalled_send_waits() -> None:
     send.writable.set()
     await drain_done(writer)
     assert send.delivered == [frame(0)]
+
+
+async def test_one_payload_is_one_message_for_every_writer() -> None:
+    # given two clients' writers, one of them backlogged
+    sends = [GatedSend(), GatedSend()]
+    fast, slow = (SocketWriter(s, limit=4, on_overflow_drained=lambda: None) for s in sends)
+    sends[1].writable.clear()
+    slow.write_payload("first")  # in flight
+    before = TOTALS.bytes
+    # when one text payload object and one binary payload object are written to both
+    text, data = "caf\u00e9 update", b"\x82\x01"
+    for writer in (fast, slow):
+        writer.write_payload(text)
+        writer.write_payload(data)
+    sends[1].writable.set()
+    await drain_done(slow)
+    # then both sent the same ASGI message objects, of the payload's kind, sized in UTF-8
+    assert sends[0].delivered == [
+        {"type": "websocket.send", "text": text},
+        {"type": "websocket.send", "bytes": data},
+    ]
+    assert sends[1].delivered[1:] == sends[0].delivered
+    assert all(a is b for a, b in zip(sends[0].delivered, sends[1].delivered[1:], strict=True))
+    assert slow.queued_bytes == 0
+    assert TOTALS.bytes - before == 2 * (len(text.encode()) + len(data)) + len(b"first")

@@ -41,6 +41,12 @@ class Command(BaseCommand):
 
 
 def _uvicorn(config: Settings) -> None:
+    uvicorn_server(config).run()
+
+
+def uvicorn_server(config: Settings) -> Any:
+    """The configured uvicorn server (a `GoingAwayServer`), not started; `bench/conn_memory.py`
+    runs it in its own process to look inside."""
     import uvicorn
 
     from realtime.header_timeout import HeaderTimeoutProtocol
@@ -66,7 +72,7 @@ def _uvicorn(config: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=max(1, int(config.shutdown_timeout_s) - 2),
     )
-    GoingAwayServer(server_config).run()
+    return GoingAwayServer(server_config)
 
 
 def _daphne(config: Settings) -> None:
