@@ -1,50 +1,68 @@
 """Writes to the history tables: the recorder's batch write (its SQL: `history/batch_sql.py`).
 
-The batch write runs on a plain psycopg 3 connection (not Django's), in one transaction: COPY
-into a TEMP staging table, then new symbols and writers into their dictionaries, the day
-partitions the batch needs, and one `INSERT ... SELECT` per table. PostgreSQL itself splits the
-staged JSONB record into the typed columns and `extra` (only what the typed columns cannot
-reproduce exactly), so the Python side only streams rows.
+The batch write runs on a plain psycopg 3 connection (not Django's), in one transaction. A
+typical tick is split into the tick table's typed columns and `extra` here, in Python
+(`history/tick_rows.py`), and binary-COPYed into a typed staging table: PostgreSQL neither
+parses nor takes apart a JSONB record for it. Every other row (the other kinds, and a tick with
+an `updated_at` spelled otherwise than the three rebuilt spellings or a value that is not a
+JSON number) is COPYed whole into the JSONB staging table and PostgreSQL splits it
+(`batch_sql.staged_rows_insert`); both splits store the same columns for the same tick
+(tested side by side). Then new symbols and writers into their dictionaries, the day partitions
+the batch needs, and one `INSERT ... SELECT` per table (ticks feeding the minute candles).
 
 Exactly once on the writer's key: a row is inserted unless a row with its `(writer_id, n)`
 exists — looked up through the `(key, time)` index the API reads with (a replayed row has the
 same key and time). No unique index is needed for it (on a partitioned table one would have to
 include `time`, and would cost a third of the table's size); writes of concurrent recorders are
 serialised by a transaction-level advisory lock instead, so two of them cannot both find a key
-missing. Rows repeated within one batch are inserted once (DISTINCT ON the key).
+missing. Rows repeated within one batch are inserted once (the first of them: `rows_split`).
 
 Day partitions and retention: `history/partitions.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any, Final
 
+import orjson
 import psycopg
+from psycopg.types.json import Jsonb
 
 from history.batch_sql import (
     COPY_STAGING,
+    COPY_TICKS,
     CREATE_STAGING,
+    CREATE_TICK_STAGING,
     ENSURE_SYMBOLS,
+    ENSURE_SYMBOLS_OF,
     ENSURE_WRITERS,
+    ENSURE_WRITERS_OF,
     INSERTS,
     STAGED_DAYS,
+    SYMBOL_IDS,
+    TICK_COPY_TYPES,
+    TICK_INSERT,
     WRITE_LOCK,
+    WRITER_IDS,
 )
-from history.models import HISTORY_MODELS
+from history.models import HISTORY_MODELS, LEGACY_WRITER, MarketTick
 
 # Re-exported for bench/history.py, which imports it from here; new code imports it from
 # history/partitions.py.
 from history.partitions import history_prune as history_prune
 from history.partitions import partitions_ensure
 from history.stream_rows import StreamRow
+from history.tick_rows import TickValues, tick_values, utc_day
 
 # A value PostgreSQL refuses although the record passed validation: a string holding \u0000
 # (jsonb and text cannot store it), an integer past bigint, a timestamp past its range.
 # Retrying cannot help such a row, so the batch is split until the row is isolated.
 _ROW_ERRORS: Final = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+_TICK_TABLE: Final = MarketTick._meta.db_table
+# A tick split for the typed staging table: writer, n, seq, symbol, `tick_values`' values.
+Tick = tuple[int, int, int, str, TickValues]
 
 
 def partitions_ahead(
@@ -63,15 +81,16 @@ def partitions_ahead(
 
 
 def staging_create(*, conn: psycopg.Connection[Any]) -> None:
-    """Create this connection's staging table (called once after connecting)."""
+    """Create this connection's staging tables (called once after connecting)."""
     with conn.transaction():
         conn.execute(CREATE_STAGING)
+        conn.execute(CREATE_TICK_STAGING)
 
 
 def staged_rows_write(
     cursor: psycopg.Cursor[Any], known: set[tuple[str, date]]
 ) -> tuple[dict[str, int], set[tuple[str, date]]]:
-    """Write what the staging table holds (in the caller's transaction, write lock held).
+    """Write what the JSONB staging table holds (in the caller's transaction, write lock held).
 
     Returns the rows inserted per type and the partitions created.
     """
@@ -85,12 +104,74 @@ def staged_rows_write(
     inserted: dict[str, int] = {}
     for channel in sorted({channel for channel, _ in days}):
         cursor.execute(INSERTS[channel])
-        if channel == "market_data":
-            counted = cursor.fetchone()
-            inserted[channel] = int(counted[0]) if counted else 0
-        else:
-            inserted[channel] = max(cursor.rowcount, 0)
+        inserted[channel] = _inserted(cursor, channel)
     return inserted, created
+
+
+def _inserted(cursor: psycopg.Cursor[Any], channel: str) -> int:
+    if channel == "market_data":  # the statement with the candles counts what it inserted
+        counted = cursor.fetchone()
+        return int(counted[0]) if counted else 0
+    return max(cursor.rowcount, 0)
+
+
+def jsonb_rows_copy(cursor: psycopg.Cursor[Any], rows: Iterable[StreamRow]) -> None:
+    """COPY rows into the JSONB staging table, each record whole (PostgreSQL splits it)."""
+    with cursor.copy(COPY_STAGING) as copy:
+        for row in rows:
+            writer, n = row.key()
+            copy.write_row((writer, n, row.channel, row.seq, row.received_at, row.record_json))
+
+
+def tick_rows_write(
+    cursor: psycopg.Cursor[Any], ticks: Sequence[Tick], known: set[tuple[str, date]]
+) -> tuple[int, set[tuple[str, date]]]:
+    """Write ticks already split into typed values (in the caller's transaction, lock held).
+
+    Keys must be unique among `ticks`. Returns the rows inserted and the partitions created.
+    """
+    symbols = sorted({symbol for _, _, _, symbol, _ in ticks})
+    writers = sorted({writer for writer, _, _, _, _ in ticks})
+    cursor.execute(ENSURE_SYMBOLS_OF, [symbols])
+    cursor.execute(SYMBOL_IDS, [symbols])
+    symbol_ids: dict[str, int] = dict(cursor.fetchall())
+    writer_ids: dict[int, int] = {LEGACY_WRITER: LEGACY_WRITER}
+    if writers != [LEGACY_WRITER]:
+        cursor.execute(ENSURE_WRITERS_OF, [writers])
+        cursor.execute(WRITER_IDS, [writers])
+        writer_ids.update(cursor.fetchall())
+    days = {utc_day(values[0]) for _, _, _, _, values in ticks}
+    created = partitions_ensure(cursor, [(_TICK_TABLE, day) for day in days], known)
+    with cursor.copy(COPY_TICKS) as copy:
+        copy.set_types(TICK_COPY_TYPES)
+        for writer, n, seq, symbol, values in ticks:
+            if values[-1] is not None:  # fields the contract does not name: `extra`
+                values = (*values[:-1], Jsonb(values[-1], dumps=orjson.dumps))
+            copy.write_row((writer_ids[writer], n, seq, symbol_ids[symbol], *values))
+    cursor.execute(TICK_INSERT)
+    return _inserted(cursor, "market_data"), created
+
+
+def rows_split(rows: Iterable[StreamRow]) -> tuple[list[Tick], list[StreamRow]]:
+    """The batch without repeated keys: ticks split into typed values, and the other rows.
+
+    A key repeated within the batch (per type) is written once, its first row.
+    """
+    seen: set[tuple[str, int, int]] = set()
+    ticks: list[Tick] = []
+    others: list[StreamRow] = []
+    for row in rows:
+        writer, n = row.key()
+        if (row.channel, writer, n) in seen:
+            continue
+        seen.add((row.channel, writer, n))
+        if row.channel == "market_data":
+            split = tick_values(orjson.loads(row.record_json), row.received_at)
+            if split is not None:
+                ticks.append((writer, n, row.seq, split[0], split[1]))
+                continue
+        others.append(row)
+    return ticks, others
 
 
 def history_rows_write(
@@ -104,13 +185,18 @@ def history_rows_write(
     `known`: the partitions this connection knows to exist (updated on commit).
     """
     known = set() if known is None else known
+    ticks, others = rows_split(rows)
+    inserted: dict[str, int] = {}
+    created: set[tuple[str, date]] = set()
     with conn.transaction(), conn.cursor() as cursor:
         cursor.execute(WRITE_LOCK)
-        with cursor.copy(COPY_STAGING) as copy:
-            for row in rows:
-                writer, n = row.key()
-                copy.write_row((writer, n, row.channel, row.seq, row.received_at, row.record_json))
-        inserted, created = staged_rows_write(cursor, known)
+        if others:
+            jsonb_rows_copy(cursor, others)
+            inserted, created = staged_rows_write(cursor, known)
+        if ticks:
+            count, made = tick_rows_write(cursor, ticks, known | created)
+            inserted["market_data"] = inserted.get("market_data", 0) + count
+            created |= made
     known |= created
     return inserted
 
