@@ -32,7 +32,7 @@ from realtime.access_recheck import access_recheck
 from realtime.close_codes import CLOSE_GOING_AWAY
 from realtime.gc_policy import gc_policy
 from realtime.group_subscription import CONTROL, RECEIVE, GroupSubscription, UnknownEvent
-from realtime.member import Member
+from realtime.member import Member, write_each
 from realtime.mirror import ProcessMirror
 from realtime.presence import publish_presence_forever
 from realtime.protocol import Format, size_of
@@ -248,7 +248,7 @@ class Hub:
         return self.status.board.frames(seq=self.mirror.seq, epoch=self.mirror.epoch)
 
     def _send_status(self, members: Iterable[Member]) -> None:
-        for cadence, count in status.deliver(members, self.status_frames()).items():
+        for cadence, count in write_each(members, self.status_frames(), what="status").items():
             metrics.sent(cadence, "status", count)
 
     async def _status(self) -> None:

@@ -6,13 +6,17 @@ realtime/consumers.py `DashboardConsumer` is the one implementation; the hub's h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from access.gate import Admission
 from realtime.presence import ClientInfo
 from realtime.protocol import Format, Subscription
 from shared.events import StateUpdate
+
+log = logging.getLogger(__name__)
 
 
 class Member(Protocol):
@@ -46,3 +50,27 @@ class Member(Protocol):
 
     async def close_with(self, code: int) -> None:
         """Close the connection with `code`."""
+
+
+class Recipient(Protocol):
+    """A connection a frame encoded once for all goes to (a Member has all of this)."""
+
+    client_id: str
+    cadence: str
+
+    def notify(self, frames: Mapping[Format, str | bytes]) -> bool:
+        """Write a frame given encoded in each format; whether it was written."""
+
+
+def write_each(
+    recipients: Iterable[Recipient], frames: Mapping[Format, str | bytes], *, what: str
+) -> Counter[str]:
+    """Write `frames` (a status, notice or shutdown) to each recipient; how many, per cadence."""
+    written: Counter[str] = Counter()
+    for recipient in tuple(recipients):
+        try:  # one broken connection must not stop the rest
+            if recipient.notify(frames):
+                written[recipient.cadence] += 1
+        except Exception:
+            log.exception(f"{what} to one client failed", extra={"client": recipient.client_id})
+    return written

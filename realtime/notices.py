@@ -9,7 +9,6 @@ encoded once per format, to each of its clients.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -28,6 +27,7 @@ from rest_framework.views import APIView  # type: ignore[import-untyped]
 
 from realtime import protocol
 from realtime.group_subscription import CONTROL
+from realtime.member import write_each
 from realtime.protocol import Format, Notice, NoticeError
 from shared.http_errors import ErrorCode, error_body
 from shared.keys import RedisNames
@@ -65,13 +65,7 @@ def deliver(members: Iterable[Any], event: dict[str, Any]) -> int:
         return 0
     frame = notice.frame()
     frames = {fmt: protocol.encode(frame, fmt) for fmt in Format}
-    written: Counter[str] = Counter()
-    for member in tuple(members):
-        try:  # one broken connection must not stop the rest
-            if member.notify(frames):
-                written[member.cadence] += 1
-        except Exception:
-            log.exception("notice to one client failed", extra={"client": member.client_id})
+    written = write_each(members, frames, what="notice")
     for cadence, count in written.items():
         metrics.sent(cadence, "notice", count)
     return written.total()

@@ -22,8 +22,8 @@ import uvicorn
 
 from realtime import metrics
 from realtime.close_codes import CLOSE_GOING_AWAY
+from realtime.member import Recipient, write_each
 from realtime.protocol import Format, encode
-from realtime.status import Recipient, deliver
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def announce(
     frames = [{fmt: encode(shutdown_frame(ms), fmt) for fmt in Format} for ms in delays]
     total = 0
     for member in tuple(members):
-        written = deliver((member,), draw.choice(frames))
+        written = write_each((member,), draw.choice(frames), what="shutdown")
         for cadence, count in written.items():
             metrics.sent(cadence, "shutdown", count)
             total += count

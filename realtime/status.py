@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -114,28 +113,6 @@ class StatusBoard:
             self._encoded = {fmt: encode(frame, fmt) for fmt in Format}
             self._encoded_for = key
         return self._encoded
-
-
-class Recipient(Protocol):
-    """A connection the status goes to (the hub's Member)."""
-
-    client_id: str
-    cadence: str
-
-    def notify(self, frames: Mapping[Format, str | bytes]) -> bool:
-        """Write a frame given encoded in each format; whether it was written."""
-
-
-def deliver(recipients: Iterable[Recipient], frames: Mapping[Format, str | bytes]) -> Counter[str]:
-    """Write `frames` to each recipient; how many were written, per cadence."""
-    written: Counter[str] = Counter()
-    for recipient in tuple(recipients):
-        try:  # one broken connection must not stop the rest
-            if recipient.notify(frames):
-                written[recipient.cadence] += 1
-        except Exception:
-            log.exception("status to one client failed", extra={"client": recipient.client_id})
-    return written
 
 
 class HeartbeatSource(Protocol):
