@@ -624,3 +624,40 @@ async def test_a_backend_poll_never_overwrites_a_newer_published_value(
         await asyncio.wait_for(task, timeout=15)
         server.close()
         await server.wait_closed()
+
+
+async def test_a_new_leader_reports_no_ingest_lag_it_saw_while_standing_by(
+    worker_config: Settings, layer: RedisPubSubChannelLayer, aredis: aioredis.Redis
+) -> None:
+    # given a leader and a standby that both ingested a tick stamped an hour ago
+    leader = Worker(worker_config, layer=layer, backends=[], worker_id="leader")
+    standby = Worker(worker_config, layer=layer, backends=[], worker_id="standby")
+    stop_leader, stop_standby = asyncio.Event(), asyncio.Event()
+    leading = asyncio.create_task(leader.run(stop_leader))
+    await eventually(leader.leading.is_set, what="leadership")
+    standing_by = asyncio.create_task(standby.run(stop_standby))
+    try:
+        await eventually(lambda: leader.feed_connected, what="leader subscribed")
+        await eventually(lambda: standby.feed_connected, what="standby subscribed")
+        hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+        payload = orjson.dumps({"symbol": "OLD", "last_price": 1.0, "updated_at": hour_ago})
+        await aredis.publish(f"{worker_config.input_prefix}market_data:OLD", payload)
+        await eventually(lambda: standby.state.entity("market_data", "OLD"), what="standby has it")
+        # when the leader stops (releasing the lease) and the standby takes over, no input since
+        stop_leader.set()
+        await asyncio.wait_for(leading, timeout=15)
+        await eventually(standby.leading.is_set, timeout=10, what="standby leads")
+
+        # then the new leader's heartbeat says no timestamped input came: the hour-old lag
+        # was the old leader's to report, not the new one's first beat
+        async def standbys_beat() -> Any:
+            raw = await aredis.get(standby.names.heartbeat)
+            beat = orjson.loads(raw) if raw else None
+            return beat if beat and beat["worker"] == "standby" else None
+
+        beat = await eventually(standbys_beat, timeout=5, what="the new leader's heartbeat")
+        assert beat["ingest_lag_s"] is None
+    finally:
+        stop_leader.set()
+        stop_standby.set()
+        await asyncio.gather(leading, standing_by)
