@@ -141,7 +141,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self.continuity = Continuity(0)
         self.sent_seq = 0
         self.max_bytes = config.ws_max_message_bytes
-        self.replay_limit = config.ws_send_buffer_messages
         self.state = self.state.to(ConnectionState.OPEN)
         if query.resume_error is not None:
             self._refuse(query.resume_error.code, query.resume_error.message)
@@ -340,9 +339,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
     def _resume(self, request: ResumeRequest) -> None:
         """`?since=&epoch=` (contract 4.1): the missed updates if this process holds them, else
         a snapshot saying why not."""
-        answer = self.hub.resume(
-            self.cadence, request.since, request.epoch, max_entries=self.replay_limit
-        )
+        answer = self.hub.resume(self.cadence, request.since, request.epoch)
         if isinstance(answer, Refused):
             self._send_snapshot(refused=answer.reason.value)
             return

@@ -181,11 +181,9 @@ class Hub:
             ),
         )
 
-    def resume(
-        self, cadence: str, since: int, epoch: str, *, max_entries: int
-    ) -> Recovered | Refused:
-        """What a client of `cadence` at `since` of `epoch` can be given (contract 4.1); a
-        replay of more than `max_entries` updates (the client's send buffer) is too old.
+    def resume(self, cadence: str, since: int, epoch: str) -> Recovered | Refused:
+        """What a client of `cadence` at `since` of `epoch` can be given (contract 4.1): the
+        missed updates as one, or why not.
 
         Synchronous, like the delivery of updates: a consumer that registers right after it,
         with no await in between, misses no update and gets none twice.
@@ -196,7 +194,6 @@ class Hub:
             epoch,
             mirror=self.mirror,
             reloading=self.reloading,
-            max_entries=max_entries,
             now=asyncio.get_running_loop().time(),
         )
 

@@ -8,7 +8,9 @@ resume any client): the worker's pre-encoded frames, replayed as they are to ful
 The ring holds a chain: each entry's `base_seq` is at or below the previous entry's `seq`. Hence
 for every `S` in `[floor, head]` the entries with `seq > S` applied in order to the state at `S`
 give the state at `head` exactly (design principle 4: an update applies to any state at
-`base_seq <= S < seq`). An update that does not continue the chain (the hub missed one; a new
+`base_seq <= S < seq`). A replay of several entries is sent as one (`merged`: the changes
+composed, contract 4.1 "or fewer, merged"), so its size is bounded by what changed, not by how
+long the client was away. An update that does not continue the chain (the hub missed one; a new
 epoch) starts the ring over at that update. The ring forgets entries older than `span_s`, and
 past `max_entries` or `max_bytes`, oldest first, so its memory is bounded whatever the rate.
 
@@ -18,11 +20,15 @@ Free of Django and I/O: the property tests in tests/unit/test_resume.py drive it
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from realtime.protocol import size_of
+import msgpack
+
+from realtime.protocol import Format, encode, size_of, update_frame
+from shared.core.changes import compose_changes
 
 
 class Reason(StrEnum):
@@ -155,3 +161,25 @@ class ResumeRing:
         self.head = floor
         self._floor = floor
         self._below_floor = below_floor
+
+
+def merged(entries: Sequence[Entry], epoch: str) -> Entry:
+    """One entry that does what `entries` (a chain, oldest first) do applied in order.
+
+    Its `base_seq` is the first's and its `seq` the last's, so it applies to every state the
+    first applies to and leaves the state the last leaves (each entry's changes composed in
+    order, `compose_changes`); its timestamp is the last's. Encoded here once in each format.
+    """
+    if len(entries) == 1:
+        return entries[0]
+    frames: list[dict[str, Any]] = [msgpack.unpackb(entry.msgpack) for entry in entries]
+    changes = frames[0]["changes"]
+    for frame in frames[1:]:
+        changes = compose_changes(changes, frame["changes"])
+    first, last = entries[0], entries[-1]
+    frame = update_frame(last.seq, first.base_seq, epoch, frames[-1]["timestamp"], changes)
+    as_json = encode(frame, Format.JSON)
+    as_msgpack = encode(frame, Format.MSGPACK)
+    assert isinstance(as_json, str)
+    assert isinstance(as_msgpack, bytes)
+    return Entry(first.base_seq, last.seq, as_json, as_msgpack, last.at)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from realtime import metrics
 from realtime.mirror import ProcessMirror
-from realtime.resume import Entry, Reason, Recovered, Refused, ResumeRing
+from realtime.resume import Entry, Reason, Recovered, Refused, ResumeRing, merged
 from shared.cadences import CADENCES
 from shared.config import Settings
 from shared.events import StateUpdate
+
+MERGED_KEPT = 256  # merged replays kept; each is one update's size at most a snapshot's
 
 
 class ResumeRings:
@@ -29,6 +31,10 @@ class ResumeRings:
             )
             for cadence in CADENCES
         }
+        # Replays merged into one entry, by (cadence, epoch, since, head): the clients of a
+        # storm were current when their process went, so they resume from a few seqs only,
+        # and each merge is made (decoded, composed, encoded) once for all of them.
+        self._merged: dict[tuple[str, str, int, int], Entry] = {}
 
     def reset(self, epoch: str, seq: int) -> None:
         """Every ring starts at `seq` of `epoch` (what the process knows starts here)."""
@@ -60,11 +66,11 @@ class ResumeRings:
         *,
         mirror: ProcessMirror,
         reloading: bool,
-        max_entries: int,
         now: float,
     ) -> Recovered | Refused:
-        """What a client of `cadence` at `since` of `epoch` can be given; a replay of more than
-        `max_entries` updates (the client's send buffer) is too old. Counted by result."""
+        """What a client of `cadence` at `since` of `epoch` can be given: a replay of several
+        updates is one update, merged (so it never overflows a send buffer, however long the
+        client was away). Counted by result."""
         ring = self.rings[cadence]
         if reloading:
             # The process itself missed updates and does not know yet where the state is (or
@@ -76,9 +82,17 @@ class ResumeRings:
         # client between the two is exact, and this cadence's next update applies to it.
         current = mirror.seq if mirror.epoch == ring.epoch else None
         answer = ring.resume(since, epoch, now=now, current_seq=current)
-        if isinstance(answer, Recovered) and len(answer.entries) > max_entries:
-            # The replay would overflow the send buffer into a snapshot anyway.
-            answer = Refused(Reason.TOO_OLD)
+        if isinstance(answer, Recovered) and len(answer.entries) > 1:
+            answer = answer._replace(entries=(self._merge(cadence, answer),))
         result = answer.reason.value if isinstance(answer, Refused) else "recovered"
         metrics.RESUMES.labels(cadence, result).inc()
         return answer
+
+    def _merge(self, cadence: str, answer: Recovered) -> Entry:
+        key = (cadence, answer.epoch, answer.since, answer.seq)
+        entry = self._merged.get(key)
+        if entry is None:
+            if len(self._merged) >= MERGED_KEPT:
+                self._merged.clear()  # older heads: nobody resumes to them any more
+            entry = self._merged[key] = merged(answer.entries, answer.epoch)
+        return entry

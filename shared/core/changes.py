@@ -57,6 +57,47 @@ def _assign(container: dict[str, Any], key: str, value: Any) -> None:
         container[key] = value
 
 
+def compose_changes(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """One set of changes equal to applying `first`, then `second`.
+
+    Each path of `second` replaces the same path and every path below it, wherever they are
+    (the later value overwrites them: a path below it only ever changed what it replaces), and
+    goes last; what is kept of `first` applies before it as it did. So for every state the two
+    apply to in order, `apply_changes(s, compose_changes(a, b))` equals
+    `apply_changes(apply_changes(s, a), b)` (property-tested in tests/unit/test_core_compose.py).
+    The values are the inputs' own objects, not copies.
+    """
+    result = dict(first)
+    below = _descendant_counts(result)  # prefix -> how many paths of `result` lie below it
+    for path, value in second.items():
+        stale = [path] if path in result else []
+        if below.get(path):
+            prefix = path + "."
+            stale += [key for key in result if key.startswith(prefix)]
+        for key in stale:
+            del result[key]
+            _count_prefixes(below, key, -1)
+        result[path] = value  # last: after every path it may need, as in `second`
+        _count_prefixes(below, path, 1)
+    return result
+
+
+def _descendant_counts(changes: Mapping[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for path in changes:
+        _count_prefixes(counts, path, 1)
+    return counts
+
+
+def _count_prefixes(counts: dict[str, int], path: str, delta: int) -> None:
+    """Add `delta` to the count of every proper prefix of `path` (`a` and `a.b` of `a.b.c`)."""
+    end = path.find(".")
+    while end >= 0:
+        prefix = path[:end]
+        counts[prefix] = counts.get(prefix, 0) + delta
+        end = path.find(".", end + 1)
+
+
 def snapshot_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """The changes that bring snapshot `old` to snapshot `new` under `apply_changes`' rules.
 

@@ -5,8 +5,11 @@ while the mirror reloads."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 
+import msgpack
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -17,6 +20,7 @@ from aggregation.shared_snapshot import SharedSnapshot, new_epoch
 from realtime.hub import Hub
 from realtime.resume import Reason, Recovered, Refused
 from shared.channel_layer import ChannelLayer
+from shared.core.changes import apply_changes
 from shared.core.records import Accepted, Channel, validate_record
 from shared.core.state import TradingState
 from shared.keys import RedisNames
@@ -31,7 +35,7 @@ def md(symbol: str, price: float) -> Accepted:
 
 
 def resume(hub: Hub, cadence: str, since: int, epoch: str) -> Recovered | Refused:
-    return hub.resume(cadence, since, epoch, max_entries=100)
+    return hub.resume(cadence, since, epoch)
 
 
 class Leader:
@@ -84,10 +88,12 @@ async def test_rings_start_at_the_mirror_and_follow_each_cadence(
     hub.state_update(await leader.tick("web", md("ETHUSDT", 2.0)))  # type: ignore[arg-type]
     web_head = leader.state.seq
     hub.state_update(await leader.tick("tui", md("BTCUSDT", 3.0)))  # type: ignore[arg-type]
-    # then a web client at S gets both web updates, one at the tui seq nothing (it is exact)
+    # then a web client at S gets both web updates (as one), one at the tui seq nothing (it
+    # is exact)
     answer = resume(hub, "web", start, epoch)
     assert isinstance(answer, Recovered)
-    assert (answer.seq, len(answer.entries)) == (web_head, 2)
+    assert (answer.seq, len(answer.entries)) == (web_head, 1)
+    assert (answer.entries[0].base_seq, answer.entries[0].seq) == (start, web_head)
     assert resume(hub, "web", hub.mirror.seq, epoch) == Recovered(
         hub.mirror.seq, hub.mirror.seq, epoch, ()
     )
@@ -123,14 +129,30 @@ async def test_a_new_lineage_heard_through_the_other_cadence_refuses_the_old_one
     await asyncio.sleep(0)
 
 
-async def test_a_replay_longer_than_the_send_buffer_is_too_old(
+async def test_a_replay_of_many_updates_is_one_merged_update_made_once(
     hub_and_leader: tuple[Hub, Leader],
 ) -> None:
-    # given three web updates since a client's seq
+    # given more web updates since a client's seq than its send buffer holds
     hub, leader = hub_and_leader
     start, epoch = hub.mirror.seq, hub.mirror.epoch
-    for price in (2.0, 3.0, 4.0):
-        hub.state_update(await leader.tick("web", md("BTCUSDT", price)))  # type: ignore[arg-type]
-    # then a send buffer of three takes them, one of two gets a snapshot instead
-    assert isinstance(hub.resume("web", start, epoch, max_entries=3), Recovered)
-    assert hub.resume("web", start, epoch, max_entries=2) == Refused(Reason.TOO_OLD)
+    before = leader.state.snapshot()
+    symbols = ("BTCUSDT", "ETHUSDT")
+    updates = settings.CONFIG.ws_send_buffer_messages + 5
+    for i in range(updates):
+        event = await leader.tick("web", md(symbols[i % 2], 10.0 + i))
+        hub.state_update(event)  # type: ignore[arg-type]
+    # when the client resumes
+    answer = resume(hub, "web", start, epoch)
+    # then it gets them all as one update, from its seq to the head, exact in both formats
+    assert isinstance(answer, Recovered)
+    assert (answer.since, answer.seq) == (start, leader.state.seq)
+    (entry,) = answer.entries
+    for frame in (orjson.loads(entry.json), msgpack.unpackb(entry.msgpack)):
+        assert frame["type"] == "update"
+        assert frame["base_seq"] <= start < frame["seq"] == leader.state.seq
+        assert frame["epoch"] == epoch
+        assert apply_changes(copy.deepcopy(before), frame["changes"]) == leader.state.snapshot()
+    # and a second client at the same seq gets the same merge, not a new one
+    again = resume(hub, "web", start, epoch)
+    assert isinstance(again, Recovered)
+    assert again.entries[0] is entry

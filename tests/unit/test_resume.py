@@ -8,7 +8,8 @@ lineage, time passing, a hub that starts late — and every `since`:
     chain of received updates from `since` exists (or `since` is at or past the head);
 (c) whatever the bounds, the ring never holds more than them;
 (d) a narrowed client's replay — each entry filtered to its subscription, the empty ones
-    skipped, each frame's base_seq the seq of its previous frame — is exact for it too.
+    skipped, each frame's base_seq the seq of its previous frame — is exact for it too;
+(e) the replay merged into one update (`merged`, what the hub sends) is exact as (a) and (d).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from aggregation.broadcast import update_event
 from realtime.protocol import CHANNEL_NAMES, filter_changes, filter_snapshot
-from realtime.resume import Entry, Reason, Recovered, Refused, ResumeRing
+from realtime.resume import Entry, Reason, Recovered, Refused, ResumeRing, merged
 from shared.core.changes import apply_changes
 from shared.core.records import Accepted
 from shared.core.state import TradingState
@@ -162,6 +163,13 @@ def _check_exact(model: Model, since: int, answer: Recovered) -> None:
         assert replayed == model.states[(model.epoch, answer.seq)]
 
 
+def _merged(answer: Recovered) -> Recovered:
+    """The answer as the hub gives it: its replay as one update."""
+    if not answer.entries:
+        return answer
+    return answer._replace(entries=(merged(answer.entries, answer.epoch),))
+
+
 def _candidates(model: Model) -> range:
     return range(max(0, model.start_seq - 3), model.state.seq + 3)
 
@@ -186,6 +194,7 @@ def test_a_resume_is_granted_exactly_when_it_is_exact(
         if isinstance(answer, Recovered):
             assert (model.epoch, since) in model.states  # a seq of this lineage
             _check_exact(model, since, answer)
+            _check_exact(model, since, _merged(answer))
         assert isinstance(answer, Recovered) == possible, (since, answer, model.received)
         if not model.started:
             assert answer == Refused(Reason.UNKNOWN)
@@ -219,6 +228,7 @@ def test_a_bounded_ring_stays_within_bounds_and_exact(
         answer = model.resume(since, model.epoch)
         if isinstance(answer, Recovered):
             _check_exact(model, since, answer)
+            _check_exact(model, since, _merged(answer))
         elif model.started and _exact_chain_exists(model, since):
             assert answer == Refused(Reason.TOO_OLD)  # the chain existed; the ring forgot it
     assert all(model.now - entry.at <= span_s for entry in ring.entries)
@@ -300,16 +310,51 @@ def test_a_narrowed_replay_is_exact_from_the_clients_own_frames(
         answer = model.resume(since, model.epoch)
         if not isinstance(answer, Recovered):
             continue
-        # when its replay is filtered as the consumer does
+        for replay in (answer, _merged(answer)):  # entry by entry, and as the hub sends it
+            # when its replay is filtered as the consumer does
+            view = copy.deepcopy(filter_snapshot(model.states[(model.epoch, since)], subscription))
+            sent = since
+            for entry in replay.entries:
+                narrowed = filter_changes(msgpack.unpackb(entry.msgpack)["changes"], subscription)
+                if not narrowed:
+                    continue
+                # then each frame, with base_seq its previous frame's seq, moves it forward
+                assert sent < entry.seq
+                apply_changes(view, narrowed)
+                sent = entry.seq
+            # and it ends exactly at the view of the state at the answer's seq
+            assert view == filter_snapshot(model.states[(model.epoch, answer.seq)], subscription)
+
+
+# Histories that replay several updates: the hub starts first, then blocks of records each
+# ended by a take (or a lost web update, which restarts the ring).
+replaying = st.lists(
+    st.tuples(
+        st.lists(accepted_records, min_size=1, max_size=4),
+        st.sampled_from([("take", "web"), ("take", "web"), ("take", "tui"), ("lose", "web")]),
+    ),
+    min_size=2,
+    max_size=12,
+).map(lambda blocks: [("start", ""), *(op for records, last in blocks for op in (*records, last))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(replaying, subscriptions)
+def test_a_merged_replay_is_exact_for_full_and_narrowed_clients(
+    ops: list[Accepted | tuple[str, str]], subscription: dict[str, frozenset[str] | None]
+) -> None:
+    # given histories whose resumes replay several updates
+    model = _history(ops, ResumeRing(span_s=1e9, max_entries=10**9, max_bytes=10**12))
+    for since in _candidates(model):
+        answer = model.resume(since, model.epoch)
+        if not isinstance(answer, Recovered) or not answer.entries:
+            continue
+        # when the replay is merged into one update, as the hub sends it
+        one = _merged(answer)
+        (entry,) = one.entries
+        # then a full client applies it exactly (its base_seq at or below since), in both formats
+        _check_exact(model, since, one)
+        # and so does a narrowed one, from its view at since
         view = copy.deepcopy(filter_snapshot(model.states[(model.epoch, since)], subscription))
-        sent = since
-        for entry in answer.entries:
-            narrowed = filter_changes(msgpack.unpackb(entry.msgpack)["changes"], subscription)
-            if not narrowed:
-                continue
-            # then each frame, with base_seq its previous frame's seq, moves it forward
-            assert sent < entry.seq
-            apply_changes(view, narrowed)
-            sent = entry.seq
-        # and it ends exactly at the view of the state at the answer's seq
+        apply_changes(view, filter_changes(msgpack.unpackb(entry.msgpack)["changes"], subscription))
         assert view == filter_snapshot(model.states[(model.epoch, answer.seq)], subscription)
