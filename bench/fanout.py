@@ -142,6 +142,7 @@ def client_process(url: str, count: int, run_id: str, ready: Any, go: Any, out: 
 
 
 REFERENCE_CADENCE_S = 0.25  # the web cadence
+UVICORN_BACKLOG = 2048  # uvicorn's default --backlog
 
 
 async def reference_server(port: int, redis_url: str, input_prefix: str) -> None:
@@ -197,7 +198,11 @@ async def reference_server(port: int, redis_url: str, input_prefix: str) -> None
             pending.clear()
             broadcast(clients, payload)
 
-    async with serve(handler, "127.0.0.1", port, compression=None, ping_interval=30):
+    # The listen backlog of uvicorn's default (asyncio's is 100): a storm of connections
+    # otherwise overflows the accept queue, and every dropped SYN waits 1 s, 3 s, 7 s ...
+    async with serve(
+        handler, "127.0.0.1", port, compression=None, ping_interval=30, backlog=UVICORN_BACKLOG
+    ):
         await asyncio.gather(read(), tick())
 
 

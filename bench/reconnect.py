@@ -1,7 +1,10 @@
 """Reconnect storm: N clients on web process A, A gets SIGTERM, all reconnect to web process B.
 
 Starts a worker and two web processes (A and B, uvicorn unless `--server daphne`) on their own
-Redis prefix, publishes 20 symbols at `--rate` ticks/s throughout, connects `--clients`
+Redis prefix (with `--server reference`, two bare asyncio `websockets` servers instead: the
+reference server of bench/fanout.py, which sends a snapshot on connect and one merged frame per
+250 ms, and knows no resume; a SIGTERM kills it, so the kernel closes its sockets at once),
+publishes 20 symbols at `--rate` ticks/s throughout, connects `--clients`
 `type=web&format=json` clients to A from a separate load-generator process, then sends A SIGTERM.
 Every client reconnects to B the moment A closes it — at full speed, no backoff (the
 `reconnect_after_ms` of a `shutdown` frame is not waited for) — and is *current* once B's first
@@ -41,7 +44,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.admission import percentile  # noqa: E402
-from bench.fanout import SYMBOLS, _port_open, database_env, proc_stat, raise_fd_limit  # noqa: E402
+from bench.fanout import (  # noqa: E402
+    SYMBOLS,
+    _port_open,
+    database_env,
+    proc_stat,
+    raise_fd_limit,
+    reference_process,
+)
 from support.processes import (  # noqa: E402
     UNLIMITED_CLIENTS_ENV,
     ManagedProcess,
@@ -267,13 +277,33 @@ def seed_state(client: redis.Redis, prefix: str, symbols: int, port: int, token:
     wait_until(held, timeout=60, what="the seeded state")
 
 
+def seed_reference(client: redis.Redis, prefix: str, symbols: int, ports: tuple[int, int]) -> None:
+    """The same quiet symbols for the reference servers; return once both snapshots hold them."""
+    from websockets.sync.client import connect as ws_connect
+
+    def held() -> bool:
+        pipe = client.pipeline(transaction=False)
+        for i in range(symbols):  # again each time: the servers may subscribe after the first
+            record = {"symbol": f"Q{i:05d}USDT", "last_price": 1.0 + i, "sent_ns": time.time_ns()}
+            pipe.publish(f"{prefix}market_data:Q{i:05d}USDT", orjson.dumps(record))
+        pipe.execute()
+        for port in ports:
+            with ws_connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
+                snapshot = orjson.loads(ws.recv(timeout=10))
+            if len(snapshot["data"]) < symbols:
+                return False
+        return True
+
+    wait_until(held, timeout=60, what="the seeded reference state")
+
+
 def main() -> None:
     """One storm; the figures, then the JSON object as the last line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=5000)
     parser.add_argument("--rate", type=int, default=200, help="ticks per second throughout")
     parser.add_argument("--resume", action="store_true", help="reconnect with since/epoch")
-    parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
+    parser.add_argument("--server", choices=("uvicorn", "daphne", "reference"), default="uvicorn")
     parser.add_argument(
         "--state-symbols",
         type=int,
@@ -303,9 +333,26 @@ def main() -> None:
     # One deployment: B shares A's prefix and input channels (isolated_env would pick new
     # backend ports, which nothing serves either way).
     env_b = {**env_a, "DASHBOARD_PORT": str(port_b)}
-    worker = ManagedProcess(["run_aggregator"], env=env_a, log_path=logs / "worker.log")
-    web_a = ManagedProcess(["serve"], env=env_a, log_path=logs / "web_a.log")
-    web_b = ManagedProcess(["serve"], env=env_b, log_path=logs / "web_b.log")
+    ctx = multiprocessing.get_context("spawn")
+    reference = args.server == "reference"
+    servers: list[Any] = []  # what to stop: ManagedProcess or multiprocessing.Process
+    if reference:
+        ref_a, ref_b = (
+            ctx.Process(target=reference_process, args=(port, url, f"{prefix}:"))
+            for port in (port_a, port_b)
+        )
+        ref_a.start()
+        ref_b.start()
+        servers = [ref_a, ref_b]
+        pid_a, pid_b = ref_a.pid, ref_b.pid
+    else:
+        worker = ManagedProcess(["run_aggregator"], env=env_a, log_path=logs / "worker.log")
+        web_a = ManagedProcess(["serve"], env=env_a, log_path=logs / "web_a.log")
+        web_b = ManagedProcess(["serve"], env=env_b, log_path=logs / "web_b.log")
+        servers = [web_a, web_b, worker]
+        pid_a, pid_b = web_a.pid, web_b.pid
+    assert pid_a is not None
+    assert pid_b is not None
     client = redis.Redis.from_url(url)
     stop = threading.Event()
     publisher = threading.Thread(target=keep_publishing, args=(url, f"{prefix}:", args.rate, stop))
@@ -316,12 +363,14 @@ def main() -> None:
         f"cores={os.cpu_count()} load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     try:
-        wait_until(lambda: client.get(f"{prefix}:worker:leader"), timeout=60, what="worker")
+        if not reference:
+            wait_until(lambda: client.get(f"{prefix}:worker:leader"), timeout=60, what="worker")
         wait_until(lambda: _port_open(port_a) and _port_open(port_b), timeout=60, what="web")
-        if args.state_symbols:
+        if args.state_symbols and reference:
+            seed_reference(client, f"{prefix}:", args.state_symbols, (port_a, port_b))
+        elif args.state_symbols:
             seed_state(client, f"{prefix}:", args.state_symbols, port_a, token)
         publisher.start()
-        ctx = multiprocessing.get_context("spawn")
         ready, out = ctx.Event(), ctx.Queue()
         killed_at = ctx.Value("d", 0.0)
         loader_args = {
@@ -334,27 +383,33 @@ def main() -> None:
         loader = ctx.Process(target=client_process, args=(loader_args, ready, killed_at, out))
         connect_started = time.perf_counter()
         loader.start()
-        if not ready.wait(timeout=600):
-            raise RuntimeError("clients did not connect to A")
+        # Polled, so that a load generator that died (a handshake without a 101 within 60 s)
+        # ends the run at once rather than after the whole timeout.
+        wait_until(
+            lambda: ready.is_set() or not loader.is_alive(), timeout=600, what="clients on A"
+        )
+        if not ready.is_set():
+            raise RuntimeError(f"the load generator exited ({loader.exitcode}) first")
         connect_s = time.perf_counter() - connect_started
         time.sleep(2.0)  # a few updates on A first, so that the clients hold a seq to resume from
-        cpu_b0, _ = proc_stat(web_b.pid)
-        wchar_b0 = wchar(web_b.pid)
+        cpu_b0, _ = proc_stat(pid_b)
+        wchar_b0 = wchar(pid_b)
         overflows0 = listen_overflows()
         killed_at.value = time.time()
-        web_a.process.send_signal(signal.SIGTERM)
+        os.kill(pid_a, signal.SIGTERM)
         result = out.get(timeout=STORM_TIMEOUT_S + 60)
-        cpu_b1, rss_b = proc_stat(web_b.pid)
-        wchar_b1 = wchar(web_b.pid)
+        cpu_b1, rss_b = proc_stat(pid_b)
+        wchar_b1 = wchar(pid_b)
         overflows = listen_overflows() - overflows0
         loader.join(timeout=60)
     finally:
         stop.set()
         if publisher.is_alive():
             publisher.join(timeout=10)
-        web_a.terminate()
-        web_b.terminate()
-        worker.terminate()
+        for server in servers:
+            server.terminate()
+            if isinstance(server, multiprocessing.process.BaseProcess):
+                server.join(timeout=15)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
