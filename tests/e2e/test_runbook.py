@@ -73,3 +73,5 @@ async def test_connect_and_close_events_per_client(stack: Stack) -> None:
     assert closed["code"] == 1000
     assert 0 <= closed["duration_s"] < 30
     assert "token" not in json.dumps([opened, closed])
+    # and the server's own line per handshake is not logged besides: `ws.connect` says it
+    assert "[accepted]" not in web.output()

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from shared.logconfig import RedactSecrets, redact
+from shared.logconfig import DropHandshakeLines, RedactSecrets, redact
 
 KEY = "dsk_Zm9vYmFyYmF6cXV4LXF1dXgtY29ycmVjdC1ob3JzZQ"
 
@@ -48,3 +48,14 @@ def test_a_key_in_a_stack_trace_is_redacted_too() -> None:
     )
     RedactSecrets().filter(record)
     assert "dsk_abc" not in str(record.stack_info)
+
+
+def test_uvicorns_handshake_line_is_dropped_and_its_other_lines_kept() -> None:
+    def record(level: int, msg: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", level, "x", 1, msg, ("1.2.3.4", "/ws"), None)
+
+    drop = DropHandshakeLines()
+    assert drop.filter(record(logging.INFO, '%s - "WebSocket %s" [accepted]')) is False
+    assert drop.filter(record(logging.INFO, '%s - "WebSocket %s" 403')) is True
+    assert drop.filter(record(logging.INFO, "Application startup complete.")) is True
+    assert drop.filter(record(logging.WARNING, '%s - "WebSocket %s" [accepted]')) is True
