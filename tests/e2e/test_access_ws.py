@@ -394,12 +394,13 @@ async def test_an_oversized_message_closes_1009(guarded: Stack, address: str) ->
 
 
 def test_keys_never_reach_the_web_process_log(guarded: Stack) -> None:
-    # every test above connected with keys in the query string, which servers log
+    # every test above connected with keys in the query string
     (web,) = [p for p in guarded.processes if p.args == ["serve"]]
     output = web.output()
-    assert "WebSocket /ws?" in output  # the handshakes were logged ...
+    assert '"ws.connect"' in output  # the handshakes were logged ...
     assert guarded.token not in output  # ... without their keys
-    assert "token=[redacted]" in output
+    # (uvicorn's own handshake line, which carried the query string redacted, is not logged:
+    # tests/e2e/test_runbook.py; the redaction of such lines: tests/unit/test_log_redaction.py)
 
 
 async def test_a_token_that_cannot_be_checked_closes_1013_not_4401(fresh_stack: Stack) -> None:
