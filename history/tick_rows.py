@@ -12,7 +12,6 @@ and goes the JSONB way.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
@@ -22,17 +21,21 @@ from history.models import UPDATED_FORMATS, MarketTick
 
 # The typed fields of the tick table, in the staging table's column order.
 TICK_FIELDS: Final = tuple(field.column for field in MarketTick.typed_fields())
-# The spellings of updated_at that UPDATED_FORMATS rebuild, by their fraction's length: RFC 3339
-# in UTC with Z and 6, 3 or no fraction digits (ASCII digits; `fromisoformat` checks the values).
-_UPDATED_RE: Final = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z"
-)
-# Characters after the seconds (fraction and Z) -> the index into UPDATED_FORMATS.
-_FORMAT_BY_FRACTION: Final = {
-    len(".123456Z"): UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    len(".123Z"): UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    len("Z"): UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+# The spellings of updated_at that UPDATED_FORMATS rebuild: RFC 3339 in UTC with Z and 6, 3 or
+# no fraction digits. By length: (the index into UPDATED_FORMATS, the characters at 4, 7, 10,
+# 13, 16 and 19); `fromisoformat` then checks the rest (ASCII digits there, and the values).
+_SHAPE_BY_LENGTH: Final = {
+    len("2026-01-31T12:00:00.123456Z"): (
+        UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        "--T::.",
+    ),
+    len("2026-01-31T12:00:00.123Z"): (
+        UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+        "--T::.",
+    ),
+    len("2026-01-31T12:00:00Z"): (UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS"Z"'), "--T::Z"),
 }
+_FLOAT_OR_NONE: Final = frozenset({float, type(None)})
 _INT4: Final = 2**31
 _BIGINT_MIN: Final = -(2**63)
 _BIGINT_MAX: Final = 2**63 - 1
@@ -86,20 +89,39 @@ def tick_values(record: dict[str, Any], received_at: datetime) -> tuple[str, Tic
             return None
         time, received_us, received_whole, code = received_at, None, None, None
     else:
-        if type(updated) is not str or _UPDATED_RE.fullmatch(updated) is None:
+        if type(updated) is not str:
             return None
-        code = _FORMAT_BY_FRACTION.get(len(updated) - len("2026-01-31T12:00:00"))
-        if code is None:
+        shape = _SHAPE_BY_LENGTH.get(len(updated))
+        if shape is None or updated[4:20:3] != shape[1] or updated[-1] != "Z":
             return None
         try:
             time = datetime.fromisoformat(updated)
         except ValueError:  # 24:00:00, 23:59:60, day 31 of a 30-day month, year 0
             return None
+        code = shape[0]
         delta = (received_at - time) // _US
         if -_INT4 < delta < _INT4:
             received_us, received_whole = delta, None
         else:
             received_us, received_whole = None, received_at
+    prices = tuple(map(record.get, TICK_FIELDS))
+    # The common tick, checked in C loops: only typed fields, each price a nonzero float the
+    # float column gives back exactly, or absent (not null: the count of keys says so).
+    if (
+        _FLOAT_OR_NONE.issuperset(map(type, prices))
+        and 0.0 not in prices
+        and max(map(abs, filter(None, prices)), default=0.0) < _EXPONENT_FROM
+        and record.keys() <= _TYPED_KEYS
+        and len(record) == (1 if updated is None else 2) + len(TICK_FIELDS) - prices.count(None)
+    ):
+        return symbol, (time, received_us, received_whole, code, *prices, None)
+    return _tick_values_kept(record, symbol, (time, received_us, received_whole, code))
+
+
+def _tick_values_kept(
+    record: dict[str, Any], symbol: str, head: tuple[Any, ...]
+) -> tuple[str, TickValues] | None:
+    """`tick_values` for the other ticks: field by field, with what `extra` must keep."""
     prices: list[float | None] = []
     kept: list[str] = []  # typed fields `extra` keeps as written
     for name in TICK_FIELDS:
@@ -120,7 +142,7 @@ def tick_values(record: dict[str, Any], received_at: datetime) -> tuple[str, Tic
     extra = None
     if kept or not record.keys() <= _TYPED_KEYS:  # fields the contract does not name
         extra = {k: v for k, v in record.items() if k not in _TYPED_KEYS or k in kept} or None
-    return symbol, (time, received_us, received_whole, code, *prices, extra)
+    return symbol, (*head, *prices, extra)
 
 
 def utc_day(moment: datetime) -> date:

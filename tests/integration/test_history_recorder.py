@@ -556,3 +556,49 @@ def test_two_writers_of_the_same_rows_at_once_insert_them_once(options: Recorder
     # then the rows are stored once: the second writer waited, then found them
     assert result == {"market_data": 0}
     assert MarketTick.objects.count() == 51
+
+
+class Crash(Exception):
+    """The recorder process dying at a chosen point (nothing after it runs)."""
+
+
+def test_a_crash_between_overlapped_batches_loses_and_duplicates_nothing(
+    recorder: Recorder, options: RecorderOptions, redis_url: str, stream: str,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    # given three batches in the stream, and a recorder that dies on acknowledging its second
+    # batch: committed, not acked, while it holds the third, read and split meanwhile
+    rows = ticks(300)
+    append(redis_url, stream, rows)
+    acks: list[int] = []
+    ack = recorder.group.ack
+
+    def ack_then_die(ids: list[bytes]) -> None:
+        acks.append(len(ids))
+        if len(acks) == 2:
+            raise Crash
+        ack(ids)
+
+    recorder.group.ack = ack_then_die  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        recorder.step(threading.Event())
+    recorder.close()
+    assert acks == [100, 100]
+    assert MarketTick.objects.count() == 200  # batches 1 and 2 committed
+    # the overlap: batch 3 had been read while batch 2 was written, so both are pending
+    assert redis_client.xpending(stream, GROUP)["pending"] == 200
+    # when another recorder takes over what the dead one left pending
+    heir = Recorder(options, consumer="heir")
+    try:
+        wait_until(lambda: idle_ms(redis_client, stream) >= 200, timeout=5, what="idle entries")
+        record_until(heir, lambda: redis_client.xlen(stream) == 0, "the takeover")
+    finally:
+        heir.close()
+    # then every row is stored once and counted once in the candles, nothing is pending, and
+    # the replayed batch inserted nothing
+    found = stored(MarketTick)
+    assert sorted(r["seq"] for r in found) == [seq for _, seq, _ in rows]
+    assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == 300
+    assert heir.claimed == 200
+    assert heir.written["market_data"] == 100
+    assert redis_client.xpending(stream, GROUP)["pending"] == 0
