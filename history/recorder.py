@@ -1,10 +1,12 @@
 """The recorder: moves the worker's history stream into PostgreSQL, exactly once in effect.
 
 Loop: read a batch with XREADGROUP (or first reclaim entries a dead recorder left pending, with
-XAUTOCLAIM), parse it, write it in one transaction (COPY into a staging table, then INSERT ...
-ON CONFLICT DO NOTHING per table), then XACK, then trim the stream to what is still needed. A
-crash anywhere before the XACK means the entries are delivered again and the replay inserts
-nothing new; a malformed entry is counted, logged and acked, never retried.
+XAUTOCLAIM), parse it, write it in one transaction (COPY into a staging table, then one
+INSERT ... SELECT per table of the rows whose key is not stored), then XACK, then trim the
+stream to what is still needed. Batches overlap: the next batch is read and prepared while the
+writer's thread writes this one (`step`). A crash anywhere before the XACK means the entries
+are delivered again and the replay inserts nothing new; a malformed entry is counted, logged
+and acked, never retried.
 
 While PostgreSQL is unreachable the batch is not acked and is retried with capped backoff; the
 stream keeps absorbing the worker's appends (up to `history_stream_maxlen`) and everything is

@@ -35,7 +35,6 @@ _SHAPE_BY_LENGTH: Final = {
     ),
     len("2026-01-31T12:00:00Z"): (UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS"Z"'), "--T::Z"),
 }
-_FLOAT_OR_NONE: Final = frozenset({float, type(None)})
 _INT4: Final = 2**31
 _BIGINT_MIN: Final = -(2**63)
 _BIGINT_MAX: Final = 2**63 - 1
@@ -104,24 +103,6 @@ def tick_values(record: dict[str, Any], received_at: datetime) -> tuple[str, Tic
             received_us, received_whole = delta, None
         else:
             received_us, received_whole = None, received_at
-    prices = tuple(map(record.get, TICK_FIELDS))
-    # The common tick, checked in C loops: only typed fields, each price a nonzero float the
-    # float column gives back exactly, or absent (not null: the count of keys says so).
-    if (
-        _FLOAT_OR_NONE.issuperset(map(type, prices))
-        and 0.0 not in prices
-        and max(map(abs, filter(None, prices)), default=0.0) < _EXPONENT_FROM
-        and record.keys() <= _TYPED_KEYS
-        and len(record) == (1 if updated is None else 2) + len(TICK_FIELDS) - prices.count(None)
-    ):
-        return symbol, (time, received_us, received_whole, code, *prices, None)
-    return _tick_values_kept(record, symbol, (time, received_us, received_whole, code))
-
-
-def _tick_values_kept(
-    record: dict[str, Any], symbol: str, head: tuple[Any, ...]
-) -> tuple[str, TickValues] | None:
-    """`tick_values` for the other ticks: field by field, with what `extra` must keep."""
     prices: list[float | None] = []
     kept: list[str] = []  # typed fields `extra` keeps as written
     for name in TICK_FIELDS:
@@ -142,7 +123,7 @@ def _tick_values_kept(
     extra = None
     if kept or not record.keys() <= _TYPED_KEYS:  # fields the contract does not name
         extra = {k: v for k, v in record.items() if k not in _TYPED_KEYS or k in kept} or None
-    return symbol, (*head, *prices, extra)
+    return symbol, (time, received_us, received_whole, code, *prices, extra)
 
 
 def utc_day(moment: datetime) -> date:
