@@ -66,6 +66,8 @@ class BatchWriter:
         self.failures = 0
         self._thread: ThreadPoolExecutor | None = None
         self._busy: Future[Written | None] | None = None
+        # Set by `shutdown`: a write retrying after a failure gives up (as on `stop`).
+        self._abandon = threading.Event()
 
     def submit(self, batch: PreparedBatch, stop: threading.Event) -> Future[Written | None]:
         """Start `write(batch, stop)` on the writer's thread; its future gives what it returns.
@@ -111,7 +113,7 @@ class BatchWriter:
                     error=str(exc).strip()[:300],
                     batch=len(rows.rows if isinstance(rows, PreparedBatch) else rows),
                 )
-                if stop.wait(delay):
+                if stop.wait(delay) or self._abandon.is_set():
                     return None
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
@@ -157,7 +159,12 @@ class BatchWriter:
         return self._conn
 
     def shutdown(self) -> None:
-        """Wait for the batch in hand (if any), stop the writer's thread, close the connection."""
+        """Stop the writer's thread and close the connection.
+
+        A batch being written is finished; one that failed and waits to retry gives up (it was
+        never committed: its entries stay pending), so that this never waits for PostgreSQL.
+        """
+        self._abandon.set()
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None

@@ -123,6 +123,8 @@ class Recorder:
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
                 self.report_if_due()
         finally:
+            if not stop.is_set():  # leaving on an error: a write retrying must not hold us
+                self.writer.shutdown()
             self._finish_inflight()
             self.report_if_due(force=True)
             self._leave_group()
@@ -249,7 +251,7 @@ class Recorder:
             log.warning("could not leave the recorder group", extra={"error": str(exc)})
 
     def close(self) -> None:
-        """Close both connections (a batch still in flight is finished first, not acked)."""
+        """Close both connections (a batch being written is finished first, not acked)."""
         self.writer.shutdown()
         self.redis.close()
 

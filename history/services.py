@@ -16,6 +16,9 @@ same key and time). No unique index is needed for it (on a partitioned table one
 include `time`, and would cost a third of the table's size); writes of concurrent recorders are
 serialised by a transaction-level advisory lock instead, so two of them cannot both find a key
 missing. Rows repeated within one batch are inserted once (the first of them: `rows_split`).
+A typed tick later than its symbol's latest stored tick (read under the lock) cannot be stored
+yet, so its key is not looked up (`batch_sql.LATEST_TIMES`): in stream order only late ticks
+and replays are.
 
 Day partitions and retention: `history/partitions.py`.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -28,15 +29,22 @@ from redis.exceptions import RedisError
 
 from aggregation.history_log import HistoryLog
 from history.batch_sql import WRITE_LOCK  # the lock recorders take turns on
+from history.batch_writer import BatchWriter
 from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle, Symbol
 from history.partitions import partitions_list
 from history.recorder import Recorder, RecorderOptions
 from history.selectors import history_list
-from history.services import history_rows_write, history_rows_write_isolating, staging_create
+from history.services import (
+    batch_prepare,
+    history_rows_write,
+    history_rows_write_isolating,
+    staging_create,
+)
 from history.stream_group import GROUP, StreamGroup
 from history.stream_rows import StreamRow, parse_entry
 from shared.keys import RedisNames
 from shared.redis_clients import RedisTarget
+from shared.throttled_log import ThrottledLog
 from support.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -602,3 +610,25 @@ def test_a_crash_between_overlapped_batches_loses_and_duplicates_nothing(
     assert heir.claimed == 200
     assert heir.written["market_data"] == 100
     assert redis_client.xpending(stream, GROUP)["pending"] == 0
+
+
+def test_shutdown_gives_up_a_write_retrying_against_an_unreachable_postgresql() -> None:
+    # given a batch handed to the writer's thread, retrying while PostgreSQL refuses connections
+    writer = BatchWriter(
+        f"postgres://postgres@127.0.0.1:{free_port()}/nowhere",
+        throttled=ThrottledLog(logging.getLogger("test"), interval_s=10),
+    )
+    rows = [StreamRow(1, 0, "market_data", 1, datetime.now(UTC), '{"symbol":"A","last_price":1}')]
+    stop = threading.Event()  # not set until the end (so that a failure cannot hang the run)
+    future = writer.submit(batch_prepare(rows), stop)
+    try:
+        wait_until(lambda: writer.failures >= 2, timeout=10, what="the write retried")
+        # when the writer is shut down (the recorder leaving on an error)
+        stopping = threading.Thread(target=writer.shutdown, daemon=True)
+        stopping.start()
+        stopping.join(timeout=5)
+        # then it returns without waiting for PostgreSQL, and the batch was not written
+        assert not stopping.is_alive()
+        assert future.result(timeout=0) is None
+    finally:
+        stop.set()
