@@ -342,17 +342,21 @@ _TICK_COLUMNS: Final = (
     ("symbol_id", "integer"),
     *TICK_VALUES,
 )
-TICK_COPY_TYPES: Final = [kind for _, kind in _TICK_COLUMNS]
+# After the tick's columns, whether its key must be looked up (`LATEST_TIMES`).
+_TICK_STAGED_COLUMNS: Final = (*_TICK_COLUMNS, ("probe", "boolean"))
+TICK_COPY_TYPES: Final = [kind for _, kind in _TICK_STAGED_COLUMNS]
 CREATE_TICK_STAGING: Final = sql.SQL(
     "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS"
 ).format(
     _TICK_STAGED,
     sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in _TICK_COLUMNS
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+        for name, kind in _TICK_STAGED_COLUMNS
     ),
 )
+CLEAR_TICK_STAGING: Final = sql.SQL("DELETE FROM {}").format(_TICK_STAGED)
 COPY_TICKS: Final = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-    _TICK_STAGED, sql.SQL(", ").join(sql.Identifier(name) for name, _ in _TICK_COLUMNS)
+    _TICK_STAGED, sql.SQL(", ").join(sql.Identifier(name) for name, _ in _TICK_STAGED_COLUMNS)
 )
 # New symbols and writers of the typed rows, from the recorder's sets (%s: a text[], a bigint[]).
 ENSURE_SYMBOLS_OF: Final = sql.SQL(
@@ -373,6 +377,18 @@ SYMBOL_IDS: Final = sql.SQL("SELECT name, id FROM {} WHERE name = ANY(%s::text[]
 WRITER_IDS: Final = sql.SQL("SELECT writer, id FROM {} WHERE writer = ANY(%s::bigint[])").format(
     _WRITERS
 )
+# Each symbol's latest stored tick time from the batch's earliest on (%s: that time, then the
+# symbol ids; NULL: none). A staged tick later than its symbol's cannot be stored yet: its key
+# is not looked up (the key decides the symbol and the time). In stream order, that is all of a
+# batch but ticks that come late, and replays. Read under the write lock, which every tick
+# insert holds, so nothing is inserted between this and the insert.
+LATEST_TIMES: Final = sql.SQL(
+    """SELECT y.id, (
+        SELECT t.time FROM {table} t
+        WHERE t.symbol_id = y.id AND t.time >= %s
+        ORDER BY t.time DESC LIMIT 1
+    ) FROM unnest(%s::integer[]) AS y(id)"""
+).format(table=sql.Identifier(MarketTick._meta.db_table))
 
 
 def _typed_tick_insert() -> sql.Composed:
@@ -381,6 +397,8 @@ def _typed_tick_insert() -> sql.Composed:
     The key look-up is a LATERAL probe of the `(symbol_id, time)` index per row, by
     construction: as `NOT EXISTS`, the planner, seeing a never-analysed staging table of
     thousands of rows, chose a hash anti join over every stored tick (0.9 s a batch at 1M rows).
+    It runs only for a row staged with `probe` (`s.probe` is a one-time filter of the probe:
+    false, no index scan); the others are later than anything stored for their symbol.
     """
     table = sql.Identifier(MarketTick._meta.db_table)
     columns = [name for name, _ in _TICK_COLUMNS]
@@ -390,7 +408,7 @@ def _typed_tick_insert() -> sql.Composed:
         FROM {staged} s
         LEFT JOIN LATERAL (
             SELECT true AS found FROM {table} t
-            WHERE t.symbol_id = s.symbol_id AND t.time = s.time
+            WHERE s.probe AND t.symbol_id = s.symbol_id AND t.time = s.time
               AND t.writer_id = s.writer_id AND t.n = s.n
             LIMIT 1
         ) AS stored ON true

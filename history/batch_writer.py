@@ -5,6 +5,10 @@ timeout and keepalives of its own, the TEMP staging table created once per conne
 the day partitions ahead once an hour, and writes a batch through
 `history/services.py` `history_rows_write_isolating` until it lands or the recorder is told to
 stop. It counts failures; what was written is the recorder's to count (`history/recorder.py`).
+
+`submit` runs that same write on the writer's own thread, one batch at a time, so that the
+caller prepares the next batch (Redis read, parse, the Python split: `services.batch_prepare`)
+while PostgreSQL works on this one. The connection is used by that thread only.
 """
 
 from __future__ import annotations
@@ -13,13 +17,19 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import psycopg
 
 from history import metrics
-from history.services import history_rows_write_isolating, partitions_ahead, staging_create
+from history.services import (
+    PreparedBatch,
+    history_rows_write_isolating,
+    partitions_ahead,
+    staging_create,
+)
 from history.stream_rows import StreamRow
 from shared.throttled_log import ThrottledLog
 
@@ -54,8 +64,33 @@ class BatchWriter:
         self._partitions: set[tuple[str, date]] = set()
         self._next_partitions = 0.0
         self.failures = 0
+        self._thread: ThreadPoolExecutor | None = None
+        self._busy: Future[Written | None] | None = None
+        # Set by `shutdown`: a write retrying after a failure gives up (as on `stop`).
+        self._abandon = threading.Event()
 
-    def write(self, rows: Sequence[StreamRow], stop: threading.Event) -> Written | None:
+    def submit(self, batch: PreparedBatch, stop: threading.Event) -> Future[Written | None]:
+        """Start `write(batch, stop)` on the writer's thread; its future gives what it returns.
+
+        One batch at a time: the previous one must be done (the caller waits for it, and
+        acknowledges its entries, before handing over the next).
+        """
+        if self._busy is not None and not self._busy.done():
+            raise RuntimeError("the previous batch is still being written")
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-write")
+        self._busy = self._thread.submit(self.write, batch, stop)
+        return self._busy
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The PostgreSQL backend of the current connection (None: not connected)."""
+        conn = self._conn
+        return None if conn is None or conn.closed else conn.info.backend_pid
+
+    def write(
+        self, rows: Sequence[StreamRow] | PreparedBatch, stop: threading.Event
+    ) -> Written | None:
         """Write until it succeeds, or until `stop` is set while PostgreSQL fails (None).
 
         Returns the rows inserted per type and the rows PostgreSQL refused, with the error.
@@ -76,9 +111,9 @@ class BatchWriter:
                     "postgres",
                     "cannot write history to PostgreSQL; batch kept, retrying",
                     error=str(exc).strip()[:300],
-                    batch=len(rows),
+                    batch=len(rows.rows if isinstance(rows, PreparedBatch) else rows),
                 )
-                if stop.wait(delay):
+                if stop.wait(delay) or self._abandon.is_set():
                     return None
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
@@ -122,6 +157,19 @@ class BatchWriter:
             self._partitions = set()
             self._next_partitions = 0.0
         return self._conn
+
+    def shutdown(self) -> None:
+        """Stop the writer's thread and close the connection.
+
+        A batch being written is finished; one that failed and waits to retry gives up (it was
+        never committed: its entries stay pending), so that this never waits for PostgreSQL.
+        """
+        self._abandon.set()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+        self._busy = None
+        self.close()
 
     def close(self) -> None:
         """Close the connection (the next write opens another)."""

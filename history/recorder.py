@@ -1,10 +1,12 @@
 """The recorder: moves the worker's history stream into PostgreSQL, exactly once in effect.
 
 Loop: read a batch with XREADGROUP (or first reclaim entries a dead recorder left pending, with
-XAUTOCLAIM), parse it, write it in one transaction (COPY into a staging table, then INSERT ...
-ON CONFLICT DO NOTHING per table), then XACK, then trim the stream to what is still needed. A
-crash anywhere before the XACK means the entries are delivered again and the replay inserts
-nothing new; a malformed entry is counted, logged and acked, never retried.
+XAUTOCLAIM), parse it, write it in one transaction (COPY into a staging table, then one
+INSERT ... SELECT per table of the rows whose key is not stored), then XACK, then trim the
+stream to what is still needed. Batches overlap: the next batch is read and prepared while the
+writer's thread writes this one (`step`). A crash anywhere before the XACK means the entries
+are delivered again and the replay inserts nothing new; a malformed entry is counted, logged
+and acked, never retried.
 
 While PostgreSQL is unreachable the batch is not acked and is retried with capped backoff; the
 stream keeps absorbing the worker's appends (up to `history_stream_maxlen`) and everything is
@@ -20,14 +22,22 @@ import logging
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.exceptions import RedisError
 
 from history import metrics
-from history.batch_writer import BACKOFF_MAX_S, BACKOFF_MIN_S, CONNECT_TIMEOUT_S, BatchWriter
-from history.stream_group import StreamGroup
+from history.batch_writer import (
+    BACKOFF_MAX_S,
+    BACKOFF_MIN_S,
+    CONNECT_TIMEOUT_S,
+    BatchWriter,
+    Written,
+)
+from history.services import PreparedBatch, batch_prepare
+from history.stream_group import Entry, StreamGroup
 from history.stream_rows import Malformed, StreamRow, parse_entry
 from shared import redis_clients
 from shared.config import Settings
@@ -82,6 +92,8 @@ class Recorder:
         self.group = StreamGroup(self.redis, stream=options.stream, consumer=self.consumer)
         self._throttled = ThrottledLog(log, interval_s=_FAILURE_LOG_INTERVAL_S)
         self.writer = BatchWriter(options.dsn, throttled=self._throttled)
+        # The batch the writer's thread is writing, and its entries (acked once it committed).
+        self._inflight: tuple[list[Entry], Future[Written | None]] | None = None
         self._group_ready = False
         self._next_claim = 0.0
         self._next_report = time.monotonic() + _REPORT_INTERVAL_S
@@ -111,21 +123,58 @@ class Recorder:
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
                 self.report_if_due()
         finally:
+            if not stop.is_set():  # leaving on an error: a write retrying must not hold us
+                self.writer.shutdown()
+            self._finish_inflight()
             self.report_if_due(force=True)
             self._leave_group()
             self.close()
             log.info("recorder stopped", extra={"consumer": self.consumer, **self._totals()})
 
     def step(self, stop: threading.Event) -> int:
-        """Record one batch (reclaimed, else newly read); return how many entries it handled."""
+        """Record what the stream holds now, batch after batch; return the entries acknowledged.
+
+        Waits up to `history_read_block_ms` for a first batch, then goes on while more are
+        there at once. Batches overlap: batch k+1 is read, parsed and split in Python while
+        the writer's thread has PostgreSQL write batch k; k+1 is handed over once k is
+        committed and acknowledged. So at most two batches are held, entries are acknowledged
+        only after their batch committed, in order, and a crash anywhere leaves the unacked
+        ones pending (reclaimed and replayed: the replay inserts nothing). Nothing is in
+        flight when it returns.
+        """
         if not self._group_ready:
             self.group.ensure()
             self._group_ready = True
+        handled = 0
+        entries = self._entries(block=self._inflight is None)
+        while entries:
+            batch = self._prepare(entries)  # overlaps the write of the batch in flight
+            done = self._finish()
+            if done is None:
+                return handled  # stopping while PostgreSQL is down: left pending, reclaimed later
+            handled += done
+            if batch is None:  # nothing to write (malformed entries only)
+                self._ack([entry_id for entry_id, _ in entries])
+                handled += len(entries)
+            else:
+                self._inflight = (entries, self.writer.submit(batch, stop))
+            if stop.is_set():
+                break
+            self.report_if_due()
+            entries = self._entries(block=False)
+        done = self._finish()
+        return handled + (done or 0)
+
+    def _entries(self, *, block: bool) -> list[Entry]:
+        """Entries to reclaim if due, else new ones (waiting for them only if `block`)."""
         entries = self._claim_if_due()
         if not entries:
-            entries = self.group.read(count=self.options.batch_size, block_ms=self.options.block_ms)
-        if not entries:
-            return 0
+            block_ms = self.options.block_ms if block else None
+            entries = self.group.read(count=self.options.batch_size, block_ms=block_ms)
+        return entries
+
+    def _prepare(self, entries: list[Entry]) -> PreparedBatch | None:
+        """Parse the entries (malformed ones counted) and split the rows; None: no rows."""
         rows: list[StreamRow] = []
         for entry_id, fields in entries:
             parsed = parse_entry(entry_id, fields)
@@ -133,11 +182,28 @@ class Recorder:
                 self._count_malformed(parsed.entry_id, parsed.reason)
             else:
                 rows.append(parsed)
-        if rows and not self._write(rows, stop):
-            return 0  # stopping while PostgreSQL is down: left pending, reclaimed later
-        self.group.ack([entry_id for entry_id, _ in entries])
-        self.group.trim()
+        return batch_prepare(rows) if rows else None
+
+    def _finish(self) -> int | None:
+        """Wait for the batch in flight; once committed, count, ack and trim it.
+
+        Returns its entries acknowledged (0: none in flight), or None when the writer gave
+        up (stopping while PostgreSQL fails): the entries stay pending.
+        """
+        if self._inflight is None:
+            return 0
+        entries, future = self._inflight
+        self._inflight = None
+        written = future.result()
+        if written is None:
+            return None
+        self._account(written)
+        self._ack([entry_id for entry_id, _ in entries])
         return len(entries)
+
+    def _ack(self, ids: list[bytes]) -> None:
+        self.group.ack(ids)
+        self.group.trim()
 
     def _claim_if_due(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
         now = time.monotonic()
@@ -155,11 +221,8 @@ class Recorder:
 
     # --- PostgreSQL (history/batch_writer.py) -------------------------------------------------
 
-    def _write(self, rows: list[StreamRow], stop: threading.Event) -> bool:
-        """Write until it succeeds (True) or `stop` is set while PostgreSQL fails (False)."""
-        written = self.writer.write(rows, stop)
-        if written is None:
-            return False
+    def _account(self, written: Written) -> None:
+        """Count a committed batch: rows inserted per type, rows PostgreSQL refused."""
         inserted, refused = written
         for row, error in refused:
             self._count_malformed(row.entry_id, "refused_by_database", error=error)
@@ -168,12 +231,18 @@ class Recorder:
             metrics.ROWS_WRITTEN.labels(channel).inc(n)
         self.batches += 1
         metrics.BATCHES.inc()
-        return True
 
     @property
     def write_failures(self) -> int:
         """Failed attempts to write a batch since start (each retried)."""
         return self.writer.failures
+
+    def _finish_inflight(self) -> None:
+        """On the way out: the batch in flight committed (or given up) and, if it was, acked."""
+        try:
+            self._finish()
+        except RedisError as exc:  # committed, not acked: pending, replayed (inserting nothing)
+            log.warning("could not acknowledge the last batch", extra={"error": str(exc)})
 
     def _leave_group(self) -> None:
         try:
@@ -182,8 +251,8 @@ class Recorder:
             log.warning("could not leave the recorder group", extra={"error": str(exc)})
 
     def close(self) -> None:
-        """Close both connections."""
-        self.writer.close()
+        """Close both connections (a batch being written is finished first, not acked)."""
+        self.writer.shutdown()
         self.redis.close()
 
     # --- accounting ----------------------------------------------------------------------------

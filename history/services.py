@@ -16,6 +16,9 @@ same key and time). No unique index is needed for it (on a partitioned table one
 include `time`, and would cost a third of the table's size); writes of concurrent recorders are
 serialised by a transaction-level advisory lock instead, so two of them cannot both find a key
 missing. Rows repeated within one batch are inserted once (the first of them: `rows_split`).
+A typed tick later than its symbol's latest stored tick (read under the lock) cannot be stored
+yet, so its key is not looked up (`batch_sql.LATEST_TIMES`): in stream order only late ticks
+and replays are.
 
 Day partitions and retention: `history/partitions.py`.
 """
@@ -23,7 +26,8 @@ Day partitions and retention: `history/partitions.py`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import orjson
@@ -31,6 +35,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from history.batch_sql import (
+    CLEAR_TICK_STAGING,
     COPY_STAGING,
     COPY_TICKS,
     CREATE_STAGING,
@@ -40,6 +45,7 @@ from history.batch_sql import (
     ENSURE_WRITERS,
     ENSURE_WRITERS_OF,
     INSERTS,
+    LATEST_TIMES,
     STAGED_DAYS,
     SYMBOL_IDS,
     TICK_COPY_TYPES,
@@ -61,6 +67,8 @@ from history.tick_rows import TickValues, tick_values, utc_day
 # Retrying cannot help such a row, so the batch is split until the row is isolated.
 _ROW_ERRORS: Final = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
 _TICK_TABLE: Final = MarketTick._meta.db_table
+# Before any time: the latest stored time of a symbol without ticks.
+_NEVER: Final = datetime.min.replace(tzinfo=UTC)
 # A tick split for the typed staging table: writer, n, seq, symbol, `tick_values`' values.
 Tick = tuple[int, int, int, str, TickValues]
 
@@ -140,14 +148,24 @@ def tick_rows_write(
         cursor.execute(ENSURE_WRITERS_OF, [writers])
         cursor.execute(WRITER_IDS, [writers])
         writer_ids.update(cursor.fetchall())
-    days = {utc_day(values[0]) for _, _, _, _, values in ticks}
+    times = [values[0] for _, _, _, _, values in ticks]
+    earliest, last = min(times), max(times)
+    days = {utc_day(earliest)} if utc_day(earliest) == utc_day(last) else set(map(utc_day, times))
     created = partitions_ensure(cursor, [(_TICK_TABLE, day) for day in days], known)
+    # Staged rows of an earlier write in this transaction (the caller's, which the write is a
+    # savepoint of; ON COMMIT empties the table) would go in again unprobed: out with them.
+    cursor.execute(CLEAR_TICK_STAGING)
+    cursor.execute(LATEST_TIMES, [earliest, list(symbol_ids.values())])
+    latest = {symbol_id: stored or _NEVER for symbol_id, stored in cursor.fetchall()}
+    # symbol -> (its id, the latest time stored for it): a tick after that is not looked up
+    symbol_of = {symbol: (symbol_id, latest[symbol_id]) for symbol, symbol_id in symbol_ids.items()}
     with cursor.copy(COPY_TICKS) as copy:
         copy.set_types(TICK_COPY_TYPES)
         for writer, n, seq, symbol, values in ticks:
             if values[-1] is not None:  # fields the contract does not name: `extra`
                 values = (*values[:-1], Jsonb(values[-1], dumps=orjson.dumps))
-            copy.write_row((writer_ids[writer], n, seq, symbol_ids[symbol], *values))
+            symbol_id, stored = symbol_of[symbol]
+            copy.write_row((writer_ids[writer], n, seq, symbol_id, *values, values[0] <= stored))
     cursor.execute(TICK_INSERT)
     return _inserted(cursor, "market_data"), created
 
@@ -155,7 +173,8 @@ def tick_rows_write(
 def rows_split(rows: Iterable[StreamRow]) -> tuple[list[Tick], list[StreamRow]]:
     """The batch without repeated keys: ticks split into typed values, and the other rows.
 
-    A key repeated within the batch (per type) is written once, its first row.
+    A key repeated within the batch (per type) is written once, its first row. The record
+    `parse_entry` kept is used as it is; a row without one has its JSON parsed here.
     """
     seen: set[tuple[str, int, int]] = set()
     ticks: list[Tick] = []
@@ -166,12 +185,53 @@ def rows_split(rows: Iterable[StreamRow]) -> tuple[list[Tick], list[StreamRow]]:
             continue
         seen.add((row.channel, writer, n))
         if row.channel == "market_data":
-            split = tick_values(orjson.loads(row.record_json), row.received_at)
+            record = row.record
+            if record is None:
+                record = orjson.loads(row.record_json)
+            split = tick_values(record, row.received_at)
             if split is not None:
                 ticks.append((writer, n, row.seq, split[0], split[1]))
                 continue
         others.append(row)
     return ticks, others
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch as `batch_prepare` leaves it for `prepared_write`: the Python side of the write.
+
+    Preparing needs no connection, so the recorder prepares the next batch while PostgreSQL
+    writes the previous one (`history/batch_writer.py`).
+    """
+
+    rows: Sequence[StreamRow]
+    ticks: list[Tick]
+    others: list[StreamRow]
+
+
+def batch_prepare(rows: Sequence[StreamRow]) -> PreparedBatch:
+    """Split a batch for the write (`rows_split`), without touching the database."""
+    ticks, others = rows_split(rows)
+    return PreparedBatch(rows, ticks, others)
+
+
+def prepared_write(
+    *, conn: psycopg.Connection[Any], batch: PreparedBatch, known: set[tuple[str, date]]
+) -> dict[str, int]:
+    """Write a prepared batch in one transaction; return the rows inserted per type."""
+    inserted: dict[str, int] = {}
+    created: set[tuple[str, date]] = set()
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(WRITE_LOCK)
+        if batch.others:
+            jsonb_rows_copy(cursor, batch.others)
+            inserted, created = staged_rows_write(cursor, known)
+        if batch.ticks:
+            count, made = tick_rows_write(cursor, batch.ticks, known | created)
+            inserted["market_data"] = inserted.get("market_data", 0) + count
+            created |= made
+    known |= created
+    return inserted
 
 
 def history_rows_write(
@@ -185,40 +245,31 @@ def history_rows_write(
     `known`: the partitions this connection knows to exist (updated on commit).
     """
     known = set() if known is None else known
-    ticks, others = rows_split(rows)
-    inserted: dict[str, int] = {}
-    created: set[tuple[str, date]] = set()
-    with conn.transaction(), conn.cursor() as cursor:
-        cursor.execute(WRITE_LOCK)
-        if others:
-            jsonb_rows_copy(cursor, others)
-            inserted, created = staged_rows_write(cursor, known)
-        if ticks:
-            count, made = tick_rows_write(cursor, ticks, known | created)
-            inserted["market_data"] = inserted.get("market_data", 0) + count
-            created |= made
-    known |= created
-    return inserted
+    return prepared_write(conn=conn, batch=batch_prepare(rows), known=known)
 
 
 def history_rows_write_isolating(
     *,
     conn: psycopg.Connection[Any],
-    rows: Sequence[StreamRow],
+    rows: Sequence[StreamRow] | PreparedBatch,
     known: set[tuple[str, date]] | None = None,
 ) -> tuple[dict[str, int], list[tuple[StreamRow, str]]]:
     """Write a batch; rows PostgreSQL refuses are split off and returned with the error.
 
-    Connection and server errors propagate: those rows must be retried, never dropped.
+    `rows` may be already prepared (`batch_prepare`): its parts, if it fails, are prepared
+    again. Connection and server errors propagate: those rows must be retried, never dropped.
     """
-    pending: list[Sequence[StreamRow]] = [rows]
+    known = set() if known is None else known
+    pending: list[Sequence[StreamRow] | PreparedBatch] = [rows]
     inserted: dict[str, int] = {}
     refused: list[tuple[StreamRow, str]] = []
     # Bounded: each failed part is split in two, so at most 2 * len(rows) writes are tried.
     while pending:
-        part = pending.pop()
+        item = pending.pop()
+        batch = item if isinstance(item, PreparedBatch) else batch_prepare(item)
+        part = batch.rows
         try:
-            for channel, n in history_rows_write(conn=conn, rows=part, known=known).items():
+            for channel, n in prepared_write(conn=conn, batch=batch, known=known).items():
                 inserted[channel] = inserted.get(channel, 0) + n
         except _ROW_ERRORS as exc:
             if len(part) == 1:

@@ -60,8 +60,8 @@ class StreamGroup:
                 return True
         return False
 
-    def read(self, *, count: int, block_ms: int) -> list[Entry]:
-        """New entries for this consumer, waiting up to `block_ms` for some to arrive."""
+    def read(self, *, count: int, block_ms: int | None) -> list[Entry]:
+        """New entries for this consumer, waiting up to `block_ms` for some (None: no wait)."""
         try:
             reply: Any = self.client.xreadgroup(
                 GROUP, self.consumer, {self.stream: ">"}, count=count, block=block_ms

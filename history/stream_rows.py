@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -58,6 +58,11 @@ class StreamRow:
     received_at: datetime
     record_json: str
     row_key: str | None = None  # the writer's key: unique per table, so a re-append is a no-op
+    # What `parse_entry` already has, so that the batch write does not compute it again: the
+    # record as validated (`record_json` is its JSON), and the row key's (writer, n). Optional
+    # (a row built from JSON alone parses it when written); not part of a row's equality.
+    record: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    parts: tuple[int, int] | None = field(default=None, compare=False, repr=False)
 
     @property
     def entry_id(self) -> str:
@@ -66,6 +71,8 @@ class StreamRow:
 
     def key(self) -> tuple[int, int]:
         """The replay key: (writer, n) of the row key, else (LEGACY_WRITER, ms << 20 | seq)."""
+        if self.parts is not None:
+            return self.parts
         if self.row_key is not None:
             parts = row_key_parts(self.row_key)
             if parts is None:
@@ -108,8 +115,11 @@ def parse_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StreamRow 
         return Malformed(text_id, "not_a_row")
     channel_name, seq, received, record = value[:4]
     row_key = value[4] if len(value) == 5 else None
-    if row_key is not None and not (isinstance(row_key, str) and row_key_parts(row_key)):
-        return Malformed(text_id, "bad_row_key")
+    parts = None
+    if row_key is not None:
+        parts = row_key_parts(row_key) if isinstance(row_key, str) else None
+        if parts is None:
+            return Malformed(text_id, "bad_row_key")
     if row_key is None and (ids[0] > _LEGACY_MS_MAX or ids[1] > _LEGACY_SEQ_MAX):
         return Malformed(text_id, "bad_entry_id")  # no room for it in the legacy key
     channel = _CHANNELS.get(channel_name) if isinstance(channel_name, str) else None
@@ -132,4 +142,6 @@ def parse_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StreamRow 
         received_at=datetime.fromtimestamp(received, UTC),
         record_json=orjson.dumps(checked.record).decode(),
         row_key=row_key,
+        record=checked.record,
+        parts=parts,
     )

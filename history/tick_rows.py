@@ -12,7 +12,6 @@ and goes the JSONB way.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
@@ -22,16 +21,19 @@ from history.models import UPDATED_FORMATS, MarketTick
 
 # The typed fields of the tick table, in the staging table's column order.
 TICK_FIELDS: Final = tuple(field.column for field in MarketTick.typed_fields())
-# The spellings of updated_at that UPDATED_FORMATS rebuild, by their fraction's length: RFC 3339
-# in UTC with Z and 6, 3 or no fraction digits (ASCII digits; `fromisoformat` checks the values).
-_UPDATED_RE: Final = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z"
-)
-# Characters after the seconds (fraction and Z) -> the index into UPDATED_FORMATS.
-_FORMAT_BY_FRACTION: Final = {
-    len(".123456Z"): UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    len(".123Z"): UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    len("Z"): UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+# The spellings of updated_at that UPDATED_FORMATS rebuild: RFC 3339 in UTC with Z and 6, 3 or
+# no fraction digits. By length: (the index into UPDATED_FORMATS, the characters at 4, 7, 10,
+# 13, 16 and 19); `fromisoformat` then checks the rest (ASCII digits there, and the values).
+_SHAPE_BY_LENGTH: Final = {
+    len("2026-01-31T12:00:00.123456Z"): (
+        UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        "--T::.",
+    ),
+    len("2026-01-31T12:00:00.123Z"): (
+        UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+        "--T::.",
+    ),
+    len("2026-01-31T12:00:00Z"): (UPDATED_FORMATS.index('YYYY-MM-DD"T"HH24:MI:SS"Z"'), "--T::Z"),
 }
 _INT4: Final = 2**31
 _BIGINT_MIN: Final = -(2**63)
@@ -86,15 +88,16 @@ def tick_values(record: dict[str, Any], received_at: datetime) -> tuple[str, Tic
             return None
         time, received_us, received_whole, code = received_at, None, None, None
     else:
-        if type(updated) is not str or _UPDATED_RE.fullmatch(updated) is None:
+        if type(updated) is not str:
             return None
-        code = _FORMAT_BY_FRACTION.get(len(updated) - len("2026-01-31T12:00:00"))
-        if code is None:
+        shape = _SHAPE_BY_LENGTH.get(len(updated))
+        if shape is None or updated[4:20:3] != shape[1] or updated[-1] != "Z":
             return None
         try:
             time = datetime.fromisoformat(updated)
         except ValueError:  # 24:00:00, 23:59:60, day 31 of a 30-day month, year 0
             return None
+        code = shape[0]
         delta = (received_at - time) // _US
         if -_INT4 < delta < _INT4:
             received_us, received_whole = delta, None

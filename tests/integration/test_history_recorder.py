@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -28,15 +29,22 @@ from redis.exceptions import RedisError
 
 from aggregation.history_log import HistoryLog
 from history.batch_sql import WRITE_LOCK  # the lock recorders take turns on
+from history.batch_writer import BatchWriter
 from history.models import HISTORY_MODELS, AccountSnapshot, MarketTick, MinuteCandle, Symbol
 from history.partitions import partitions_list
 from history.recorder import Recorder, RecorderOptions
 from history.selectors import history_list
-from history.services import history_rows_write, history_rows_write_isolating, staging_create
+from history.services import (
+    batch_prepare,
+    history_rows_write,
+    history_rows_write_isolating,
+    staging_create,
+)
 from history.stream_group import GROUP, StreamGroup
 from history.stream_rows import StreamRow, parse_entry
 from shared.keys import RedisNames
 from shared.redis_clients import RedisTarget
+from shared.throttled_log import ThrottledLog
 from support.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -556,3 +564,71 @@ def test_two_writers_of_the_same_rows_at_once_insert_them_once(options: Recorder
     # then the rows are stored once: the second writer waited, then found them
     assert result == {"market_data": 0}
     assert MarketTick.objects.count() == 51
+
+
+class Crash(Exception):
+    """The recorder process dying at a chosen point (nothing after it runs)."""
+
+
+def test_a_crash_between_overlapped_batches_loses_and_duplicates_nothing(
+    recorder: Recorder, options: RecorderOptions, redis_url: str, stream: str,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    # given three batches in the stream, and a recorder that dies on acknowledging its second
+    # batch: committed, not acked, while it holds the third, read and split meanwhile
+    rows = ticks(300)
+    append(redis_url, stream, rows)
+    acks: list[int] = []
+    ack = recorder.group.ack
+
+    def ack_then_die(ids: list[bytes]) -> None:
+        acks.append(len(ids))
+        if len(acks) == 2:
+            raise Crash
+        ack(ids)
+
+    recorder.group.ack = ack_then_die  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        recorder.step(threading.Event())
+    recorder.close()
+    assert acks == [100, 100]
+    assert MarketTick.objects.count() == 200  # batches 1 and 2 committed
+    # the overlap: batch 3 had been read while batch 2 was written, so both are pending
+    assert redis_client.xpending(stream, GROUP)["pending"] == 200
+    # when another recorder takes over what the dead one left pending
+    heir = Recorder(options, consumer="heir")
+    try:
+        wait_until(lambda: idle_ms(redis_client, stream) >= 200, timeout=5, what="idle entries")
+        record_until(heir, lambda: redis_client.xlen(stream) == 0, "the takeover")
+    finally:
+        heir.close()
+    # then every row is stored once and counted once in the candles, nothing is pending, and
+    # the replayed batch inserted nothing
+    found = stored(MarketTick)
+    assert sorted(r["seq"] for r in found) == [seq for _, seq, _ in rows]
+    assert MinuteCandle.objects.aggregate(n=Sum("ticks"))["n"] == 300
+    assert heir.claimed == 200
+    assert heir.written["market_data"] == 100
+    assert redis_client.xpending(stream, GROUP)["pending"] == 0
+
+
+def test_shutdown_gives_up_a_write_retrying_against_an_unreachable_postgresql() -> None:
+    # given a batch handed to the writer's thread, retrying while PostgreSQL refuses connections
+    writer = BatchWriter(
+        f"postgres://postgres@127.0.0.1:{free_port()}/nowhere",
+        throttled=ThrottledLog(logging.getLogger("test"), interval_s=10),
+    )
+    rows = [StreamRow(1, 0, "market_data", 1, datetime.now(UTC), '{"symbol":"A","last_price":1}')]
+    stop = threading.Event()  # not set until the end (so that a failure cannot hang the run)
+    future = writer.submit(batch_prepare(rows), stop)
+    try:
+        wait_until(lambda: writer.failures >= 2, timeout=10, what="the write retried")
+        # when the writer is shut down (the recorder leaving on an error)
+        stopping = threading.Thread(target=writer.shutdown, daemon=True)
+        stopping.start()
+        stopping.join(timeout=5)
+        # then it returns without waiting for PostgreSQL, and the batch was not written
+        assert not stopping.is_alive()
+        assert future.result(timeout=0) is None
+    finally:
+        stop.set()

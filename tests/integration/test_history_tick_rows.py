@@ -248,3 +248,44 @@ def test_repeated_keys_are_written_once() -> None:
         with conn.cursor() as cursor:
             cursor.execute("SELECT sum(ticks) FROM history_minutecandle")
             assert cursor.fetchone() == (101,)
+
+
+def test_a_replay_behind_newer_rows_is_found_and_a_new_row_at_the_latest_time_is_not() -> None:
+    # Only ticks at or before their symbol's latest stored time have their key looked up
+    # (`batch_sql.LATEST_TIMES`): the others cannot be stored yet.
+    with connection.cursor() as django_cursor:
+        django_cursor.execute("SELECT 1")
+    conn = connection.connection
+    staging_create(conn=conn)
+
+    def at(second: int) -> str:
+        return f"2026-03-14T09:27:{second:02d}.000001Z"
+
+    def tick_of(n: int, symbol: str, second: int) -> StreamRow:
+        return row(n, tick(symbol=symbol, updated_at=at(second), last_price=float(n)))
+
+    # given ticks of A and B stored, then later ticks of A only
+    first = [tick_of(s, "A", s) for s in range(1, 11)] + [
+        tick_of(100 + s, "B", s) for s in range(1, 11)
+    ]
+    later = [tick_of(s, "A", s) for s in range(11, 21)]
+    with conn.transaction(force_rollback=True), conn.cursor() as cursor:
+        assert history_rows_write(conn=conn, rows=first) == {"market_data": 20}
+        assert history_rows_write(conn=conn, rows=later) == {"market_data": 10}
+        # when a batch mixes replays (behind A's latest, at B's latest) with new ticks (after
+        # each symbol's latest, and one of B at its latest time under a new key)
+        mixed = [
+            first[4],  # A at 5
+            first[19],  # B at 10, B's latest
+            later[9],  # A at 20, A's latest
+            tick_of(111, "B", 11),
+            tick_of(21, "A", 21),
+            tick_of(110_000, "B", 10),
+        ]
+        # then only the new ones are inserted, once each, and the candles count each tick once
+        assert history_rows_write(conn=conn, rows=mixed) == {"market_data": 3}
+        assert history_rows_write(conn=conn, rows=mixed) == {"market_data": 0}
+        cursor.execute("SELECT sum(ticks), count(*) FROM history_minutecandle")
+        assert cursor.fetchone() == (33, 2)
+        cursor.execute("SELECT count(*) FROM history_markettick")
+        assert cursor.fetchone() == (33,)
