@@ -92,3 +92,46 @@ def identical(a: Any, b: Any) -> bool:
 
 
 _NOTHING: Any = object()  # absent: differs from every JSON value, null included
+
+
+def merge_changes(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any] | None:
+    """One set of changes equal to applying `first` and then `second`, or None if there is none.
+
+    Conflation (realtime/fanout.py): two consecutive updates sent as one. Every path of `first`
+    at or below a path of `second` is overwritten by it and dropped; the rest of `first` keeps its
+    order and `second` follows, so `apply_changes(s, merge_changes(a, b))` equals
+    `apply_changes(apply_changes(s, a), b)` for every snapshot `s` the two apply to. Dropping a
+    path of `first` is exact unless an entry of `second` before the one that covers it lies
+    below it (that entry relied on what `first` put there): then None, and the updates are sent
+    as they are. The worker's updates never have that shape (an entity is whole or fields, never
+    both, in one update), so None is for other callers' inputs.
+    """
+    order = {path: index for index, path in enumerate(second)}
+    # For every proper prefix of a path of `second`: the index of its first path below it.
+    first_below: dict[str, int] = {}
+    for index, path in enumerate(second):
+        prefix = path
+        while (dot := prefix.rfind(".")) >= 0:
+            prefix = prefix[:dot]
+            first_below.setdefault(prefix, index)
+    merged: dict[str, Any] = {}
+    for path, value in first.items():
+        cover = _covering(path, order)
+        if cover is None:
+            merged[path] = value
+        elif first_below.get(path, cover) < cover:
+            return None
+    merged.update(second)
+    return merged
+
+
+def _covering(path: str, order: Mapping[str, int]) -> int | None:
+    """The index of the first path of `order` that is `path` or one of its ancestors."""
+    found = order.get(path)
+    prefix = path
+    while (dot := prefix.rfind(".")) >= 0:
+        prefix = prefix[:dot]
+        index = order.get(prefix)
+        if index is not None and (found is None or index < found):
+            found = index
+    return found
