@@ -101,7 +101,7 @@ async def test_a_web_process_behind_sends_merged_frames_that_chain_exactly(stack
         await current.follow(current_ws, target)
         await behind.follow(behind_ws, target)
         # then the current process sent each worker frame, the one behind fewer, merged ones
-        assert len(current.frames) >= TICKS - 1, current.frames
+        assert len(current.frames) >= TICKS // 2, current.frames  # the worker may merge two
         assert len(behind.frames) < len(current.frames), (behind.frames, current.frames)
         assert any(
             sum(base <= b and s <= seq for b, s in current.frames) >= 2
