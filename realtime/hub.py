@@ -30,6 +30,7 @@ from django.conf import settings
 from realtime import metrics, notices, shutdown, status
 from realtime.access_recheck import access_recheck
 from realtime.close_codes import CLOSE_GOING_AWAY
+from realtime.conflation import PendingUpdate
 from realtime.gc_policy import gc_policy
 from realtime.group_subscription import CONTROL, RECEIVE, GroupSubscription, UnknownEvent
 from realtime.member import Member, write_each
@@ -81,6 +82,10 @@ class Hub:
         )
         self.received = 0
         self.gaps = 0
+        # Each cadence's update not yet fanned out, and how many worker frames were merged into
+        # another (realtime/conflation.py).
+        self._pending: dict[str, PendingUpdate] = {}
+        self.conflated = 0
         self.stats = WebStats(interval_s=config.stats_log_interval_s, process_id=self.process_id)
         self.status = status.StatusFeed(
             self.redis,
@@ -155,16 +160,33 @@ class Hub:
         notices.deliver(self._by_id.values(), dict(event))
 
     def state_update(self, event: StateUpdate) -> None:
-        """Apply one update to the mirror, keep it for resumes, and hand it to every member of
-        its cadence."""
+        """Apply one update to the mirror, keep it for resumes, and fan it out to every member of
+        its cadence on the loop's next turn, merged with the cadence's next ones if they arrive
+        before it (realtime/conflation.py: the process is behind)."""
         self.received += 1
-        changes: dict[str, Any] = msgpack.unpackb(event["msgpack"])["changes"]
+        frame = msgpack.unpackb(event["msgpack"])
+        changes: dict[str, Any] = frame["changes"]
         epoch = event.get("epoch", "")  # "" from a worker older than epochs (a rolling upgrade)
         if self.mirror.apply(event["base_seq"], event["seq"], changes, epoch) == "gap":
             self.gaps += 1
             self._reload()
         cadence = event["cadence"]
         self.resumes.add(event, epoch, asyncio.get_running_loop().time())
+        pending = self._pending.get(cadence)
+        if pending is not None:
+            if pending.absorb(event, changes, frame.get("timestamp")):
+                self.conflated += 1
+                return
+            self._fan_out(cadence)  # it does not continue the pending one: that goes out first
+        self._pending[cadence] = PendingUpdate(event, changes, frame.get("timestamp"))
+        asyncio.get_running_loop().call_soon(self._fan_out, cadence)
+
+    def _fan_out(self, cadence: str) -> None:
+        """Hand the cadence's pending update to every member of the cadence."""
+        pending = self._pending.pop(cadence, None)
+        if pending is None:
+            return
+        event, changes = pending.event(), pending.changes
         delivered = 0
         for member in tuple(self._members.get(cadence, ())):
             try:  # free unless it raises (3.11): one broken connection must not stop the rest

@@ -30,6 +30,7 @@ class HubCounts(Protocol):
 
     received: int  # update events from the channel layer
     gaps: int  # sequence gaps in the hub's own stream (each reloads the mirror)
+    conflated: int  # update events merged into another before their fan-out (behind)
 
     @property
     def resubscribes(self) -> int:
@@ -50,6 +51,7 @@ class _Reading:
     errors: int
     updates_received: int
     gaps: int
+    conflated: int
     resubscribes: int
 
 
@@ -72,6 +74,7 @@ class WebStats:
             errors=0,
             updates_received=0,
             gaps=0,
+            conflated=0,
             resubscribes=0,
         )
 
@@ -112,6 +115,7 @@ class WebStats:
             "errors": now.errors - last.errors,
             "updates_received": now.updates_received - last.updates_received,
             "gaps": now.gaps - last.gaps,
+            "updates_conflated": now.conflated - last.conflated,
             "resubscribes": now.resubscribes - last.resubscribes,
         }
         log.info("web stats", extra=line)
@@ -130,6 +134,7 @@ def _read(hub: HubCounts) -> _Reading:
         errors=ErrorCount.count,
         updates_received=hub.received,
         gaps=hub.gaps,
+        conflated=hub.conflated,
         resubscribes=hub.resubscribes,
     )
 

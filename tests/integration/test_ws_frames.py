@@ -139,6 +139,11 @@ async def test_an_open_connection_does_not_keep_its_handshake() -> None:
         assert isinstance(connection, PausedCloseProtocol)
         assert not hasattr(connection, "request")
         assert not hasattr(connection, "response")
+        # nor the request's headers, which websockets' parser (a generator that parsed the
+        # request and now parses frames) still references
+        request = connection.conn.parser.gi_frame.f_locals["request"]
+        assert request.method == "GET"
+        assert not request.headers
         # and the connection works as before
         await app.broadcast({"type": "websocket.send", "text": "still here"})
         async with asyncio.timeout(10):
