@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import time
@@ -19,6 +20,7 @@ import websockets
 from psycopg import sql
 from websockets.asyncio.client import ClientConnection
 
+from shared.core.changes import apply_changes
 from support.processes import (
     ManagedProcess,
     free_port,
@@ -248,3 +250,51 @@ def post_notice(
         return response.status, json.loads(response.read() or b"null")
     finally:
         connection.close()
+
+
+def worker_and_webs(log_dir: Path, *names: str) -> Iterator[Stack]:
+    """A worker and one uvicorn web process per name (`stack.web_ports` in that order)."""
+    from django.conf import settings
+
+    deployment = Stack(redis_url=str(settings.CONFIG.redis_url), log_dir=log_dir)
+    try:
+        deployment.start_worker()
+        for name in names:
+            deployment.start_web(name)
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def tick(stack: Stack, symbol: str, price: float) -> None:
+    """Publish one market-data tick."""
+    stack.publish("market_data", symbol, {"symbol": symbol, "last_price": price})
+
+
+class CarefulClient:
+    """A client's copy of the state, checking every update's epoch and base_seq against its seq
+    as a careful client would (contract 4.1); `frames` lists the (base_seq, seq) it applied."""
+
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        assert snapshot["type"] == "snapshot", snapshot
+        self.data: dict[str, Any] = copy.deepcopy(snapshot["data"])
+        self.seq: int = snapshot["seq"]
+        self.epoch: str = snapshot["epoch"]
+        self.frames: list[tuple[int, int]] = []
+
+    def apply(self, frame: dict[str, Any]) -> None:
+        assert frame["type"] == "update", frame  # no resync snapshot: nothing was lost
+        assert frame["epoch"] == self.epoch
+        assert frame["base_seq"] <= self.seq < frame["seq"], (self.seq, frame)
+        apply_changes(self.data, frame["changes"])
+        self.frames.append((frame["base_seq"], frame["seq"]))
+        self.seq = frame["seq"]
+
+    async def follow(self, ws: ClientConnection, until: int) -> None:
+        """Apply updates until the client is at `until` or past it."""
+        while self.seq < until:
+            self.apply(await receive(ws, timeout=10))
+
+    def query(self) -> dict[str, str]:
+        """The resume query for where it is."""
+        return {"since": str(self.seq), "epoch": self.epoch}

@@ -10,18 +10,22 @@ clients end exactly at a fresh snapshot's state.
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import signal
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection
 
-from shared.core.changes import apply_changes
-from tests.e2e.stack import Stack, connect, receive, wait_quiet
+from tests.e2e.stack import (
+    CarefulClient,
+    Stack,
+    connect,
+    receive,
+    tick,
+    wait_quiet,
+    worker_and_webs,
+)
 
 pytestmark = [pytest.mark.e2e]
 
@@ -32,45 +36,7 @@ SPACING_S = 0.4  # above the web cadence (250 ms): each tick is a worker frame o
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A worker and two uvicorn web processes."""
-    from django.conf import settings
-
-    deployment = Stack(
-        redis_url=str(settings.CONFIG.redis_url), log_dir=tmp_path_factory.mktemp("conflation")
-    )
-    try:
-        deployment.start_worker()
-        deployment.start_web("web-behind")
-        deployment.start_web("web-current")
-        yield deployment
-    finally:
-        deployment.stop()
-
-
-class Client:
-    """A careful client: checks every update's base_seq against its seq, counts the frames."""
-
-    def __init__(self, snapshot: dict[str, Any]) -> None:
-        assert snapshot["type"] == "snapshot", snapshot
-        self.data: dict[str, Any] = copy.deepcopy(snapshot["data"])
-        self.seq: int = snapshot["seq"]
-        self.epoch: str = snapshot["epoch"]
-        self.frames: list[tuple[int, int]] = []  # (base_seq, seq) of each update applied
-
-    def apply(self, frame: dict[str, Any]) -> None:
-        assert frame["type"] == "update", frame  # no resync snapshot: nothing was lost
-        assert frame["epoch"] == self.epoch
-        assert frame["base_seq"] <= self.seq < frame["seq"], (self.seq, frame)
-        apply_changes(self.data, frame["changes"])
-        self.frames.append((frame["base_seq"], frame["seq"]))
-        self.seq = frame["seq"]
-
-    async def follow(self, ws: ClientConnection, until: int) -> None:
-        while self.seq < until:
-            self.apply(await receive(ws, timeout=10))
-
-
-def tick(stack: Stack, symbol: str, price: float) -> None:
-    stack.publish("market_data", symbol, {"symbol": symbol, "last_price": price})
+    yield from worker_and_webs(tmp_path_factory.mktemp("conflation"), "web-behind", "web-current")
 
 
 async def test_a_web_process_behind_sends_merged_frames_that_chain_exactly(stack: Stack) -> None:
@@ -83,7 +49,10 @@ async def test_a_web_process_behind_sends_merged_frames_that_chain_exactly(stack
         connect(stack.ws_url(behind_port, type="web")) as behind_ws,
         connect(stack.ws_url(current_port, type="web")) as current_ws,
     ):
-        behind, current = Client(await receive(behind_ws)), Client(await receive(current_ws))
+        behind, current = (
+            CarefulClient(await receive(behind_ws)),
+            CarefulClient(await receive(current_ws)),
+        )
         await behind.follow(behind_ws, start)
         await current.follow(current_ws, start)
         behind.frames.clear()

@@ -8,18 +8,23 @@ why; every frame a client applies passes the client's own continuity check.
 from __future__ import annotations
 
 import asyncio
-import copy
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection
 
-from shared.core.changes import apply_changes
 from support.processes import wait_until
-from tests.e2e.stack import Stack, connect, receive, wait_quiet
+from tests.e2e.stack import (
+    CarefulClient,
+    Stack,
+    connect,
+    receive,
+    tick,
+    wait_quiet,
+    worker_and_webs,
+)
 
 pytestmark = [pytest.mark.e2e]
 
@@ -27,54 +32,14 @@ pytestmark = [pytest.mark.e2e]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A worker and two uvicorn web processes, A and B (`stack.web_ports`)."""
-    from django.conf import settings
-
-    deployment = Stack(
-        redis_url=str(settings.CONFIG.redis_url), log_dir=tmp_path_factory.mktemp("resume")
-    )
-    try:
-        deployment.start_worker()
-        deployment.start_web("web-a")
-        deployment.start_web("web-b")
-        yield deployment
-    finally:
-        deployment.stop()
+    yield from worker_and_webs(tmp_path_factory.mktemp("resume"), "web-a", "web-b")
 
 
-class Client:
-    """A client's copy of the state, checking every frame as a careful client would."""
-
-    def __init__(self, snapshot: dict[str, Any]) -> None:
-        assert snapshot["type"] == "snapshot", snapshot
-        self.data: dict[str, Any] = copy.deepcopy(snapshot["data"])
-        self.seq: int = snapshot["seq"]
-        self.epoch: str = snapshot["epoch"]
-
-    def apply(self, frame: dict[str, Any]) -> None:
-        assert frame["type"] == "update", frame
-        assert frame["epoch"] == self.epoch
-        assert frame["base_seq"] <= self.seq < frame["seq"], (self.seq, frame)
-        apply_changes(self.data, frame["changes"])
-        self.seq = frame["seq"]
-
-    async def follow(self, ws: ClientConnection, until: int) -> None:
-        """Apply updates until the client is at `until` or past it."""
-        while self.seq < until:
-            self.apply(await receive(ws))
-
-    def query(self) -> dict[str, str]:
-        return {"since": str(self.seq), "epoch": self.epoch}
-
-
-def tick(stack: Stack, symbol: str, price: float) -> None:
-    stack.publish("market_data", symbol, {"symbol": symbol, "last_price": price})
-
-
-async def settled_client(stack: Stack, port: int, **query: str) -> tuple[Client, int]:
+async def settled_client(stack: Stack, port: int, **query: str) -> tuple[CarefulClient, int]:
     """A client that followed the state until it settled; and the settled seq."""
     target = wait_quiet(stack, quiet_s=0.4)
     async with connect(stack.ws_url(port, **query)) as ws:
-        client = Client(await receive(ws))
+        client = CarefulClient(await receive(ws))
         await client.follow(ws, target)
     return client, target
 
@@ -84,7 +49,7 @@ async def fresh_snapshot(stack: Stack, port: int, **query: str) -> dict[str, Any
         return await receive(ws)
 
 
-async def resume_and_compare(stack: Stack, client: Client, port: int, **query: str) -> None:
+async def resume_and_compare(stack: Stack, client: CarefulClient, port: int, **query: str) -> None:
     """Resume `client` on `port`: recovered, the missed updates, then exactly the state."""
     since = client.seq
     target = wait_quiet(stack, quiet_s=0.4)
