@@ -22,9 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-import orjson
-
+from realtime.protocol import Format, encode, update_frame
 from shared.core.changes import compose_changes
 from shared.events import StateUpdate
 
@@ -48,8 +46,7 @@ class PendingUpdate:
 
     def absorb(self, event: StateUpdate, changes: dict[str, Any], timestamp: Any) -> bool:
         """Merge the cadence's next worker frame into this one; False if it does not continue
-        it exactly (another lineage, a hole): then this one
-        must go out first, as it is."""
+        it exactly (another lineage, a hole): then this one must go out first, as it is."""
         if event.get("epoch", "") != self._event.get("epoch", ""):
             return False
         if not event["base_seq"] <= self.seq < event["seq"]:
@@ -61,25 +58,22 @@ class PendingUpdate:
 
     def event(self) -> StateUpdate:
         """The update to fan out: the worker's own when nothing was merged, else the merge,
-        encoded once per format (the frame's fields in the worker's order)."""
+        encoded once per format (`protocol.update_frame`, as the worker's)."""
         if self.frames == 1:
             return self._event
         last, first = self._event, self.first
-        frame = {
-            "type": "update",
-            "seq": last["seq"],
-            "base_seq": first["base_seq"],
-            "epoch": last.get("epoch", ""),
-            "timestamp": self.timestamp,
-            "changes": self.changes,
-        }
+        epoch = last.get("epoch", "")
+        frame = update_frame(last["seq"], first["base_seq"], epoch, self.timestamp, self.changes)
+        as_json, as_msgpack = encode(frame, Format.JSON), encode(frame, Format.MSGPACK)
+        assert isinstance(as_json, str)
+        assert isinstance(as_msgpack, bytes)
         return {
             "type": "state.update",
             "cadence": last["cadence"],
             "seq": last["seq"],
             "base_seq": first["base_seq"],
-            "epoch": last.get("epoch", ""),
+            "epoch": epoch,
             "sent_at": first["sent_at"],  # the oldest change's: the broadcast latency metric
-            "json": orjson.dumps(frame).decode(),
-            "msgpack": msgpack.packb(frame),
+            "json": as_json,
+            "msgpack": as_msgpack,
         }
