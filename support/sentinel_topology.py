@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -18,6 +19,7 @@ MASTER_NAME = "desk"
 DOWN_AFTER_MS = 1000
 # ...and a failover that stalls is retried by another sentinel after this long.
 FAILOVER_TIMEOUT_MS = 5000
+BIND_ATTEMPTS = 3
 QUORUM = 2  # two of three sentinels agree the master is down: survives losing any one
 
 
@@ -32,26 +34,54 @@ class RedisNode:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *args: str, binary: str = "redis-server") -> None:
-        """Start `binary` with `args`; wait until it answers PING."""
+        """Start `binary` with `args` on this node's port; wait until it answers PING.
+
+        A port `free_port` chose can be taken before the server binds it (by any socket of the
+        machine's in the meantime): then the server exits saying so, and it starts again on
+        another port, up to `BIND_ATTEMPTS` times. Any other exit fails at once, with its log.
+        """
         server = shutil.which(binary)
         assert server, f"{binary} must be installed (.ci/run installs it)"
-        self.process = subprocess.Popen(
-            [server, *args, "--logfile", str(self.workdir / "redis.log")],
-            cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self.answers, timeout=20, what=f"redis {self.name}")
+        for _ in range(BIND_ATTEMPTS):
+            (self.workdir / "redis.log").unlink(missing_ok=True)
+            with (self.workdir / "console.log").open("wb") as console:  # before the log opens
+                self.process = subprocess.Popen(
+                    [server, *args, "--port", str(self.port), "--logfile", "redis.log"],
+                    cwd=self.workdir,
+                    stdout=console,
+                    stderr=subprocess.STDOUT,
+                )
+            wait_until(self._up_or_exited, timeout=20, what=f"redis {self.name}")
+            if self.process.poll() is None:
+                return
+            if "Address already in use" not in self.log_tail():
+                raise AssertionError(f"redis {self.name} exited:\n{self.log_tail()}")
+            self.port = free_port()
+        raise AssertionError(f"redis {self.name} found no free port in {BIND_ATTEMPTS} tries")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last `lines` lines of what this node wrote: its console, then its log."""
+        text = ""
+        for name in ("console.log", "redis.log"):
+            with contextlib.suppress(FileNotFoundError):
+                text += (self.workdir / name).read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:]) or "(nothing written)"
+
+    def _up_or_exited(self) -> bool:
+        assert self.process is not None
+        return self.process.poll() is not None or self.answers()
 
     def client(self) -> redis.Redis:
         """A direct client of this node (no Sentinel)."""
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
 
     def answers(self) -> bool:
-        """Whether it answers PING."""
+        """Whether this node's own process answers on its port (not some other server)."""
+        if self.process is None:
+            return False
         try:
             with self.client() as client:
-                return bool(client.ping())
+                return int(client.info("server")["process_id"]) == self.process.pid
         except redis.RedisError:
             return False
 
@@ -84,10 +114,8 @@ class SentinelTopology:
     def start(self) -> None:
         """Start every node and wait until the sentinels see the replica and each other."""
         data = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.master.start("--port", str(self.master.port), *data)
+        self.master.start(*data)
         self.replica.start(
-            "--port",
-            str(self.replica.port),
             *data,
             "--replicaof",
             "127.0.0.1",
@@ -97,7 +125,6 @@ class SentinelTopology:
         for sentinel in self.sentinels:
             conf = sentinel.workdir / "sentinel.conf"  # a sentinel rewrites its own config
             conf.write_text(
-                f"port {sentinel.port}\n"
                 "bind 127.0.0.1\n"
                 f"dir {sentinel.workdir}\n"
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} {QUORUM}\n"
@@ -107,7 +134,10 @@ class SentinelTopology:
                 encoding="utf-8",
             )
             sentinel.start(str(conf), binary="redis-sentinel")
-        wait_until(self._sentinels_ready, timeout=30, what="the sentinels to find each other")
+        try:
+            wait_until(self._sentinels_ready, timeout=30, what="the sentinels to find each other")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}\n{self._report()}") from None
 
     def stop(self) -> None:
         """Stop every node still running."""
@@ -134,6 +164,22 @@ class SentinelTopology:
         except redis.RedisError:
             return False
         return isinstance(slave, dict) and slave.get("state") == "online"
+
+    def _report(self) -> str:
+        """What each sentinel sees of the master, and the tail of every node's log."""
+        parts = []
+        for node in [self.master, self.replica, *self.sentinels]:
+            view = ""
+            if node in self.sentinels:
+                try:
+                    with node.client() as client:
+                        state = client.sentinel_master(MASTER_NAME)
+                    view = f" sees {state['num-slaves']} replica(s), "
+                    view += f"{state['num-other-sentinels']} other sentinel(s)"
+                except redis.RedisError as error:
+                    view = f" does not answer: {error}"
+            parts.append(f"--- {node.name} on port {node.port}{view}\n{node.log_tail()}")
+        return "\n".join(parts)
 
     def _sentinels_ready(self) -> bool:
         for sentinel in self.sentinels:

@@ -52,12 +52,12 @@ def test_the_sentinel_configuration_is_accepted_by_redis_sentinel(tmp_path: Path
     master = RedisNode(tmp_path, "master")
     sentinel = RedisNode(tmp_path, "sentinel")
     lines = config_lines(sentinel_services(compose()["services"])["sentinel1"])
-    text = "\n".join(lines).replace("port 26379", f"port {sentinel.port}\nbind 127.0.0.1")
-    text = text.replace("monitor desk redis 6379", f"monitor desk 127.0.0.1 {master.port}")
-    conf = sentinel.workdir / "sentinel.conf"
-    conf.write_text(text + "\n", encoding="utf-8")
     try:
-        master.start("--port", str(master.port), "--bind", "127.0.0.1", "--save", "")
+        master.start("--bind", "127.0.0.1", "--save", "")  # its port is final once it runs
+        text = "\n".join(lines).replace("port 26379", "bind 127.0.0.1")  # port: start's own
+        text = text.replace("monitor desk redis 6379", f"monitor desk 127.0.0.1 {master.port}")
+        conf = sentinel.workdir / "sentinel.conf"
+        conf.write_text(text + "\n", encoding="utf-8")
         # when redis-sentinel runs it
         sentinel.start(str(conf), binary="redis-sentinel")
         # then it monitors the master with the profile's quorum and timings
