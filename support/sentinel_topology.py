@@ -19,8 +19,9 @@ MASTER_NAME = "desk"
 DOWN_AFTER_MS = 1000
 # ...and a failover that stalls is retried by another sentinel after this long.
 FAILOVER_TIMEOUT_MS = 5000
-BIND_ATTEMPTS = 3
 QUORUM = 2  # two of three sentinels agree the master is down: survives losing any one
+
+BIND_ATTEMPTS = 3  # ports a node tries when the one it chose was taken before it bound it
 
 
 class RedisNode:
@@ -34,7 +35,7 @@ class RedisNode:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *args: str, binary: str = "redis-server") -> None:
-        """Start `binary` with `args` on this node's port; wait until it answers PING.
+        """Start `binary` with `args` on this node's port; wait until it answers as itself.
 
         A port `free_port` chose can be taken before the server binds it (by any socket of the
         machine's in the meantime): then the server exits saying so, and it starts again on

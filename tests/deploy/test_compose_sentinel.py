@@ -54,7 +54,8 @@ def test_the_sentinel_configuration_is_accepted_by_redis_sentinel(tmp_path: Path
     lines = config_lines(sentinel_services(compose()["services"])["sentinel1"])
     try:
         master.start("--bind", "127.0.0.1", "--save", "")  # its port is final once it runs
-        text = "\n".join(lines).replace("port 26379", "bind 127.0.0.1")  # port: start's own
+        # the sentinel's port is the one `start` passes on its command line
+        text = "\n".join(lines).replace("port 26379", "bind 127.0.0.1")
         text = text.replace("monitor desk redis 6379", f"monitor desk 127.0.0.1 {master.port}")
         conf = sentinel.workdir / "sentinel.conf"
         conf.write_text(text + "\n", encoding="utf-8")

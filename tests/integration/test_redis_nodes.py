@@ -22,9 +22,9 @@ def test_a_node_whose_port_was_taken_starts_on_another_and_answers_as_itself(
     # given a Redis server already on the port the second node chose
     first = RedisNode(tmp_path, "first")
     second = RedisNode(tmp_path, "second")
-    second.port = first.port
     try:
         first.start("--bind", "127.0.0.1", "--save", "")
+        second.port = first.port  # after the start: the port `first` ended up on
         # when the second node starts
         second.start("--bind", "127.0.0.1", "--save", "")
         # then it runs on a port of its own, and its port answers with its own process
