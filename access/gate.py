@@ -175,7 +175,7 @@ async def _admit(
             return Refusal(CLOSE_UNAUTHORIZED, "invalid, expired or revoked token")
         return Admission(credential, address, listed_origin)
     # The session is looked up only now, after the per-address limits: the ASGI stack only
-    # reads the cookie's value (access.asgi.SessionKeyMiddleware), it resolves no user.
+    # reads the cookie's value (realtime.routing), it resolves no user.
     session_key = scope.get("session_key")
     if session_key:
         session_credential = await asession_credential(session_key)

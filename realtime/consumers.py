@@ -86,6 +86,20 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         # Derived once here, not per update: whether the worker's frames fit as they are.
         self.takes_everything = protocol.is_everything(value)
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' `AsyncConsumer.__call__` for a consumer with no layer, less its
+        `await_many_dispatch`: with one source of messages that is this loop, but it wraps every
+        receive in a task of its own waited for by `asyncio.wait` (a task, a future and a set a
+        message, and one more coroutine frame for the connection's life)."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its `aclose_old_connections()` before every handler: a
         thread-pool hop per handshake, client frame and close (three per connection). This
@@ -121,6 +135,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         self.admission, self.subscription = admitted
         self.hub = await get_hub()
         await self.accept()
+        # The handshake's headers (~0.9 KiB) were for the gate; nothing reads them again.
+        self.scope["headers"] = ()
         self.bucket = TokenBucket(config.client_messages_per_s, config.client_messages_burst)
         self.refreshes = RefreshMerger(
             TokenBucket(config.client_refreshes_per_s, config.client_refreshes_burst),

@@ -164,3 +164,33 @@ async def test_the_hub_writes_to_the_servers_own_send_past_any_middleware() -> N
     # the communicator plays the server: what it passed as `send` is what the writer steps
     assert member.writer._send == communicator.output_queue.put
     await communicator.disconnect()
+    # and the consumer holds the server's own scope (no copy per connection), whose handshake
+    # headers it let go of once the gate had read them
+    assert member.scope is communicator.scope
+    assert member.scope["headers"] == ()
+    assert member.scope["session_key"] is None
+
+
+@pytest.mark.parametrize("path", ["/wsx", "/ws/", "/api/v1/state", "/", "/desk/ws"])
+async def test_a_websocket_handshake_for_a_path_other_than_ws_is_refused(path: str) -> None:
+    from dashboard_project.asgi import application
+
+    communicator = WebsocketCommunicator(application, path, headers=[(b"host", b"localhost")])
+    # refused before the accept (uvicorn answers HTTP 403), not an exception in the application
+    assert await communicator.connect(timeout=10) == (False, 1008)
+
+
+@pytest.mark.usefixtures("fresh_access_state", "hub_stopped_after")
+async def test_the_ws_route_is_found_below_the_deployments_root_path() -> None:
+    from dashboard_project.asgi import application
+
+    _, key = await database_sync_to_async(token_issue)(name="root-path")
+    communicator = WebsocketCommunicator(
+        application,
+        f"/desk{URL}",
+        headers=[(b"host", b"localhost"), (b"authorization", f"Bearer {key}".encode())],
+    )
+    communicator.scope["root_path"] = "/desk"
+    assert (await communicator.connect(timeout=10))[0]
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "snapshot"
+    await communicator.disconnect()
