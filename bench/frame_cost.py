@@ -7,12 +7,15 @@ connections that read and discard. Then, in rounds alternating between the two, 
 
 - `product`: `SocketWriter.write_payload` (one ASGI message per payload, shared) into the
   protocol's send, which writes the frame's bytes built once per payload;
+- `coroutine`: the same, without the protocol's synchronous `send_now` (the writer creates and
+  steps the protocol's `send` coroutine per client: the path before `send_now`);
 - `uvicorn`: `SocketWriter.write` of a new message dict per client into uvicorn's own
   `WebSocketsSansIOProtocol.send` (encode, `Frame`, serialize, join per client): the path
   before this change.
 
-Prints the CPU (process time) per client frame of each, and their ratio. One process, one
-machine, interleaved rounds: the ratio holds on a shared machine where absolute times do not.
+Prints the CPU (process time) per client frame of each, and their ratios (last line: JSON).
+One process, one machine, interleaved rounds: the ratios hold on a shared machine where
+absolute times do not.
 Run: `.venv/bin/python bench/frame_cost.py [--clients 2000] [--rounds 100]`.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import socket
@@ -89,7 +93,7 @@ async def measure(args: argparse.Namespace) -> None:
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
     from realtime.writer import SocketWriter
-    from realtime.ws_close import PausedCloseProtocol
+    from realtime.ws_close import PausedCloseProtocol, send_now_of
 
     protocols: list[PausedCloseProtocol] = []
 
@@ -119,41 +123,55 @@ async def measure(args: argparse.Namespace) -> None:
     while len(protocols) < args.clients:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
 
-    def writers(send_of: Any) -> list[SocketWriter]:
+    def writers(send_of: Any, *, now: bool = False) -> list[SocketWriter]:
         return [
-            SocketWriter(send_of(p), limit=64, on_overflow_drained=lambda: None) for p in protocols
+            SocketWriter(
+                send_of(p),
+                limit=64,
+                on_overflow_drained=lambda: None,
+                send_now=send_now_of(p.send) if now else None,
+            )
+            for p in protocols
         ]
 
-    product = writers(lambda p: p.send)
-    before = writers(lambda p: types.MethodType(WebSocketsSansIOProtocol.send, p))
+    paths = {
+        "product": writers(lambda p: p.send, now=True),
+        "coroutine": writers(lambda p: p.send),
+        "uvicorn": writers(lambda p: types.MethodType(WebSocketsSansIOProtocol.send, p)),
+    }
     body = "x" * 900
-    costs: dict[str, list[float]] = {"product": [], "uvicorn": []}
+    costs: dict[str, list[float]] = {name: [] for name in paths}
+    names = list(paths)
     for round_ in range(args.rounds):
-        for name in ("product", "uvicorn") if round_ % 2 else ("uvicorn", "product"):
+        for name in names[round_ % 3 :] + names[: round_ % 3]:
             payload = f'{{"type":"update","seq":{round_},"body":"{body}"}}'  # a fresh object
             started = time.process_time()
-            if name == "product":
-                for writer in product:
-                    writer.write_payload(payload)
-            else:
-                for writer in before:
+            if name == "uvicorn":
+                for writer in paths[name]:
                     writer.write({"type": "websocket.send", "text": payload})
+            else:
+                for writer in paths[name]:
+                    writer.write_payload(payload)
             costs[name].append((time.process_time() - started) / args.clients)
             await asyncio.sleep(0.02)  # let the sockets drain
-    backlogged = sum(w.backlogged for w in (*product, *before))
+    backlogged = sum(w.backlogged for group in paths.values() for w in group)
     stop.set()
     clients.join(timeout=30)
     server.should_exit = True
     await serving
     load = os.getloadavg()
-    product_us = statistics.median(costs["product"]) * 1e6
-    uvicorn_us = statistics.median(costs["uvicorn"]) * 1e6
+    us = {name: statistics.median(costs[name]) * 1e6 for name in paths}
     print(
         f"clients={args.clients} rounds={args.rounds} payload={len(payload)} B "
         f"load average {load[0]:.2f}; backlogged writers at the end: {backlogged}\n"
-        f"CPU per client frame (median of rounds): product {product_us:.2f} us, "
-        f"uvicorn's send {uvicorn_us:.2f} us; ratio {product_us / uvicorn_us:.2f}"
+        f"CPU per client frame (median of rounds): product (send_now) {us['product']:.2f} us, "
+        f"product's send coroutine {us['coroutine']:.2f} us, "
+        f"uvicorn's send {us['uvicorn']:.2f} us"
     )
+    figures = {f"{name}_us_per_client_frame": round(value, 3) for name, value in us.items()}
+    figures["ratio_product_to_coroutine"] = round(us["product"] / us["coroutine"], 3)
+    figures["ratio_product_to_uvicorn"] = round(us["product"] / us["uvicorn"], 3)
+    print(json.dumps({"clients": args.clients, "rounds": args.rounds, **figures}))
 
 
 def main() -> None:

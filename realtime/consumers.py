@@ -44,6 +44,7 @@ from realtime.protocol import (
 from realtime.refresh import RefreshMerger
 from realtime.resume import Refused
 from realtime.writer import SocketWriter
+from realtime.ws_close import send_now_of
 from shared.clock import rfc3339_now
 from shared.events import StateUpdate
 
@@ -153,6 +154,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             on_overflow_drained=self._resync,
             write_timeout_s=config.ws_write_timeout_s,
             on_stalled=self._stalled,
+            send_now=send_now_of(self.base_send),
         )
         self.continuity = Continuity(0)
         self.sent_seq = 0

@@ -37,7 +37,7 @@ class WebSocketApplication:
     def __init__(self) -> None:
         self.cookie_name: str = settings.SESSION_COOKIE_NAME
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         """Called by the server for each connection."""
         if route_path(scope) != WS_PATH:
             await refuse_unrouted(receive, send)

@@ -61,6 +61,7 @@ class SocketWriter:
         "_progress_at",
         "_queue",
         "_send",
+        "_send_now",
         "_write_timeout_s",
         "closed",
         "dropped",
@@ -78,8 +79,12 @@ class SocketWriter:
         on_overflow_drained: Callable[[], None],
         write_timeout_s: float | None = None,
         on_stalled: Callable[[], None] = lambda: None,
+        send_now: Callable[[AsgiMessage], bool] | None = None,
     ) -> None:
         self._send = send
+        # The server's synchronous write, when it has one (realtime.ws_close.send_now_of):
+        # tried first, so a frame a writable socket takes costs no coroutine.
+        self._send_now = send_now
         self._limit = limit
         self._limit_bytes = limit_bytes
         self._queue: deque[AsgiMessage] | None = None  # while a drain is in progress
@@ -130,6 +135,11 @@ class SocketWriter:
                 return
             queue.append(message)
             self.queued_bytes += size
+            return
+        send_now = self._send_now
+        if send_now is not None and send_now(message):
+            self.sent += 1
+            TOTALS.bytes += _size(message) if size is None else size
             return
         # ASGI servers' send callables are coroutine functions (daphne, uvicorn, Channels'
         # wrappers), so the awaitable can be stepped by hand.

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -93,28 +94,37 @@ class PausedCloseProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]  # the calls uvicorn makes, no more
 
+    def send_now(self, message: Any) -> bool:
+        """Write a `websocket.send` at once, if the connection is open and writable and
+        uncompressed, as bytes shared by every client; whether it was written (if not, `send`
+        does what uvicorn's does). Synchronous: the writer calls it for every client of a
+        broadcast, where creating and stepping a `send` coroutine per client cost more than
+        the write (`send_now_of`)."""
+        conn = self.conn
+        if (
+            self.writable.is_set()
+            and not (self.close_sent or self.disconnected or conn.extensions or conn.writes)
+            and conn.state is State.OPEN
+            and not conn.expect_continuation_frame
+            and self.handshake_complete
+            and self.initial_response is None
+        ):
+            # What uvicorn's send does then (bytes before text), less the copies.
+            data = message.get("bytes")
+            if data is not None:
+                self.transport.write(_wire(_BINARY, Opcode.BINARY, data))
+                return True
+            text = message.get("text")
+            if text is not None:
+                self.transport.write(_wire(_TEXT, Opcode.TEXT, text))
+                return True
+        return False
+
     async def send(self, message: Any) -> None:
         """The ASGI send: a close while writes are paused resets the connection at once; a
         frame on an open, writable connection is written as bytes shared by every client."""
-        if message["type"] == "websocket.send":
-            conn = self.conn
-            if (
-                self.writable.is_set()
-                and not (self.close_sent or self.disconnected or conn.extensions or conn.writes)
-                and conn.state is State.OPEN
-                and not conn.expect_continuation_frame
-                and self.handshake_complete
-                and self.initial_response is None
-            ):
-                # What uvicorn's send does then (bytes before text), less the copies.
-                data = message.get("bytes")
-                if data is not None:
-                    self.transport.write(_wire(_BINARY, Opcode.BINARY, data))
-                    return
-                text = message.get("text")
-                if text is not None:
-                    self.transport.write(_wire(_TEXT, Opcode.TEXT, text))
-                    return
+        if message["type"] == "websocket.send" and self.send_now(message):
+            return
         if (
             message["type"] == "websocket.close"
             and not self.writable.is_set()
@@ -145,3 +155,11 @@ class PausedCloseProtocol(WebSocketsSansIOProtocol):
             with contextlib.suppress(AttributeError):
                 self.request.headers.clear()
                 del self.request, self.response
+
+
+def send_now_of(send: Any) -> Callable[[Any], bool] | None:
+    """The synchronous write of the connection whose ASGI `send` this is, when its server is
+    uvicorn with this protocol (the consumer's `send` is the protocol's bound method); None
+    for any other server (daphne) or a test's communicator."""
+    protocol = getattr(send, "__self__", None)
+    return protocol.send_now if isinstance(protocol, PausedCloseProtocol) else None

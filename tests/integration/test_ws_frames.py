@@ -106,6 +106,40 @@ async def test_one_payload_object_is_encoded_once_and_reaches_every_client() -> 
             assert wire == bytes([0x81, len(text.encode())]) + text.encode()
 
 
+async def test_the_writer_of_a_uvicorn_connection_writes_without_a_send_coroutine() -> None:
+    from realtime.writer import SocketWriter
+
+    # given a client connected to the product's protocol, and a writer on its send
+    app = Broadcaster()
+    async with serving(app) as server:
+        url = f"ws://127.0.0.1:{server.config.port}/"
+        async with websockets.connect(url, compression=None) as client:
+            await joined(app, 1)
+            (send,) = app.sends
+            send_now = ws_close.send_now_of(send)
+            assert send_now is not None
+            calls: list[Any] = []
+
+            async def counted(message: dict[str, Any]) -> None:
+                calls.append(message)
+                await send(message)
+
+            writer = SocketWriter(
+                counted, limit=4, on_overflow_drained=lambda: None, send_now=send_now
+            )
+            # when two frames are written
+            writer.write_payload("one")
+            writer.write_payload(b"two")
+            # then the client has both, and the ASGI send was never called
+            async with asyncio.timeout(10):
+                assert await client.recv() == "one"
+                assert await client.recv() == b"two"
+            assert calls == []
+            assert writer.sent == 2
+    # and a send that is not this protocol's has no synchronous write
+    assert ws_close.send_now_of(counted) is None
+
+
 async def test_a_compressed_connection_gets_its_own_frames() -> None:
     # given a client that negotiated per-message deflate, and one that did not
     app = Broadcaster()

@@ -251,3 +251,39 @@ async def test_one_payload_is_one_message_for_every_writer() -> None:
     assert all(a is b for a, b in zip(sends[0].delivered, sends[1].delivered[1:], strict=True))
     assert slow.queued_bytes == 0
     assert TOTALS.bytes - before == 2 * (len(text.encode()) + len(data)) + len(b"first")
+
+
+class SendNow:
+    """A server's synchronous write: takes a frame while the socket is writable, else refuses."""
+
+    def __init__(self, send: GatedSend) -> None:
+        self.send = send
+        self.written: list[dict[str, Any]] = []
+
+    def __call__(self, message: dict[str, Any]) -> bool:
+        if not self.send.writable.is_set():
+            return False
+        self.written.append(message)
+        return True
+
+
+async def test_a_servers_synchronous_write_is_used_first_and_the_send_when_it_refuses() -> None:
+    send = GatedSend()
+    now = SendNow(send)
+    writer = SocketWriter(send, limit=4, on_overflow_drained=lambda: None, send_now=now)
+    # a writable socket takes the frame with no send coroutine
+    writer.write(frame(0))
+    assert now.written == [frame(0)]
+    assert send.delivered == []
+    # a paused one: the send coroutine waits, and later frames queue behind it in order,
+    # even once the socket could take them at once (no frame overtakes the drain)
+    send.writable.clear()
+    writer.write(frame(1))
+    send.writable.set()
+    writer.write(frame(2))
+    assert now.written == [frame(0)]
+    await drain_done(writer)
+    assert send.delivered == [frame(1), frame(2)]
+    writer.write(frame(3))
+    assert now.written == [frame(0), frame(3)]
+    assert writer.sent == 4
