@@ -102,7 +102,8 @@ class PausedCloseProtocol(WebSocketsSansIOProtocol):
         the write (`send_now_of`)."""
         conn = self.conn
         if (
-            self.writable.is_set()
+            message["type"] == "websocket.send"
+            and self.writable.is_set()
             and not (self.close_sent or self.disconnected or conn.extensions or conn.writes)
             and conn.state is State.OPEN
             and not conn.expect_continuation_frame
@@ -123,7 +124,7 @@ class PausedCloseProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         """The ASGI send: a close while writes are paused resets the connection at once; a
         frame on an open, writable connection is written as bytes shared by every client."""
-        if message["type"] == "websocket.send" and self.send_now(message):
+        if self.send_now(message):
             return
         if (
             message["type"] == "websocket.close"

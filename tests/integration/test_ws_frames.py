@@ -136,6 +136,8 @@ async def test_the_writer_of_a_uvicorn_connection_writes_without_a_send_coroutin
                 assert await client.recv() == b"two"
             assert calls == []
             assert writer.sent == 2
+            # and what is not a frame goes to the ASGI send: a close is never written as data
+            assert not send_now({"type": "websocket.close", "code": 1000, "text": "x"})
     # and a send that is not this protocol's has no synchronous write
     assert ws_close.send_now_of(counted) is None
 
