@@ -5,7 +5,7 @@ server's `send` for every connection — every frame the hub wrote then went thr
 coroutines (the session wrapper's save check and the cookie middleware), a third of the
 web process's time under fan-out — and built a lazy session store per handshake. A WebSocket
 never saves a session (channels saves only on `http.response.start`), so the server's `send`
-is the consumer's, and the consumer's writer steps it directly. `access.gate` looks the
+is the consumer's, and the consumer's writer writes through it directly. `access.gate` looks the
 key up (cached) after the per-address limits.
 """
 
@@ -19,7 +19,6 @@ from django.http.cookie import parse_cookie
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def session_key(scope: Scope, cookie_name: str) -> str | None:

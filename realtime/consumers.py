@@ -56,10 +56,6 @@ _ids = itertools.count(1)
 class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
     """A dashboard connection: snapshot, then the updates of its cadence it subscribes to."""
 
-    # Broadcasts reach consumers through the process hub, not a layer channel per consumer:
-    # an alias with no layer configured makes Channels skip creating one.
-    channel_layer_alias = "__no_layer__"
-
     hub: Hub
     writer: SocketWriter
     continuity: Continuity
@@ -91,7 +87,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
         """Channels' `AsyncConsumer.__call__` for a consumer with no layer, less its
         `await_many_dispatch`: with one source of messages that is this loop, but it wraps every
         receive in a task of its own waited for by `asyncio.wait` (a task, a future and a set a
-        message, and one more coroutine frame for the connection's life)."""
+        message, and one more coroutine frame for the connection's life). Broadcasts reach
+        consumers through the process hub, so no layer channel is made per consumer."""
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
